@@ -1,0 +1,36 @@
+//! # graven-verify
+//!
+//! The offline verifier for graven ledgers, and the single definition of their hashing and
+//! proof rules. It trusts nothing but the public keys it is given.
+//!
+//! * [`hash`]: RFC 6962 leaf and node hashing.
+//! * [`tree`]: stored-hash layout, tree hashes, and inclusion and consistency proofs
+//!   (RFC 9162 §2.1.3, §2.1.4), proved from any [`tree::HashReader`] and checked offline;
+//!   the [`tree::CompactRange`] that folds leaves in one at a time.
+//! * [`note`]: C2SP signed notes with Ed25519 keys, vkeys and private key texts.
+//! * [`checkpoint`]: C2SP tlog-checkpoint text.
+//! * [`proof`]: the offline proof files, `c2sp.org/tlog-proof@v1` for inclusion and the
+//!   tlog-witness `add-checkpoint` body for consistency, and their end-to-end checks.
+//!
+//! The crate depends only on small, widely audited crates (sha2, ed25519-dalek, base64,
+//! getrandom, lexopt for the binary's arguments, serde_json for its `--json` output). It has
+//! no network, storage or async code; an auditor can read all of it in an afternoon.
+//! `docs/FORMAT.md` in the repository documents every format byte by byte.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod hash;
+pub mod note;
+pub mod proof;
+pub mod tree;
+
+pub use checkpoint::{Checkpoint, FormatError, VerifiedCheckpoint, open_checkpoint};
+pub use hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash};
+pub use note::{NoteError, Signer, Verifier};
+pub use proof::{ConsistencyProof, InclusionProof, VerifyError};
+pub use tree::{
+    CompactRange, HashReader, ProofError, ProveError, check_consistency, check_inclusion,
+    prove_consistency, prove_inclusion, stored_hash_count, stored_hash_index, tree_hash,
+};

@@ -1,0 +1,361 @@
+//! `graven-verify`: the auditor's command line. Checks checkpoints, inclusion proofs and
+//! consistency proofs offline against public keys, and generates keys.
+//!
+//! Exit status: 0 verified, 1 not verified, 2 bad usage or unreadable/malformed input.
+//! On success one line goes to stdout; on failure one line to stderr. It never panics on
+//! input.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use graven_verify::checkpoint::{CheckpointError, VerifiedCheckpoint, open_checkpoint};
+use graven_verify::note::{NoteError, Signer, Verifier, parse_verifier_list};
+use graven_verify::proof::{
+    ConsistencyProof, InclusionProof, VerifyError, verify_consistency, verify_inclusion,
+};
+use lexopt::prelude::*;
+
+const USAGE: &str = "\
+graven-verify: check graven (and any C2SP) checkpoints and proofs offline
+
+Usage:
+  graven-verify checkpoint  --key VKEY_FILE [--json] CHECKPOINT_FILE
+  graven-verify inclusion   --key VKEY_FILE --entry ENTRY_FILE [--json] PROOF_FILE
+  graven-verify consistency --key VKEY_FILE --old OLD_CHECKPOINT_FILE [--json] PROOF_FILE
+  graven-verify keygen [--out KEY_FILE] NAME
+
+Commands:
+  checkpoint   Check the signature of a signed checkpoint note.
+  inclusion    Check that ENTRY_FILE (the raw entry bytes) is in the log, given a
+               c2sp.org/tlog-proof@v1 proof that ends with a signed checkpoint.
+  consistency  Check that the checkpoint in PROOF_FILE (a tlog-witness add-checkpoint
+               body: `old N`, proof hashes, blank line, checkpoint) extends the old one.
+  keygen       Write a new Ed25519 private key for key name NAME to KEY_FILE (default:
+               NAME with unsafe characters replaced, plus .key; never overwritten) and
+               print its verifier key.
+
+Options:
+  --key VKEY_FILE  Trusted verifier keys, one vkey per line (`#` starts a comment).
+  --json           Print the result as one JSON object.
+  -h, --help       Print this help.
+  -V, --version    Print the version.
+
+A file argument of `-` reads standard input.
+
+Exit status: 0 verified, 1 not verified (tampering, wrong key, failed proof),
+2 bad usage or unreadable or malformed input.
+";
+
+/// The largest file read: checkpoints and proofs are a few kilobytes, entries small.
+const MAX_INPUT: u64 = 64 << 20;
+
+/// How a run ended, other than in success.
+enum Failure {
+    /// Exit 1: the input is well formed but does not verify.
+    NotVerified(String),
+    /// Exit 2: bad usage, unreadable or malformed input.
+    Input(String),
+}
+
+impl Failure {
+    fn code(&self) -> u8 {
+        match self {
+            Failure::NotVerified(_) => 1,
+            Failure::Input(_) => 2,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::NotVerified(m) | Failure::Input(m) => m,
+        }
+    }
+}
+
+impl From<lexopt::Error> for Failure {
+    fn from(e: lexopt::Error) -> Self {
+        Failure::Input(format!("{e} (see graven-verify --help)"))
+    }
+}
+
+fn usage(msg: &str) -> Failure {
+    Failure::Input(format!("{msg} (see graven-verify --help)"))
+}
+
+/// Reads a whole file, or standard input for `-`, up to [`MAX_INPUT`] bytes.
+fn read_input(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+    let mut data = Vec::new();
+    let result = if path == Path::new("-") {
+        io::stdin().take(MAX_INPUT + 1).read_to_end(&mut data)
+    } else {
+        fs::File::open(path).and_then(|f| f.take(MAX_INPUT + 1).read_to_end(&mut data))
+    };
+    result.map_err(|e| Failure::Input(format!("cannot read {what} {}: {e}", path.display())))?;
+    if data.len() as u64 > MAX_INPUT {
+        return Err(Failure::Input(format!(
+            "{what} {} is larger than {MAX_INPUT} bytes",
+            path.display()
+        )));
+    }
+    Ok(data)
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, Failure> {
+    String::from_utf8(read_input(path, what)?)
+        .map_err(|_| Failure::Input(format!("{what} {} is not UTF-8 text", path.display())))
+}
+
+fn read_keys(path: &Path) -> Result<Vec<Verifier>, Failure> {
+    parse_verifier_list(&read_text(path, "key file")?)
+        .map_err(|e| Failure::Input(format!("key file {}: {e}", path.display())))
+}
+
+/// Classifies a checkpoint failure: a bad or missing signature is "not verified"; text
+/// that is not a signed checkpoint at all is malformed input.
+fn checkpoint_failure(what: &str, e: CheckpointError) -> Failure {
+    match e {
+        CheckpointError::Note(NoteError::Unverified | NoteError::BadSignature(_)) => {
+            Failure::NotVerified(format!("{what}: {e}"))
+        }
+        _ => Failure::Input(format!("{what}: {e}")),
+    }
+}
+
+fn verify_failure(e: VerifyError) -> Failure {
+    match e {
+        VerifyError::Checkpoint(c) => checkpoint_failure("checkpoint", c),
+        other => Failure::NotVerified(other.to_string()),
+    }
+}
+
+/// The arguments shared by the three checking commands.
+#[derive(Default)]
+struct CheckArgs {
+    key: Option<PathBuf>,
+    entry: Option<PathBuf>,
+    old: Option<PathBuf>,
+    json: bool,
+    file: Option<PathBuf>,
+}
+
+fn parse_check_args(parser: &mut lexopt::Parser, wants: &[&str]) -> Result<CheckArgs, Failure> {
+    let mut args = CheckArgs::default();
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("key") => args.key = Some(parser.value()?.into()),
+            Long("entry") if wants.contains(&"entry") => args.entry = Some(parser.value()?.into()),
+            Long("old") if wants.contains(&"old") => args.old = Some(parser.value()?.into()),
+            Long("json") => args.json = true,
+            Short('h') | Long("help") => return Err(Failure::Input(String::new())),
+            Value(v) if args.file.is_none() => args.file = Some(v.into()),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    if args.key.is_none() {
+        return Err(usage("missing --key VKEY_FILE"));
+    }
+    for w in wants {
+        let missing = match *w {
+            "entry" => args.entry.is_none(),
+            "old" => args.old.is_none(),
+            _ => false,
+        };
+        if missing {
+            return Err(usage(&format!("missing --{w}")));
+        }
+    }
+    if args.file.is_none() {
+        return Err(usage("missing the file to check"));
+    }
+    Ok(args)
+}
+
+/// Fields of a success report, in output order.
+struct Report {
+    kind: &'static str,
+    index: Option<u64>,
+    old_size: Option<u64>,
+    head: VerifiedCheckpoint,
+}
+
+impl Report {
+    fn line(&self, json: bool) -> String {
+        let c = &self.head.checkpoint;
+        if json {
+            let mut obj = serde_json::Map::new();
+            obj.insert("verified".into(), self.kind.into());
+            obj.insert("origin".into(), c.origin.clone().into());
+            if let Some(i) = self.index {
+                obj.insert("index".into(), i.into());
+            }
+            if let Some(old) = self.old_size {
+                obj.insert("old_size".into(), old.into());
+            }
+            obj.insert("size".into(), c.size.into());
+            obj.insert("root".into(), c.root.to_hex().into());
+            obj.insert("signed_by".into(), self.head.verified_by.clone().into());
+            serde_json::Value::Object(obj).to_string()
+        } else {
+            let mut line = format!("verified {}: origin {}", self.kind, c.origin);
+            if let Some(i) = self.index {
+                line.push_str(&format!(" index {i}"));
+            }
+            if let Some(old) = self.old_size {
+                line.push_str(&format!(" old size {old}"));
+            }
+            line.push_str(&format!(" size {} root {}", c.size, c.root.to_hex()));
+            line
+        }
+    }
+}
+
+fn cmd_checkpoint(parser: &mut lexopt::Parser) -> Result<String, Failure> {
+    let args = parse_check_args(parser, &[])?;
+    let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
+    let file = args.file.unwrap_or_default();
+    let note = read_input(&file, "checkpoint")?;
+    let head = open_checkpoint(&note, &keys).map_err(|e| checkpoint_failure("checkpoint", e))?;
+    Ok(Report {
+        kind: "checkpoint",
+        index: None,
+        old_size: None,
+        head,
+    }
+    .line(args.json))
+}
+
+fn cmd_inclusion(parser: &mut lexopt::Parser) -> Result<String, Failure> {
+    let args = parse_check_args(parser, &["entry"])?;
+    let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
+    let entry = read_input(args.entry.as_deref().unwrap_or(Path::new("")), "entry")?;
+    let file = args.file.unwrap_or_default();
+    let proof = InclusionProof::parse(&read_text(&file, "proof")?)
+        .map_err(|e| Failure::Input(format!("proof {}: {e}", file.display())))?;
+    let head = verify_inclusion(&proof, &entry, &keys).map_err(verify_failure)?;
+    Ok(Report {
+        kind: "inclusion",
+        index: Some(proof.index),
+        old_size: None,
+        head,
+    }
+    .line(args.json))
+}
+
+fn cmd_consistency(parser: &mut lexopt::Parser) -> Result<String, Failure> {
+    let args = parse_check_args(parser, &["old"])?;
+    let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
+    let old = read_input(
+        args.old.as_deref().unwrap_or(Path::new("")),
+        "old checkpoint",
+    )?;
+    let file = args.file.unwrap_or_default();
+    let proof = ConsistencyProof::parse(&read_text(&file, "proof")?)
+        .map_err(|e| Failure::Input(format!("proof {}: {e}", file.display())))?;
+    // Open the old checkpoint first on its own, so its failures name it.
+    open_checkpoint(&old, &keys).map_err(|e| checkpoint_failure("old checkpoint", e))?;
+    let (_, head) = verify_consistency(&proof, &old, &keys).map_err(verify_failure)?;
+    Ok(Report {
+        kind: "consistency",
+        index: None,
+        old_size: Some(proof.old_size),
+        head,
+    }
+    .line(args.json))
+}
+
+/// A file name for a key name: letters, digits, `-` and `.` kept, the rest `_`.
+fn default_key_file(name: &str) -> PathBuf {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    PathBuf::from(format!("{safe}.key"))
+}
+
+/// Creates `path` for writing, refusing to overwrite, readable by the owner only.
+fn create_private_file(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+fn cmd_keygen(parser: &mut lexopt::Parser) -> Result<String, Failure> {
+    let mut out: Option<PathBuf> = None;
+    let mut name: Option<String> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("out") | Short('o') => out = Some(parser.value()?.into()),
+            Short('h') | Long("help") => return Err(Failure::Input(String::new())),
+            Value(v) if name.is_none() => {
+                name = Some(v.into_string().map_err(|_| usage("NAME must be UTF-8"))?)
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let name = name.ok_or_else(|| usage("missing NAME"))?;
+    let signer =
+        Signer::generate(&name).map_err(|e| Failure::Input(format!("key name {name:?}: {e}")))?;
+    let path = out.unwrap_or_else(|| default_key_file(&name));
+    let mut file = create_private_file(&path)
+        .map_err(|e| Failure::Input(format!("cannot create key file {}: {e}", path.display())))?;
+    file.write_all(format!("{}\n", signer.to_private_key()).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Failure::Input(format!("cannot write key file {}: {e}", path.display())))?;
+    eprintln!("graven-verify: wrote private key to {}", path.display());
+    Ok(signer.verifier().to_vkey())
+}
+
+fn run() -> Result<Option<String>, Failure> {
+    let mut parser = lexopt::Parser::from_env();
+    let command = match parser.next()? {
+        Some(Value(cmd)) => cmd.into_string().unwrap_or_default(),
+        Some(Short('h') | Long("help")) => return Ok(Some(USAGE.trim_end().to_owned())),
+        Some(Short('V') | Long("version")) => {
+            return Ok(Some(format!("graven-verify {}", env!("CARGO_PKG_VERSION"))));
+        }
+        Some(other) => return Err(other.unexpected().into()),
+        None => return Err(usage("missing command")),
+    };
+    let result = match command.as_str() {
+        "checkpoint" => cmd_checkpoint(&mut parser),
+        "inclusion" => cmd_inclusion(&mut parser),
+        "consistency" => cmd_consistency(&mut parser),
+        "keygen" => cmd_keygen(&mut parser),
+        "help" => return Ok(Some(USAGE.trim_end().to_owned())),
+        other => return Err(usage(&format!("unknown command {other:?}"))),
+    };
+    match result {
+        // `--help` after a command: the empty input failure is the signal.
+        Err(Failure::Input(m)) if m.is_empty() => Ok(Some(USAGE.trim_end().to_owned())),
+        other => other.map(Some),
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(out) => {
+            if let Some(line) = out {
+                // A closed stdout (`| head`) is not a verification failure.
+                let _ = writeln!(io::stdout(), "{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("graven-verify: {}", failure.message());
+            ExitCode::from(failure.code())
+        }
+    }
+}
