@@ -9,6 +9,7 @@
 //!   the [`tree::CompactRange`] that folds leaves in one at a time.
 //! * [`note`]: C2SP signed notes with Ed25519 keys, vkeys and private key texts.
 //! * [`checkpoint`]: C2SP tlog-checkpoint text.
+//! * [`entry`]: the journal entry, the bytes of each leaf of a graven ledger.
 //! * [`proof`]: the offline proof files, `c2sp.org/tlog-proof@v1` for inclusion and the
 //!   tlog-witness `add-checkpoint` body for consistency, and their end-to-end checks.
 //!
@@ -21,12 +22,14 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod entry;
 pub mod hash;
 pub mod note;
 pub mod proof;
 pub mod tree;
 
 pub use checkpoint::{Checkpoint, FormatError, VerifiedCheckpoint, open_checkpoint};
+pub use entry::{Entry, EntryError, Operation};
 pub use hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash};
 pub use note::{NoteError, Signer, Verifier};
 pub use proof::{ConsistencyProof, InclusionProof, VerifyError};
