@@ -1,0 +1,819 @@
+//! The `graven` command line: `serve`, and the client commands scripts rely on.
+//!
+//! Output is for scripts: receipts and documents as one JSON object per line, checkpoints,
+//! keys and proofs as the exact text `graven-verify` reads, entries as raw bytes. Errors
+//! print one line on stderr and exit 1; usage errors exit 2.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use graven_verify::{ConsistencyProof, Hash, InclusionProof};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::engine::Config;
+use crate::pb;
+use crate::server::MAX_MESSAGE_BYTES;
+
+/// graven: a verifiable ledger database.
+#[derive(Debug, Parser)]
+#[command(name = "graven", version, about, long_about = None)]
+pub struct Cli {
+    /// Server address for client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "GRAVEN_SERVER",
+        default_value = "http://127.0.0.1:7420"
+    )]
+    pub server: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Create, list, describe, update or delete ledgers.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+    /// Create, list or drop tables.
+    #[command(subcommand)]
+    Table(TableCommand),
+    /// Insert a document; prints the receipt.
+    Insert {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+        /// The document, a JSON object; `-` reads it from standard input.
+        json: String,
+        /// Document id (generated when absent).
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        key: IdempotencyArg,
+    },
+    /// Replace a document; prints the receipt.
+    Update {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+        /// Document id.
+        id: String,
+        /// The new document, a JSON object; `-` reads it from standard input.
+        json: String,
+        /// Only update if the document is at this version.
+        #[arg(long)]
+        expect_version: Option<u64>,
+        #[command(flatten)]
+        key: IdempotencyArg,
+    },
+    /// Delete a document; prints the receipt.
+    Delete {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+        /// Document id.
+        id: String,
+        /// Only delete if the document is at this version.
+        #[arg(long)]
+        expect_version: Option<u64>,
+        #[command(flatten)]
+        key: IdempotencyArg,
+    },
+    /// Run several operations atomically, from a JSON file (`-` for stdin); prints the
+    /// receipt. The file: {"operations": [{"insert": {"table": "t", "id": "1",
+    /// "document": {...}}}, {"update": {..., "expect_version": 0}}, {"delete": {...}},
+    /// {"check": {"table": "t", "id": "1", "version": 3 | "exists": true |
+    /// "not_exists": true}}], "idempotency_key": "optional"}.
+    Transact {
+        /// Ledger name.
+        ledger: String,
+        /// The transaction file; `-` reads standard input.
+        file: String,
+    },
+    /// Print a document: {"id", "version", "index", "document"}.
+    Get {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+        /// Document id.
+        id: String,
+        /// A given version instead of the current one.
+        #[arg(long)]
+        version: Option<u64>,
+    },
+    /// Print every revision of a document, one JSON object per line, oldest first.
+    History {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+        /// Document id.
+        id: String,
+    },
+    /// Print a table's live documents, one JSON object per line, by id.
+    Scan {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+    },
+    /// Print the latest signed checkpoint, verbatim.
+    Checkpoint {
+        /// Ledger name.
+        ledger: String,
+    },
+    /// Print the ledger's verifier key (vkey).
+    Key {
+        /// Ledger name.
+        ledger: String,
+    },
+    /// Write the raw entry bytes (the leaf data) at a journal index to stdout.
+    Entry {
+        /// Ledger name.
+        ledger: String,
+        /// Journal index.
+        index: u64,
+    },
+    /// Print proofs in the text forms graven-verify checks.
+    #[command(subcommand)]
+    Proof(ProofCommand),
+}
+
+/// `graven serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data folder.
+    #[arg(long, env = "GRAVEN_DATA", default_value = "./graven-data")]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "GRAVEN_LISTEN", default_value = "127.0.0.1:7420")]
+    pub listen: SocketAddr,
+    /// Server name: ledgers created from now on get checkpoint origin `<name>/<ledger>`.
+    #[arg(long, env = "GRAVEN_NAME", default_value = "graven.local")]
+    pub name: String,
+    /// Largest document, in bytes of canonical JSON.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_document_bytes: usize,
+    /// Most operations in one transaction.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_transaction_operations: usize,
+    /// Largest transaction, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_transaction_bytes: usize,
+    /// redb cache per ledger, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub cache_mib: usize,
+}
+
+/// Retry safety for single-operation commands.
+#[derive(Debug, Args)]
+pub struct IdempotencyArg {
+    /// Idempotency key: a retry with the same key returns the first receipt.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+}
+
+/// `graven ledger ...`
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Create a ledger; prints its description.
+    Create {
+        /// Ledger name.
+        name: String,
+        /// Import this private key file (graven-verify keygen) instead of generating one;
+        /// its name must be the ledger's origin.
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
+        /// Create with deletion protection off.
+        #[arg(long)]
+        no_deletion_protection: bool,
+    },
+    /// List ledger names.
+    List,
+    /// Print a ledger's description as JSON.
+    Describe {
+        /// Ledger name.
+        name: String,
+    },
+    /// Change a ledger's settings.
+    Update {
+        /// Ledger name.
+        name: String,
+        /// Turn deletion protection on or off.
+        #[arg(long, action = clap::ArgAction::Set)]
+        deletion_protection: Option<bool>,
+    },
+    /// Delete a ledger (deletion protection must be off).
+    Delete {
+        /// Ledger name.
+        name: String,
+    },
+}
+
+/// `graven table ...`
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// Create a table.
+    Create {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+    },
+    /// List tables.
+    List {
+        /// Ledger name.
+        ledger: String,
+    },
+    /// Drop a table.
+    Drop {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+    },
+}
+
+/// `graven proof ...`
+#[derive(Debug, Subcommand)]
+pub enum ProofCommand {
+    /// A c2sp.org/tlog-proof@v1 inclusion proof for the entry at INDEX.
+    Inclusion {
+        /// Ledger name.
+        ledger: String,
+        /// Journal index.
+        index: u64,
+        /// Tree size of the checkpoint (default: the latest).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// A consistency proof from OLD_SIZE, as a tlog-witness add-checkpoint body.
+    Consistency {
+        /// Tree size of the older checkpoint.
+        ledger: String,
+        /// Old tree size.
+        old_size: u64,
+        /// New tree size (default: the latest).
+        #[arg(long)]
+        size: Option<u64>,
+    },
+}
+
+impl ServeArgs {
+    /// The engine configuration these options describe.
+    pub fn config(&self) -> Config {
+        let mut c = Config::new(&self.data);
+        c.server_name = self.name.clone();
+        c.limits.max_document_bytes = self.max_document_bytes;
+        c.limits.max_transaction_operations = self.max_transaction_operations;
+        c.limits.max_transaction_bytes = self.max_transaction_bytes;
+        c.cache_bytes = self.cache_mib << 20;
+        c
+    }
+}
+
+/// Connected clients of the three services.
+pub struct Client {
+    admin: pb::admin_client::AdminClient<Channel>,
+    docs: pb::documents_client::DocumentsClient<Channel>,
+    proofs: pb::proofs_client::ProofsClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `server` (an http:// URL).
+    pub async fn connect(server: &str) -> anyhow::Result<Client> {
+        let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
+            .with_context(|| format!("invalid server address {server:?}"))?
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {server}"))?;
+        Ok(Client::from_channel(channel))
+    }
+
+    /// Clients over an existing channel.
+    pub fn from_channel(channel: Channel) -> Client {
+        Client {
+            admin: pb::admin_client::AdminClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            docs: pb::documents_client::DocumentsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            proofs: pb::proofs_client::ProofsClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        }
+    }
+}
+
+/// Turns a gRPC status into one readable line.
+fn rpc(status: tonic::Status) -> anyhow::Error {
+    anyhow!("{:?}: {}", status.code(), status.message())
+}
+
+/// A document argument: the JSON itself, or `-` for standard input.
+fn document_arg(arg: &str) -> anyhow::Result<Vec<u8>> {
+    if arg == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("reading the document from standard input")?;
+        Ok(buf)
+    } else {
+        Ok(arg.as_bytes().to_vec())
+    }
+}
+
+fn receipt_json(r: &pb::Receipt) -> Value {
+    let results: Vec<Value> = r
+        .results
+        .iter()
+        .map(|o| json!({"table": o.table, "id": o.id, "version": o.version, "index": o.index}))
+        .collect();
+    let mut v = json!({
+        "tx": r.tx_id,
+        "first_index": r.first_index,
+        "revisions": r.revisions,
+        "commit_micros": r.commit_micros,
+        "replayed": r.replayed,
+        "results": results,
+        "checkpoint": r.checkpoint,
+    });
+    // Single-operation commands also get the operation's fields at the top level.
+    if let ([only], Some(obj)) = (r.results.as_slice(), v.as_object_mut()) {
+        obj.insert("table".into(), only.table.clone().into());
+        obj.insert("id".into(), only.id.clone().into());
+        obj.insert("version".into(), only.version.into());
+        obj.insert("index".into(), json!(only.index));
+    }
+    v
+}
+
+fn revision_json(r: &pb::Revision) -> anyhow::Result<String> {
+    // The stored canonical JSON is spliced in unchanged.
+    let document: Option<Box<RawValue>> = if r.json.is_empty() {
+        None
+    } else {
+        Some(
+            RawValue::from_string(
+                String::from_utf8(r.json.clone()).context("server sent a non-UTF-8 document")?,
+            )
+            .context("server sent invalid JSON")?,
+        )
+    };
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        table: &'a str,
+        id: &'a str,
+        version: u64,
+        index: u64,
+        operation: &'a str,
+        tx: u64,
+        commit_micros: u64,
+        principal: &'a str,
+        document: Option<Box<RawValue>>,
+    }
+    Ok(serde_json::to_string(&Out {
+        table: &r.table,
+        id: &r.id,
+        version: r.version,
+        index: r.index,
+        operation: &r.operation,
+        tx: r.tx_id,
+        commit_micros: r.commit_micros,
+        principal: &r.principal,
+        document,
+    })?)
+}
+
+fn ledger_json(i: &pb::LedgerInfo) -> Value {
+    json!({
+        "name": i.name,
+        "origin": i.origin,
+        "size": i.size,
+        "vkey": i.vkey,
+        "deletion_protection": i.deletion_protection,
+        "created_micros": i.created_micros,
+        "checkpoint": i.checkpoint,
+    })
+}
+
+fn hashes(raw: &[Vec<u8>]) -> anyhow::Result<Vec<Hash>> {
+    raw.iter()
+        .map(|h| {
+            <[u8; 32]>::try_from(h.as_slice())
+                .map(Hash)
+                .map_err(|_| anyhow!("server sent a proof hash of {} bytes", h.len()))
+        })
+        .collect()
+}
+
+/// Parses the `graven transact` file format into operations.
+fn transaction_file(ledger: String, text: &[u8]) -> anyhow::Result<pb::TransactRequest> {
+    use pb::operation::Kind;
+    let v: Value = serde_json::from_slice(text).context("transaction file is not JSON")?;
+    let ops = v
+        .get("operations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| anyhow!("transaction file needs an \"operations\" array"))?;
+    let str_field = |o: &Value, f: &str| o.get(f).and_then(Value::as_str).unwrap_or("").to_owned();
+    let doc = |o: &Value, i: usize| -> anyhow::Result<Vec<u8>> {
+        let d = o
+            .get("document")
+            .ok_or_else(|| anyhow!("operations[{i}] needs a \"document\""))?;
+        Ok(serde_json::to_vec(d)?)
+    };
+    let mut operations = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let (name, body) = op
+            .as_object()
+            .and_then(|o| o.iter().next())
+            .ok_or_else(|| {
+                anyhow!("operations[{i}] must be an object like {{\"insert\": {{...}}}}")
+            })?;
+        let expect = body.get("expect_version").and_then(Value::as_u64);
+        let kind = match name.as_str() {
+            "insert" => Kind::Insert(pb::Insert {
+                table: str_field(body, "table"),
+                id: str_field(body, "id"),
+                json: doc(body, i)?,
+            }),
+            "update" => Kind::Update(pb::Update {
+                table: str_field(body, "table"),
+                id: str_field(body, "id"),
+                json: doc(body, i)?,
+                expected_version: expect,
+            }),
+            "delete" => Kind::Delete(pb::Delete {
+                table: str_field(body, "table"),
+                id: str_field(body, "id"),
+                expected_version: expect,
+            }),
+            "check" => {
+                let condition = if let Some(v) = body.get("version").and_then(Value::as_u64) {
+                    pb::check::Condition::Version(v)
+                } else if body.get("exists") == Some(&Value::Bool(true)) {
+                    pb::check::Condition::Exists(true)
+                } else if body.get("not_exists") == Some(&Value::Bool(true)) {
+                    pb::check::Condition::NotExists(true)
+                } else {
+                    bail!(
+                        "operations[{i}]: a check needs \"version\", \"exists\": true or \"not_exists\": true"
+                    );
+                };
+                Kind::Check(pb::Check {
+                    table: str_field(body, "table"),
+                    id: str_field(body, "id"),
+                    condition: Some(condition),
+                })
+            }
+            other => bail!("operations[{i}]: unknown operation {other:?}"),
+        };
+        operations.push(pb::Operation { kind: Some(kind) });
+    }
+    Ok(pb::TransactRequest {
+        ledger,
+        operations,
+        idempotency_key: str_field(&v, "idempotency_key"),
+    })
+}
+
+fn one_op(ledger: String, kind: pb::operation::Kind, key: IdempotencyArg) -> pb::TransactRequest {
+    pb::TransactRequest {
+        ledger,
+        operations: vec![pb::Operation { kind: Some(kind) }],
+        idempotency_key: key.idempotency_key.unwrap_or_default(),
+    }
+}
+
+/// Runs a client command, writing its output to `out`.
+pub async fn run_client(
+    server: &str,
+    command: Command,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    use pb::operation::Kind;
+    let mut c = Client::connect(server).await?;
+    match command {
+        Command::Serve(_) => bail!("serve is not a client command"),
+        Command::Ledger(cmd) => match cmd {
+            LedgerCommand::Create {
+                name,
+                signing_key,
+                no_deletion_protection,
+            } => {
+                let signing_key = match signing_key {
+                    Some(path) => std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading key file {}", path.display()))?,
+                    None => String::new(),
+                };
+                let info = c
+                    .admin
+                    .create_ledger(pb::CreateLedgerRequest {
+                        name,
+                        signing_key,
+                        deletion_protection_off: no_deletion_protection,
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                writeln!(out, "{}", ledger_json(&info))?;
+            }
+            LedgerCommand::List => {
+                let list = c
+                    .admin
+                    .list_ledgers(pb::ListLedgersRequest {})
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                for l in list.ledgers {
+                    writeln!(out, "{}", l.name)?;
+                }
+            }
+            LedgerCommand::Describe { name } => {
+                let info = c
+                    .admin
+                    .describe_ledger(pb::DescribeLedgerRequest { name })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                writeln!(out, "{}", ledger_json(&info))?;
+            }
+            LedgerCommand::Update {
+                name,
+                deletion_protection,
+            } => {
+                let info = c
+                    .admin
+                    .update_ledger(pb::UpdateLedgerRequest {
+                        name,
+                        deletion_protection,
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                writeln!(out, "{}", ledger_json(&info))?;
+            }
+            LedgerCommand::Delete { name } => {
+                c.admin
+                    .delete_ledger(pb::DeleteLedgerRequest { name })
+                    .await
+                    .map_err(rpc)?;
+            }
+        },
+        Command::Table(cmd) => match cmd {
+            TableCommand::Create { ledger, table } => {
+                c.admin
+                    .create_table(pb::CreateTableRequest { ledger, table })
+                    .await
+                    .map_err(rpc)?;
+            }
+            TableCommand::List { ledger } => {
+                let list = c
+                    .admin
+                    .list_tables(pb::ListTablesRequest { ledger })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                for t in list.tables {
+                    writeln!(out, "{}", t.name)?;
+                }
+            }
+            TableCommand::Drop { ledger, table } => {
+                c.admin
+                    .drop_table(pb::DropTableRequest { ledger, table })
+                    .await
+                    .map_err(rpc)?;
+            }
+        },
+        Command::Insert {
+            ledger,
+            table,
+            json,
+            id,
+            key,
+        } => {
+            let kind = Kind::Insert(pb::Insert {
+                table,
+                id: id.unwrap_or_default(),
+                json: document_arg(&json)?,
+            });
+            let r = c
+                .docs
+                .transact(one_op(ledger, kind, key))
+                .await
+                .map_err(rpc)?;
+            writeln!(out, "{}", receipt_json(r.get_ref()))?;
+        }
+        Command::Update {
+            ledger,
+            table,
+            id,
+            json,
+            expect_version,
+            key,
+        } => {
+            let kind = Kind::Update(pb::Update {
+                table,
+                id,
+                json: document_arg(&json)?,
+                expected_version: expect_version,
+            });
+            let r = c
+                .docs
+                .transact(one_op(ledger, kind, key))
+                .await
+                .map_err(rpc)?;
+            writeln!(out, "{}", receipt_json(r.get_ref()))?;
+        }
+        Command::Delete {
+            ledger,
+            table,
+            id,
+            expect_version,
+            key,
+        } => {
+            let kind = Kind::Delete(pb::Delete {
+                table,
+                id,
+                expected_version: expect_version,
+            });
+            let r = c
+                .docs
+                .transact(one_op(ledger, kind, key))
+                .await
+                .map_err(rpc)?;
+            writeln!(out, "{}", receipt_json(r.get_ref()))?;
+        }
+        Command::Transact { ledger, file } => {
+            let text = if file == "-" {
+                document_arg("-")?
+            } else {
+                std::fs::read(&file).with_context(|| format!("reading {file}"))?
+            };
+            let req = transaction_file(ledger, &text)?;
+            let r = c.docs.transact(req).await.map_err(rpc)?;
+            writeln!(out, "{}", receipt_json(r.get_ref()))?;
+        }
+        Command::Get {
+            ledger,
+            table,
+            id,
+            version,
+        } => {
+            let r = c
+                .docs
+                .get_document(pb::GetDocumentRequest {
+                    ledger,
+                    table,
+                    id,
+                    version,
+                    proof: None,
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            let rev = r
+                .revision
+                .ok_or_else(|| anyhow!("server sent no revision"))?;
+            writeln!(out, "{}", revision_json(&rev)?)?;
+        }
+        Command::History { ledger, table, id } => {
+            let mut page_token = String::new();
+            loop {
+                let page = c
+                    .docs
+                    .history(pb::HistoryRequest {
+                        ledger: ledger.clone(),
+                        table: table.clone(),
+                        id: id.clone(),
+                        page_size: 0,
+                        page_token,
+                        proof: None,
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                for rev in &page.revisions {
+                    writeln!(out, "{}", revision_json(rev)?)?;
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        Command::Scan { ledger, table } => {
+            let mut page_token = String::new();
+            loop {
+                let page = c
+                    .docs
+                    .scan(pb::ScanRequest {
+                        ledger: ledger.clone(),
+                        table: table.clone(),
+                        page_size: 0,
+                        page_token,
+                        proof: None,
+                    })
+                    .await
+                    .map_err(rpc)?
+                    .into_inner();
+                for rev in &page.revisions {
+                    writeln!(out, "{}", revision_json(rev)?)?;
+                }
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+        }
+        Command::Checkpoint { ledger } => {
+            let r = c
+                .proofs
+                .get_checkpoint(pb::GetCheckpointRequest { ledger })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            out.write_all(r.checkpoint.as_bytes())?;
+        }
+        Command::Key { ledger } => {
+            let r = c
+                .proofs
+                .get_key(pb::GetKeyRequest { ledger })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            writeln!(out, "{}", r.vkey)?;
+        }
+        Command::Entry { ledger, index } => {
+            let r = c
+                .proofs
+                .get_entry(pb::GetEntryRequest { ledger, index })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            out.write_all(&r.entry)?;
+        }
+        Command::Proof(ProofCommand::Inclusion {
+            ledger,
+            index,
+            size,
+        }) => {
+            let p = c
+                .proofs
+                .prove_inclusion(pb::ProveInclusionRequest {
+                    ledger,
+                    index,
+                    tree_size: size.unwrap_or(0),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            let text = InclusionProof {
+                extra: None,
+                index: p.index,
+                hashes: hashes(&p.hashes)?,
+                checkpoint: p.checkpoint,
+            }
+            .to_text();
+            out.write_all(text.as_bytes())?;
+        }
+        Command::Proof(ProofCommand::Consistency {
+            ledger,
+            old_size,
+            size,
+        }) => {
+            let p = c
+                .proofs
+                .prove_consistency(pb::ProveConsistencyRequest {
+                    ledger,
+                    old_size,
+                    new_size: size.unwrap_or(0),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            let text = ConsistencyProof {
+                old_size: p.old_size,
+                hashes: hashes(&p.hashes)?,
+                checkpoint: p.checkpoint,
+            }
+            .to_text();
+            out.write_all(text.as_bytes())?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,585 @@
+//! One ledger: opening it, the write API (which queues work for its sequencer) and the
+//! read path (redb read transactions, never waiting for the writer).
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use graven_verify::{
+    Checkpoint, CompactRange, Entry, Hash, Signer, open_checkpoint, prove_consistency,
+    prove_inclusion, tree_hash,
+};
+use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use tokio::sync::{mpsc, oneshot};
+
+use super::sequencer::{Job, Sequencer};
+use super::{DB_FILE, KEY_FILE};
+use crate::error::{Error, Result};
+use crate::model::{
+    ConsistencyProof, DEFAULT_PAGE_SIZE, InclusionProof, LedgerInfo, Page, Receipt, Revision,
+    TableInfo, Transaction, check_document_id, check_table_name,
+};
+use crate::storage::{self, StoredHashes, meta_string, meta_u64};
+
+/// How many jobs may wait for a sequencer before callers wait to enqueue (backpressure).
+const QUEUE_DEPTH: usize = 4096;
+
+/// An open ledger.
+pub struct Ledger {
+    name: String,
+    origin: String,
+    db: Arc<Database>,
+    signer: Signer,
+    vkey: String,
+    created_micros: u64,
+    max_page_size: u32,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Ledger {
+    /// Opens the ledger in `dir`: reads its key and metadata, restores the tree's right
+    /// edge from `O(log n)` stored hashes (no journal replay), checks that it matches the
+    /// latest signed checkpoint, and starts the sequencer.
+    pub(crate) fn open(name: &str, dir: &Path, config: &super::Config) -> Result<Ledger> {
+        let key_text = std::fs::read_to_string(dir.join(KEY_FILE))
+            .map_err(|e| Error::internal(format!("reading {KEY_FILE}: {e}")))?;
+        let signer =
+            Signer::parse(&key_text).map_err(|e| Error::internal(format!("{KEY_FILE}: {e}")))?;
+        let db = Database::builder()
+            .set_cache_size(config.cache_bytes)
+            .open(dir.join(DB_FILE))?;
+        let rtxn = db.begin_read()?;
+        let meta = rtxn.open_table(storage::META)?;
+        let format = meta
+            .get(storage::META_FORMAT)?
+            .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
+            .map(u32::from_be_bytes);
+        if format != Some(storage::FORMAT_VERSION) {
+            return Err(Error::internal(format!(
+                "storage format {format:?} is not {} (this build's)",
+                storage::FORMAT_VERSION
+            )));
+        }
+        let origin = meta_string(&meta, storage::META_ORIGIN)?;
+        if signer.name() != origin {
+            return Err(Error::internal(format!(
+                "{KEY_FILE} is for {:?}, the ledger's origin is {origin:?}",
+                signer.name()
+            )));
+        }
+        let size = meta_u64(&meta, storage::META_SIZE)?;
+        let hashes = rtxn.open_table(storage::HASHES)?;
+        let range = CompactRange::read(size, &StoredHashes(&hashes))
+            .map_err(|e| Error::internal(format!("reading the tree: {e}")))?;
+        let note = meta_string(&meta, storage::META_CHECKPOINT)?;
+        let verifier = signer.verifier();
+        let head = open_checkpoint(note.as_bytes(), std::slice::from_ref(&verifier))
+            .map_err(|e| Error::internal(format!("latest checkpoint: {e}")))?
+            .checkpoint;
+        if head.size != size || head.root != range.root() {
+            return Err(Error::internal(format!(
+                "stored tree (size {size}, root {}) does not match the latest signed \
+                 checkpoint (size {}, root {}): the data folder was modified or damaged",
+                range.root(),
+                head.size,
+                head.root
+            )));
+        }
+        let next_tx = meta_u64(&meta, storage::META_NEXT_TX)?;
+        let last_commit = meta_u64(&meta, storage::META_LAST_COMMIT)?;
+        let created_micros = meta_u64(&meta, storage::META_CREATED)?;
+        drop(hashes);
+        drop(meta);
+        drop(rtxn);
+        let db = Arc::new(db);
+        let sequencer = Sequencer {
+            db: db.clone(),
+            signer: signer.clone(),
+            origin: origin.clone(),
+            range,
+            next_tx,
+            last_commit,
+            failed: None,
+        };
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let worker = std::thread::Builder::new()
+            .name(format!("seq-{name}"))
+            .spawn(move || sequencer.run(rx))
+            .map_err(|e| Error::internal(format!("starting sequencer: {e}")))?;
+        Ok(Ledger {
+            name: name.to_owned(),
+            origin,
+            db,
+            vkey: verifier.to_vkey(),
+            signer,
+            created_micros,
+            max_page_size: config.limits.max_page_size,
+            jobs: Mutex::new(Some(tx)),
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// The ledger's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The checkpoint origin (and key name).
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The verifier key.
+    pub fn vkey(&self) -> &str {
+        &self.vkey
+    }
+
+    /// The journal size, or 0 if it cannot be read (for logs).
+    pub(crate) fn size_hint(&self) -> u64 {
+        self.read()
+            .and_then(|r| Ok(meta_u64(&r.open_table(storage::META)?, storage::META_SIZE)?))
+            .unwrap_or(0)
+    }
+
+    /// Stops the sequencer once the jobs already queued are done, and waits for it.
+    pub(crate) fn close(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.take();
+        }
+        let worker = self.worker.lock().ok().and_then(|mut w| w.take());
+        if let Some(worker) = worker {
+            let _ = worker.join();
+        }
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T>>) -> Job) -> Result<T> {
+        let sender = self
+            .jobs
+            .lock()
+            .map_err(|_| Error::internal("sequencer lock poisoned"))?
+            .clone()
+            .ok_or_else(|| self.closed())?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(job(reply)).await.map_err(|_| self.closed())?;
+        answer.await.map_err(|_| self.closed())?
+    }
+
+    fn closed(&self) -> Error {
+        Error::unavailable(format!("ledger {:?} is shutting down", self.name))
+    }
+
+    /// Commits a transaction; the receipt comes back once it is durable.
+    pub async fn transact(&self, tx: Transaction) -> Result<Receipt> {
+        self.submit(|reply| Job::Transact(tx, reply)).await
+    }
+
+    /// Creates (or reactivates) a table.
+    pub async fn create_table(&self, name: &str) -> Result<TableInfo> {
+        check_table_name(name)?;
+        self.submit(|reply| Job::CreateTable(name.to_owned(), reply))
+            .await
+    }
+
+    /// Drops a table.
+    pub async fn drop_table(&self, name: &str) -> Result<()> {
+        check_table_name(name)?;
+        self.submit(|reply| Job::DropTable(name.to_owned(), reply))
+            .await
+    }
+
+    /// Turns deletion protection on or off.
+    pub async fn set_deletion_protection(&self, on: bool) -> Result<()> {
+        self.submit(|reply| Job::SetProtection(on, reply)).await
+    }
+
+    fn read(&self) -> Result<ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// Whether deletion protection is on.
+    pub fn deletion_protection(&self) -> Result<bool> {
+        let r = self.read()?;
+        let meta = r.open_table(storage::META)?;
+        Ok(meta
+            .get(storage::META_PROTECTION)?
+            .is_none_or(|v| v.value() != [0]))
+    }
+
+    /// Size, latest checkpoint, key and settings.
+    pub fn info(&self) -> Result<LedgerInfo> {
+        let r = self.read()?;
+        let meta = r.open_table(storage::META)?;
+        Ok(LedgerInfo {
+            name: self.name.clone(),
+            origin: self.origin.clone(),
+            size: meta_u64(&meta, storage::META_SIZE)?,
+            checkpoint: meta_string(&meta, storage::META_CHECKPOINT)?,
+            vkey: self.vkey.clone(),
+            deletion_protection: meta
+                .get(storage::META_PROTECTION)?
+                .is_none_or(|v| v.value() != [0]),
+            created_micros: self.created_micros,
+        })
+    }
+
+    /// The latest signed checkpoint and its size.
+    pub fn checkpoint(&self) -> Result<(String, u64)> {
+        let r = self.read()?;
+        let meta = r.open_table(storage::META)?;
+        Ok((
+            meta_string(&meta, storage::META_CHECKPOINT)?,
+            meta_u64(&meta, storage::META_SIZE)?,
+        ))
+    }
+
+    /// Active tables.
+    pub fn tables(&self) -> Result<Vec<TableInfo>> {
+        let r = self.read()?;
+        let tables = r.open_table(storage::TABLES)?;
+        let mut out = Vec::new();
+        for row in tables.iter()? {
+            let (name, value) = row?;
+            let (created, active, live) = value.value();
+            if active {
+                out.push(TableInfo {
+                    name: name.value().to_owned(),
+                    documents: live,
+                    created_micros: created,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Entry bytes and body at a journal index.
+    pub fn entry(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        if index >= snap.size {
+            return Err(Error::not_found(format!(
+                "index {index} is beyond the journal (size {})",
+                snap.size
+            )));
+        }
+        snap.entry(index)
+    }
+
+    /// One revision: the current one (`version` absent), or a given version.
+    pub fn get(
+        &self,
+        table: &str,
+        id: &str,
+        version: Option<u64>,
+        proof: Option<u64>,
+    ) -> Result<Revision> {
+        check_table_name(table)?;
+        check_document_id(id)?;
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        snap.require_table(table)?;
+        let docs = r.open_table(storage::DOCS)?;
+        let Some((current, index, live)) = docs.get((table, id))?.map(|v| v.value()) else {
+            return Err(Error::not_found(format!(
+                "document {id:?} does not exist in table {table:?}"
+            )));
+        };
+        let index = match version {
+            None if !live => {
+                return Err(Error::not_found(format!(
+                    "document {id:?} in table {table:?} was deleted at version {current}; \
+                     ask for an earlier version or its history"
+                )));
+            }
+            None => index,
+            Some(v) if v == current => index,
+            Some(v) => {
+                let revisions = r.open_table(storage::REVISIONS)?;
+                revisions
+                    .get((table, id, v))?
+                    .map(|i| i.value())
+                    .ok_or_else(|| {
+                        Error::not_found(format!(
+                            "document {id:?} in table {table:?} has no version {v} \
+                             (current version {current})"
+                        ))
+                    })?
+            }
+        };
+        let proof_size = snap.proof_size(proof, index)?;
+        snap.revision(index, proof_size)
+    }
+
+    fn page_size(&self, asked: u32) -> Result<usize> {
+        match asked {
+            0 => Ok(DEFAULT_PAGE_SIZE as usize),
+            n if n <= self.max_page_size => Ok(n as usize),
+            n => Err(Error::exhausted(format!(
+                "page_size {n} is over the limit of {}",
+                self.max_page_size
+            ))),
+        }
+    }
+
+    /// A document's revisions from the page token's version on, oldest first.
+    pub fn history(
+        &self,
+        table: &str,
+        id: &str,
+        page_size: u32,
+        page_token: &str,
+        proof: Option<u64>,
+    ) -> Result<Page> {
+        check_table_name(table)?;
+        check_document_id(id)?;
+        let limit = self.page_size(page_size)?;
+        let from = if page_token.is_empty() {
+            0
+        } else {
+            graven_verify::checkpoint::parse_decimal(page_token)
+                .ok_or_else(|| Error::invalid(format!("page_token {page_token:?} is invalid")))?
+        };
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        snap.require_table(table)?;
+        let docs = r.open_table(storage::DOCS)?;
+        if docs.get((table, id))?.is_none() {
+            return Err(Error::not_found(format!(
+                "document {id:?} does not exist in table {table:?}"
+            )));
+        }
+        let revisions = r.open_table(storage::REVISIONS)?;
+        let mut out = Vec::new();
+        let mut next = None;
+        for row in revisions.range((table, id, from)..=(table, id, u64::MAX))? {
+            let (key, index) = row?;
+            if out.len() == limit {
+                next = Some(key.value().2.to_string());
+                break;
+            }
+            let index = index.value();
+            let proof_size = snap.proof_size(proof, index)?;
+            out.push(snap.revision(index, proof_size)?);
+        }
+        Ok(Page {
+            revisions: out,
+            next,
+        })
+    }
+
+    /// The current revisions of a table's live documents, by id, after the page token.
+    pub fn scan(
+        &self,
+        table: &str,
+        page_size: u32,
+        page_token: &str,
+        proof: Option<u64>,
+    ) -> Result<Page> {
+        check_table_name(table)?;
+        let limit = self.page_size(page_size)?;
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            Some(decode_token(page_token)?)
+        };
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        snap.require_table(table)?;
+        let docs = r.open_table(storage::DOCS)?;
+        let start = match &after {
+            Some(id) => Bound::Excluded((table, id.as_str())),
+            None => Bound::Included((table, "")),
+        };
+        let mut out = Vec::new();
+        let mut next = None;
+        for row in docs.range::<(&str, &str)>((start, Bound::Unbounded))? {
+            let (key, value) = row?;
+            let (t, id) = key.value();
+            if t != table {
+                break;
+            }
+            let (_, index, live) = value.value();
+            if !live {
+                continue;
+            }
+            if out.len() == limit {
+                // The last id returned is where the next page starts (exclusive).
+                next = out.last().map(|r: &Revision| encode_token(&r.id));
+                break;
+            }
+            let proof_size = snap.proof_size(proof, index)?;
+            let _ = id;
+            out.push(snap.revision(index, proof_size)?);
+        }
+        Ok(Page {
+            revisions: out,
+            next,
+        })
+    }
+
+    /// An inclusion proof of `index` in the tree of `tree_size` (0: the latest size).
+    pub fn prove_inclusion(&self, index: u64, tree_size: u64) -> Result<InclusionProof> {
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        let size = if tree_size == 0 { snap.size } else { tree_size };
+        if size > snap.size || index >= size {
+            return Err(Error::invalid(format!(
+                "index {index} and tree_size {tree_size} are out of range: the index must be \
+                 below the tree size, and the tree size at most the ledger size {}",
+                snap.size
+            )));
+        }
+        snap.inclusion(index, size)
+    }
+
+    /// A consistency proof from `old_size` to `new_size` (0: the latest size).
+    pub fn prove_consistency(&self, old_size: u64, new_size: u64) -> Result<ConsistencyProof> {
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        let new = if new_size == 0 { snap.size } else { new_size };
+        if new > snap.size || old_size > new {
+            return Err(Error::invalid(format!(
+                "old_size {old_size} and new_size {new_size} are out of range: need \
+                 old_size <= new_size <= ledger size {}",
+                snap.size
+            )));
+        }
+        let hashes = prove_consistency(old_size, new, &StoredHashes(&snap.hashes))
+            .map_err(|e| Error::internal(format!("consistency proof: {e}")))?;
+        Ok(ConsistencyProof {
+            old_size,
+            new_size: new,
+            hashes,
+            checkpoint: snap.checkpoint_at(new)?,
+        })
+    }
+}
+
+/// Scan page tokens: the hex of the last id returned.
+fn encode_token(id: &str) -> String {
+    id.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_token(token: &str) -> Result<String> {
+    let bad = || Error::invalid(format!("page_token {token:?} is invalid"));
+    if !token.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<std::result::Result<Vec<u8>, _>>()
+        .map_err(|_| bad())?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+/// A consistent view of a ledger for one read: the size, the latest checkpoint and the
+/// tables, all from one redb read transaction.
+struct Snapshot<'a> {
+    ledger: &'a Ledger,
+    size: u64,
+    checkpoint: String,
+    txn: &'a ReadTransaction,
+    hashes: redb::ReadOnlyTable<u64, [u8; 32]>,
+}
+
+impl<'a> Snapshot<'a> {
+    fn new(ledger: &'a Ledger, txn: &'a ReadTransaction) -> Result<Snapshot<'a>> {
+        let meta = txn.open_table(storage::META)?;
+        Ok(Snapshot {
+            ledger,
+            size: meta_u64(&meta, storage::META_SIZE)?,
+            checkpoint: meta_string(&meta, storage::META_CHECKPOINT)?,
+            txn,
+            hashes: txn.open_table(storage::HASHES)?,
+        })
+    }
+
+    fn require_table(&self, table: &str) -> Result<()> {
+        let tables = self.txn.open_table(storage::TABLES)?;
+        match tables.get(table)?.map(|v| v.value()) {
+            Some((_, true, _)) => Ok(()),
+            _ => Err(Error::not_found(format!("table {table:?} does not exist"))),
+        }
+    }
+
+    /// The tree size a read's proof is against: `None` for no proof; 0 means the latest.
+    fn proof_size(&self, asked: Option<u64>, index: u64) -> Result<Option<u64>> {
+        match asked {
+            None => Ok(None),
+            Some(0) => Ok(Some(self.size)),
+            Some(n) if n > index && n <= self.size => Ok(Some(n)),
+            Some(n) => Err(Error::invalid(format!(
+                "proof tree_size {n} is out of range: it must be above the revision's index \
+                 {index} and at most the ledger size {}",
+                self.size
+            ))),
+        }
+    }
+
+    /// A signed checkpoint of `size`: the stored latest one, or a new signature over the
+    /// root at `size` (deterministic, so always the same bytes for the same size).
+    fn checkpoint_at(&self, size: u64) -> Result<String> {
+        if size == self.size {
+            return Ok(self.checkpoint.clone());
+        }
+        let root: Hash = tree_hash(size, &StoredHashes(&self.hashes))
+            .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?;
+        Checkpoint {
+            origin: self.ledger.origin.clone(),
+            size,
+            root,
+        }
+        .sign(&self.ledger.signer)
+        .map_err(|e| Error::internal(format!("signing checkpoint: {e}")))
+    }
+
+    fn inclusion(&self, index: u64, size: u64) -> Result<InclusionProof> {
+        let hashes = prove_inclusion(index, size, &StoredHashes(&self.hashes))
+            .map_err(|e| Error::internal(format!("inclusion proof: {e}")))?;
+        Ok(InclusionProof {
+            index,
+            tree_size: size,
+            hashes,
+            checkpoint: self.checkpoint_at(size)?,
+        })
+    }
+
+    fn entry(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+        let entries = self.txn.open_table(storage::ENTRIES)?;
+        let bodies = self.txn.open_table(storage::BODIES)?;
+        let entry = entries
+            .get(index)?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| Error::internal(format!("journal entry {index} is missing")))?;
+        let body = bodies
+            .get(index)?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        Ok((entry, body))
+    }
+
+    fn revision(&self, index: u64, proof_size: Option<u64>) -> Result<Revision> {
+        let (entry, body) = self.entry(index)?;
+        let e = Entry::decode(&entry)
+            .map_err(|err| Error::internal(format!("journal entry {index}: {err}")))?;
+        let proof = match proof_size {
+            Some(size) => Some(self.inclusion(index, size)?),
+            None => None,
+        };
+        Ok(Revision {
+            table: e.table,
+            id: e.id,
+            version: e.version,
+            operation: e.operation,
+            index,
+            tx_id: e.tx_id,
+            commit_micros: e.commit_time_micros,
+            principal: e.principal,
+            body,
+            entry,
+            proof,
+        })
+    }
+}

@@ -1,0 +1,303 @@
+//! Documents: strict JSON parsing and the canonical form of RFC 8785 (JCS).
+//!
+//! A document is a JSON object. The journal records SHA-256 of its canonical form, and the
+//! canonical bytes are what graven stores and returns, so anyone holding a document can
+//! recompute the hash. Parsing is strict where JSON is ambiguous: duplicate member names
+//! and integers that an IEEE double cannot hold exactly are refused rather than silently
+//! changed.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// The largest integer magnitude a double holds exactly (2^53). RFC 8785 numbers are
+/// doubles; larger integers would change silently, so they are refused.
+const MAX_SAFE_INTEGER: u64 = 1 << 53;
+
+/// Why a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError(pub String);
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A JSON value parsed with duplicate member names refused.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut members = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if members.insert(key.clone(), value).is_some() {
+                return Err(de::Error::custom(format!("duplicate member name {key:?}")));
+            }
+        }
+        Ok(Value::Object(members))
+    }
+}
+
+/// Parses a document: UTF-8 JSON text whose top level is an object, no duplicate member
+/// names, no integer beyond ±2^53, at most 128 levels deep.
+pub fn parse_document(text: &[u8]) -> Result<Value, JsonError> {
+    let text = std::str::from_utf8(text).map_err(|e| JsonError(format!("not UTF-8: {e}")))?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Strict(value) =
+        Strict::deserialize(&mut de).map_err(|e| JsonError(format!("invalid JSON: {e}")))?;
+    de.end()
+        .map_err(|e| JsonError(format!("invalid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(JsonError("a document must be a JSON object".into()));
+    }
+    Ok(value)
+}
+
+/// The RFC 8785 canonical form of a value.
+pub fn canonical(value: &Value) -> Result<Vec<u8>, JsonError> {
+    let mut out = Vec::new();
+    write_value(value, &mut out, &mut String::from("$"))?;
+    Ok(out)
+}
+
+/// Parses a document and returns its canonical bytes.
+pub fn canonicalize_document(text: &[u8]) -> Result<Vec<u8>, JsonError> {
+    canonical(&parse_document(text)?)
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), JsonError> {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => write_number(n, out, path)?,
+        Value::String(s) => write_string(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                write_value(item, out, path)?;
+                path.truncate(len);
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => {
+            // RFC 8785 §3.2.3: members sorted by their names as UTF-16 code units.
+            let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+            sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push(b'{');
+            for (i, (key, item)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(key, out);
+                out.push(b':');
+                let len = path.len();
+                path.push('.');
+                path.push_str(key);
+                write_value(item, out, path)?;
+                path.truncate(len);
+            }
+            out.push(b'}');
+        }
+    }
+    Ok(())
+}
+
+/// RFC 8785 §3.2.2.3: numbers are serialized as ECMAScript serializes doubles.
+fn write_number(n: &Number, out: &mut Vec<u8>, path: &str) -> Result<(), JsonError> {
+    if let Some(u) = n.as_u64() {
+        if u > MAX_SAFE_INTEGER {
+            return Err(unsafe_integer(path));
+        }
+        out.extend_from_slice(u.to_string().as_bytes());
+    } else if let Some(i) = n.as_i64() {
+        if i.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(unsafe_integer(path));
+        }
+        out.extend_from_slice(i.to_string().as_bytes());
+    } else {
+        let f = n
+            .as_f64()
+            .ok_or_else(|| JsonError(format!("number at {path} is not finite")))?;
+        if f == 0.0 {
+            // Both zeros serialize as "0" in ECMAScript.
+            out.push(b'0');
+        } else {
+            let mut buf = ryu_js::Buffer::new();
+            out.extend_from_slice(buf.format_finite(f).as_bytes());
+        }
+    }
+    Ok(())
+}
+
+fn unsafe_integer(path: &str) -> JsonError {
+    JsonError(format!(
+        "number at {path} is an integer beyond ±2^53, which JSON cannot carry exactly \
+         (RFC 8785); send it as a string"
+    ))
+}
+
+/// RFC 8785 §3.2.2.2: minimal escaping, lower-case hex for other control characters.
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            c if c < ' ' => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn canon(text: &str) -> String {
+        String::from_utf8(canonicalize_document(text.as_bytes()).expect("valid document"))
+            .expect("canonical JSON is UTF-8")
+    }
+
+    #[test]
+    fn rfc8785_example_canonicalizes() {
+        // The example of RFC 8785 §3.2.2 (input) and §3.2.3 (output).
+        let input = r#"{
+            "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+            "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+            "literals": [null, true, false]
+        }"#;
+        let expected = r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#;
+        assert_eq!(canon(input), expected);
+    }
+
+    #[test]
+    fn members_sort_by_utf16_code_units() {
+        // RFC 8785 §3.2.3's sorting example: keys ordered by UTF-16, not by UTF-8 or chars.
+        let input = r#"{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}"#;
+        let out = canon(input);
+        let order: Vec<&str> = [
+            "Carriage Return",
+            "One",
+            "Control",
+            "Latin Small",
+            "Euro Sign",
+            "Emoji",
+            "Hebrew",
+        ]
+        .into_iter()
+        .collect();
+        let mut last = 0;
+        for name in order {
+            let at = out.find(name).expect("member present");
+            assert!(at > last, "{name} out of order in {out}");
+            last = at;
+        }
+    }
+
+    #[test]
+    fn strictness() {
+        for (bad, why) in [
+            ("[1,2]", "object"),
+            ("\"s\"", "object"),
+            ("{\"a\":1,\"a\":2}", "duplicate"),
+            ("{\"a\":9007199254740993}", "2^53"),
+            ("{\"a\":-9007199254740993}", "2^53"),
+            ("{\"a\":1} x", "invalid JSON"),
+            ("{\"a\":", "invalid JSON"),
+            ("", "invalid JSON"),
+        ] {
+            let err = canonicalize_document(bad.as_bytes()).expect_err(bad);
+            assert!(err.0.contains(why), "{bad}: {err}");
+        }
+        assert!(canonicalize_document(&[b'{', 0xff, b'}']).is_err());
+        assert_eq!(
+            canon("{\"a\":9007199254740992}"),
+            "{\"a\":9007199254740992}"
+        );
+        assert_eq!(canon("{\"z\":-0.0,\"a\":1.0}"), "{\"a\":1,\"z\":0}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_overflowed() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(canonicalize_document(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn canonical_form_is_a_fixed_point() {
+        let once = canon(r#"{"b":[1,{"y":2,"x":1}],"a":"\u00e9"}"#);
+        assert_eq!(canon(&once), once);
+        assert_eq!(once, r#"{"a":"é","b":[1,{"x":1,"y":2}]}"#);
+    }
+}

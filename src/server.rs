@@ -1,0 +1,115 @@
+//! `graven serve`: the engine behind tonic, with gRPC health and server reflection, until
+//! Ctrl-C or SIGTERM. On shutdown it stops taking requests, lets the ones in flight finish,
+//! then stops each sequencer after the work already queued.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+
+use crate::engine::{Config, Engine};
+use crate::pb;
+use crate::service::GravenService;
+
+/// The largest gRPC message accepted or sent: a transaction at the default 16 MiB limit,
+/// plus framing.
+pub const MAX_MESSAGE_BYTES: usize = 20 << 20;
+
+/// The gRPC router: the three graven services, health and reflection.
+pub async fn router(engine: Arc<Engine>) -> anyhow::Result<Router> {
+    let service = GravenService::new(engine);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::admin_server::AdminServer<GravenService>>()
+        .await;
+    health
+        .set_serving::<pb::documents_server::DocumentsServer<GravenService>>()
+        .await;
+    health
+        .set_serving::<pb::proofs_server::ProofsServer<GravenService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building the reflection service")?;
+    Ok(Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            pb::admin_server::AdminServer::new(service.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::documents_server::DocumentsServer::new(service.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::proofs_server::ProofsServer::new(service)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        ))
+}
+
+/// Opens the engine on a blocking thread (opening fsyncs and reads files).
+pub async fn open_engine(config: Config) -> anyhow::Result<Arc<Engine>> {
+    let dir = config.data_dir.clone();
+    let engine = tokio::task::spawn_blocking(move || Engine::open(config))
+        .await
+        .context("opening the data folder")?
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("opening data folder {}", dir.display()))?;
+    Ok(Arc::new(engine))
+}
+
+/// Serves on `addr` until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let engine = open_engine(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(%local, "graven listening");
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = router(engine.clone())
+        .await?
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .context("serving");
+    let closing = engine.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await?;
+    tracing::info!("graven stopped");
+    result
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,563 @@
+//! The gRPC adapter: unwraps requests into domain types, calls the engine, and maps every
+//! engine error to a gRPC status in one place ([`status`]). No engine logic lives here.
+
+use std::sync::Arc;
+
+use graven_verify::Hash;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use crate::engine::{Engine, Ledger};
+use crate::error::{Error, ErrorKind, Result};
+use crate::json::canonicalize_document;
+use crate::model::{self, Condition, Limits, Op, Transaction, check_document_id, check_table_name};
+use crate::pb;
+
+/// The principal recorded in entries while authentication is off.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The longest idempotency key, in bytes.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+
+/// Maps an engine error to its gRPC status: the one place that decides codes.
+pub fn status(e: Error) -> Status {
+    let code = match e.kind {
+        ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
+        ErrorKind::NotFound => tonic::Code::NotFound,
+        ErrorKind::AlreadyExists => tonic::Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => tonic::Code::FailedPrecondition,
+        ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
+        ErrorKind::Unavailable => tonic::Code::Unavailable,
+        ErrorKind::Internal => {
+            tracing::error!(error = %e.message, "internal error");
+            tonic::Code::Internal
+        }
+    };
+    Status::new(code, e.message)
+}
+
+/// The gRPC services over one engine.
+#[derive(Clone)]
+pub struct GravenService {
+    engine: Arc<Engine>,
+}
+
+impl GravenService {
+    /// Services over `engine`.
+    pub fn new(engine: Arc<Engine>) -> GravenService {
+        GravenService { engine }
+    }
+
+    fn ledger(&self, name: &str) -> Result<Arc<Ledger>, Status> {
+        self.engine.ledger(name).map_err(status)
+    }
+
+    /// Runs blocking engine work (file creation, fsync) off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Arc<Engine>) -> Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || work(engine))
+            .await
+            .map_err(|e| Status::internal(format!("task failed: {e}")))?
+            .map_err(status)
+    }
+}
+
+/// A 128-bit id for inserts without one: 48 bits of milliseconds (so ids sort roughly by
+/// creation time) and 80 random bits, as 32 hexadecimal digits.
+pub fn generate_id() -> Result<String> {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    getrandom::fill(&mut bytes[6..]).map_err(|e| Error::internal(format!("randomness: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Feeds a length-prefixed field into the request hash.
+fn hash_field(h: &mut Sha256, field: &[u8]) {
+    h.update((field.len() as u64).to_be_bytes());
+    h.update(field);
+}
+
+/// Converts and validates a Transact request: names, JSON (to canonical form), limits,
+/// one write per document. The idempotency hash covers the request as sent (before ids
+/// are generated), so a retry matches its first attempt.
+pub fn transaction(
+    req: pb::TransactRequest,
+    limits: &Limits,
+    principal: &str,
+) -> Result<(String, Transaction)> {
+    use pb::operation::Kind;
+    if req.operations.is_empty() {
+        return Err(Error::invalid(
+            "operations: a transaction needs at least one operation",
+        ));
+    }
+    if req.operations.len() > limits.max_transaction_operations {
+        return Err(Error::exhausted(format!(
+            "operations: {} operations is over the limit of {}",
+            req.operations.len(),
+            limits.max_transaction_operations
+        )));
+    }
+    if req.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+        return Err(Error::invalid(format!(
+            "idempotency_key: longer than {MAX_IDEMPOTENCY_KEY_BYTES} bytes"
+        )));
+    }
+    let mut request_hash = Sha256::new();
+    let mut total = 0usize;
+    let mut ops = Vec::with_capacity(req.operations.len());
+    let canonical = |i: usize, json: &[u8]| -> Result<Vec<u8>> {
+        // Refuse absurd input before parsing it.
+        if json.len() > limits.max_document_bytes.saturating_mul(4) {
+            return Err(Error::exhausted(format!(
+                "operations[{i}].json: {} bytes is far over the document limit of {} bytes",
+                json.len(),
+                limits.max_document_bytes
+            )));
+        }
+        let body = canonicalize_document(json)
+            .map_err(|e| Error::invalid(format!("operations[{i}].json: {e}")))?;
+        if body.len() > limits.max_document_bytes {
+            return Err(Error::exhausted(format!(
+                "operations[{i}].json: the document is {} bytes of canonical JSON, over the \
+                 limit of {} bytes",
+                body.len(),
+                limits.max_document_bytes
+            )));
+        }
+        Ok(body)
+    };
+    for (i, op) in req.operations.into_iter().enumerate() {
+        let kind = op
+            .kind
+            .ok_or_else(|| Error::invalid(format!("operations[{i}]: no operation set")))?;
+        let op = match kind {
+            Kind::Insert(x) => {
+                check_table_name(&x.table)
+                    .map_err(|e| e.context(format!("operations[{i}].table")))?;
+                if !x.id.is_empty() {
+                    check_document_id(&x.id)
+                        .map_err(|e| e.context(format!("operations[{i}].id")))?;
+                }
+                Op::Insert {
+                    table: x.table,
+                    id: x.id,
+                    body: canonical(i, &x.json)?,
+                }
+            }
+            Kind::Update(x) => {
+                check_table_name(&x.table)
+                    .map_err(|e| e.context(format!("operations[{i}].table")))?;
+                check_document_id(&x.id).map_err(|e| e.context(format!("operations[{i}].id")))?;
+                Op::Update {
+                    table: x.table,
+                    id: x.id,
+                    body: canonical(i, &x.json)?,
+                    expected_version: x.expected_version,
+                }
+            }
+            Kind::Delete(x) => {
+                check_table_name(&x.table)
+                    .map_err(|e| e.context(format!("operations[{i}].table")))?;
+                check_document_id(&x.id).map_err(|e| e.context(format!("operations[{i}].id")))?;
+                Op::Delete {
+                    table: x.table,
+                    id: x.id,
+                    expected_version: x.expected_version,
+                }
+            }
+            Kind::Check(x) => {
+                check_table_name(&x.table)
+                    .map_err(|e| e.context(format!("operations[{i}].table")))?;
+                check_document_id(&x.id).map_err(|e| e.context(format!("operations[{i}].id")))?;
+                let condition = match x.condition {
+                    Some(pb::check::Condition::Version(v)) => Condition::Version(v),
+                    Some(pb::check::Condition::Exists(true)) => Condition::Exists,
+                    Some(pb::check::Condition::NotExists(true)) => Condition::NotExists,
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "operations[{i}].condition: set version, exists: true or \
+                             not_exists: true"
+                        )));
+                    }
+                };
+                Op::Check {
+                    table: x.table,
+                    id: x.id,
+                    condition,
+                }
+            }
+        };
+        let (table, id) = op.target();
+        total += table.len() + id.len() + op.body().map_or(0, <[u8]>::len);
+        if total > limits.max_transaction_bytes {
+            return Err(Error::exhausted(format!(
+                "operations: the transaction is over the limit of {} bytes (at operations[{i}])",
+                limits.max_transaction_bytes
+            )));
+        }
+        request_hash.update([op_code(&op)]);
+        hash_field(&mut request_hash, table.as_bytes());
+        hash_field(&mut request_hash, id.as_bytes());
+        hash_field(&mut request_hash, op.body().unwrap_or_default());
+        hash_field(
+            &mut request_hash,
+            format!("{:?}", op_condition(&op)).as_bytes(),
+        );
+        ops.push(op);
+    }
+    if ops.iter().all(|op| op.operation().is_none()) {
+        return Err(Error::invalid(
+            "operations: a transaction needs at least one insert, update or delete",
+        ));
+    }
+    for op in &mut ops {
+        if let Op::Insert { id, .. } = op
+            && id.is_empty()
+        {
+            *id = generate_id()?;
+        }
+    }
+    // Each document is written at most once per transaction.
+    let mut written: std::collections::HashMap<(&str, &str), usize> = Default::default();
+    for (i, op) in ops.iter().enumerate() {
+        if op.operation().is_some()
+            && let Some(j) = written.insert(op.target(), i)
+        {
+            let (table, id) = op.target();
+            return Err(Error::invalid(format!(
+                "operations[{i}]: document {id:?} in table {table:?} is already written by \
+                 operations[{j}]; write each document at most once per transaction"
+            )));
+        }
+    }
+    let idempotency = (!req.idempotency_key.is_empty())
+        .then(|| (req.idempotency_key, Hash(request_hash.finalize().into())));
+    Ok((
+        req.ledger,
+        Transaction {
+            ops,
+            idempotency,
+            principal: principal.to_owned(),
+        },
+    ))
+}
+
+fn op_code(op: &Op) -> u8 {
+    match op {
+        Op::Insert { .. } => 1,
+        Op::Update { .. } => 2,
+        Op::Delete { .. } => 3,
+        Op::Check { .. } => 4,
+    }
+}
+
+fn op_condition(op: &Op) -> Option<Condition> {
+    match op {
+        Op::Update {
+            expected_version, ..
+        }
+        | Op::Delete {
+            expected_version, ..
+        } => expected_version.map(Condition::Version),
+        Op::Check { condition, .. } => Some(*condition),
+        Op::Insert { .. } => None,
+    }
+}
+
+fn ledger_info(i: model::LedgerInfo) -> pb::LedgerInfo {
+    pb::LedgerInfo {
+        name: i.name,
+        origin: i.origin,
+        size: i.size,
+        checkpoint: i.checkpoint,
+        vkey: i.vkey,
+        deletion_protection: i.deletion_protection,
+        created_micros: i.created_micros,
+    }
+}
+
+fn table_info(t: model::TableInfo) -> pb::TableInfo {
+    pb::TableInfo {
+        name: t.name,
+        documents: t.documents,
+        created_micros: t.created_micros,
+    }
+}
+
+fn inclusion_proof(p: model::InclusionProof) -> pb::InclusionProof {
+    pb::InclusionProof {
+        index: p.index,
+        tree_size: p.tree_size,
+        hashes: p.hashes.iter().map(|h| h.0.to_vec()).collect(),
+        checkpoint: p.checkpoint,
+    }
+}
+
+fn revision(r: model::Revision) -> pb::Revision {
+    pb::Revision {
+        table: r.table,
+        id: r.id,
+        version: r.version,
+        operation: r.operation.as_str().to_owned(),
+        index: r.index,
+        tx_id: r.tx_id,
+        commit_micros: r.commit_micros,
+        principal: r.principal,
+        json: r.body,
+        entry: r.entry,
+        proof: r.proof.map(inclusion_proof),
+    }
+}
+
+fn receipt(r: model::Receipt) -> pb::Receipt {
+    pb::Receipt {
+        tx_id: r.tx_id,
+        results: r
+            .results
+            .into_iter()
+            .map(|o| pb::OperationResult {
+                table: o.table,
+                id: o.id,
+                version: o.version,
+                index: o.index,
+            })
+            .collect(),
+        first_index: r.first_index,
+        revisions: r.revisions,
+        commit_micros: r.commit_micros,
+        checkpoint: r.checkpoint,
+        replayed: r.replayed,
+    }
+}
+
+fn proof_size(p: Option<pb::ProofRequest>) -> Option<u64> {
+    p.map(|p| p.tree_size)
+}
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for GravenService {
+    async fn create_ledger(
+        &self,
+        request: Request<pb::CreateLedgerRequest>,
+    ) -> Result<Response<pb::LedgerInfo>, Status> {
+        let r = request.into_inner();
+        let info = self
+            .blocking(move |engine| {
+                let key = (!r.signing_key.is_empty()).then_some(r.signing_key.as_str());
+                engine
+                    .create_ledger(&r.name, key, !r.deletion_protection_off)?
+                    .info()
+            })
+            .await?;
+        Ok(Response::new(ledger_info(info)))
+    }
+
+    async fn list_ledgers(
+        &self,
+        _request: Request<pb::ListLedgersRequest>,
+    ) -> Result<Response<pb::ListLedgersResponse>, Status> {
+        let ledgers = self
+            .engine
+            .ledgers()
+            .and_then(|ls| ls.iter().map(|l| l.info().map(ledger_info)).collect())
+            .map_err(status)?;
+        Ok(Response::new(pb::ListLedgersResponse { ledgers }))
+    }
+
+    async fn describe_ledger(
+        &self,
+        request: Request<pb::DescribeLedgerRequest>,
+    ) -> Result<Response<pb::LedgerInfo>, Status> {
+        let ledger = self.ledger(&request.into_inner().name)?;
+        Ok(Response::new(ledger_info(ledger.info().map_err(status)?)))
+    }
+
+    async fn update_ledger(
+        &self,
+        request: Request<pb::UpdateLedgerRequest>,
+    ) -> Result<Response<pb::LedgerInfo>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.name)?;
+        if let Some(on) = r.deletion_protection {
+            ledger.set_deletion_protection(on).await.map_err(status)?;
+        }
+        Ok(Response::new(ledger_info(ledger.info().map_err(status)?)))
+    }
+
+    async fn delete_ledger(
+        &self,
+        request: Request<pb::DeleteLedgerRequest>,
+    ) -> Result<Response<pb::DeleteLedgerResponse>, Status> {
+        let name = request.into_inner().name;
+        self.blocking(move |engine| engine.delete_ledger(&name))
+            .await?;
+        Ok(Response::new(pb::DeleteLedgerResponse {}))
+    }
+
+    async fn create_table(
+        &self,
+        request: Request<pb::CreateTableRequest>,
+    ) -> Result<Response<pb::TableInfo>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let info = ledger.create_table(&r.table).await.map_err(status)?;
+        Ok(Response::new(table_info(info)))
+    }
+
+    async fn list_tables(
+        &self,
+        request: Request<pb::ListTablesRequest>,
+    ) -> Result<Response<pb::ListTablesResponse>, Status> {
+        let ledger = self.ledger(&request.into_inner().ledger)?;
+        let tables = ledger.tables().map_err(status)?;
+        Ok(Response::new(pb::ListTablesResponse {
+            tables: tables.into_iter().map(table_info).collect(),
+        }))
+    }
+
+    async fn drop_table(
+        &self,
+        request: Request<pb::DropTableRequest>,
+    ) -> Result<Response<pb::DropTableResponse>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        ledger.drop_table(&r.table).await.map_err(status)?;
+        Ok(Response::new(pb::DropTableResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::documents_server::Documents for GravenService {
+    async fn transact(
+        &self,
+        request: Request<pb::TransactRequest>,
+    ) -> Result<Response<pb::Receipt>, Status> {
+        let (name, tx) =
+            transaction(request.into_inner(), self.engine.limits(), ANONYMOUS).map_err(status)?;
+        let ledger = self.ledger(&name)?;
+        let r = ledger.transact(tx).await.map_err(status)?;
+        Ok(Response::new(receipt(r)))
+    }
+
+    async fn get_document(
+        &self,
+        request: Request<pb::GetDocumentRequest>,
+    ) -> Result<Response<pb::GetDocumentResponse>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let rev = ledger
+            .get(&r.table, &r.id, r.version, proof_size(r.proof))
+            .map_err(status)?;
+        Ok(Response::new(pb::GetDocumentResponse {
+            revision: Some(revision(rev)),
+        }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryResponse>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let page = ledger
+            .history(
+                &r.table,
+                &r.id,
+                r.page_size,
+                &r.page_token,
+                proof_size(r.proof),
+            )
+            .map_err(status)?;
+        Ok(Response::new(pb::HistoryResponse {
+            revisions: page.revisions.into_iter().map(revision).collect(),
+            next_page_token: page.next.unwrap_or_default(),
+        }))
+    }
+
+    async fn scan(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let page = ledger
+            .scan(&r.table, r.page_size, &r.page_token, proof_size(r.proof))
+            .map_err(status)?;
+        Ok(Response::new(pb::ScanResponse {
+            revisions: page.revisions.into_iter().map(revision).collect(),
+            next_page_token: page.next.unwrap_or_default(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::proofs_server::Proofs for GravenService {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        let ledger = self.ledger(&request.into_inner().ledger)?;
+        let (checkpoint, size) = ledger.checkpoint().map_err(status)?;
+        Ok(Response::new(pb::GetCheckpointResponse {
+            checkpoint,
+            size,
+        }))
+    }
+
+    async fn get_key(
+        &self,
+        request: Request<pb::GetKeyRequest>,
+    ) -> Result<Response<pb::GetKeyResponse>, Status> {
+        let ledger = self.ledger(&request.into_inner().ledger)?;
+        Ok(Response::new(pb::GetKeyResponse {
+            vkey: ledger.vkey().to_owned(),
+        }))
+    }
+
+    async fn get_entry(
+        &self,
+        request: Request<pb::GetEntryRequest>,
+    ) -> Result<Response<pb::GetEntryResponse>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let (entry, json) = ledger.entry(r.index).map_err(status)?;
+        Ok(Response::new(pb::GetEntryResponse { entry, json }))
+    }
+
+    async fn prove_inclusion(
+        &self,
+        request: Request<pb::ProveInclusionRequest>,
+    ) -> Result<Response<pb::InclusionProof>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let proof = ledger
+            .prove_inclusion(r.index, r.tree_size)
+            .map_err(status)?;
+        Ok(Response::new(inclusion_proof(proof)))
+    }
+
+    async fn prove_consistency(
+        &self,
+        request: Request<pb::ProveConsistencyRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let p = ledger
+            .prove_consistency(r.old_size, r.new_size)
+            .map_err(status)?;
+        Ok(Response::new(pb::ConsistencyProof {
+            old_size: p.old_size,
+            new_size: p.new_size,
+            hashes: p.hashes.iter().map(|h| h.0.to_vec()).collect(),
+            checkpoint: p.checkpoint,
+        }))
+    }
+}
