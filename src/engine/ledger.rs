@@ -167,7 +167,10 @@ impl Ledger {
     }
 
     fn closed(&self) -> Error {
-        Error::unavailable(format!("ledger {:?} is shutting down", self.name))
+        Error::unavailable(format!(
+            "ledger {:?} is closed: the server is shutting down or the ledger was deleted",
+            self.name
+        ))
     }
 
     /// Commits a transaction; the receipt comes back once it is durable.

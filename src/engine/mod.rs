@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use graven_verify::{Checkpoint, EMPTY_ROOT, Signer};
@@ -64,6 +65,8 @@ pub struct Engine {
     ledgers: RwLock<BTreeMap<String, Arc<Ledger>>>,
     /// Serializes creating and deleting ledgers.
     catalog: Mutex<()>,
+    /// Set by [`Engine::close`]: every request is then refused as UNAVAILABLE.
+    closed: AtomicBool,
 }
 
 /// Creates a file readable and writable by its owner only, failing if it exists.
@@ -125,6 +128,7 @@ impl Engine {
             config,
             ledgers: RwLock::new(ledgers),
             catalog: Mutex::new(()),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -135,6 +139,7 @@ impl Engine {
 
     /// A ledger by name.
     pub fn ledger(&self, name: &str) -> Result<Arc<Ledger>> {
+        self.check_open()?;
         check_ledger_name(name)?;
         self.ledgers
             .read()
@@ -144,8 +149,16 @@ impl Engine {
             .ok_or_else(|| Error::not_found(format!("ledger {name:?} does not exist")))
     }
 
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::unavailable("the server is shutting down"));
+        }
+        Ok(())
+    }
+
     /// Every ledger, by name.
     pub fn ledgers(&self) -> Result<Vec<Arc<Ledger>>> {
+        self.check_open()?;
         Ok(self
             .ledgers
             .read()
@@ -168,6 +181,7 @@ impl Engine {
             .catalog
             .lock()
             .map_err(|_| Error::internal("catalog lock poisoned"))?;
+        self.check_open()?;
         if self.ledger(name).is_ok() {
             return Err(Error::exists(format!("ledger {name:?} already exists")));
         }
@@ -247,13 +261,20 @@ impl Engine {
         Ok(())
     }
 
-    /// Stops every sequencer after the work already queued. Reads still work; writes get
-    /// UNAVAILABLE.
+    /// Shuts the engine down: refuses new requests (UNAVAILABLE), lets each sequencer
+    /// finish the work already queued, and releases the ledgers' files once the requests
+    /// still reading them are done. Blocking.
     pub fn close(&self) {
-        if let Ok(ledgers) = self.ledgers.read() {
-            for ledger in ledgers.values() {
-                ledger.close();
-            }
+        let Ok(_guard) = self.catalog.lock() else {
+            return;
+        };
+        self.closed.store(true, Ordering::Release);
+        let ledgers = match self.ledgers.write() {
+            Ok(mut map) => std::mem::take(&mut *map),
+            Err(_) => return,
+        };
+        for ledger in ledgers.values() {
+            ledger.close();
         }
     }
 }
