@@ -337,28 +337,27 @@ fn document_arg(arg: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 fn receipt_json(r: &pb::Receipt) -> Value {
+    let mut v = serde_json::Map::new();
+    v.insert("tx".into(), r.tx_id.into());
+    // Single-operation commands get the operation's fields at the top level.
+    if let [only] = r.results.as_slice() {
+        v.insert("index".into(), json!(only.index));
+        v.insert("version".into(), only.version.into());
+        v.insert("id".into(), only.id.clone().into());
+        v.insert("table".into(), only.table.clone().into());
+    }
+    v.insert("first_index".into(), r.first_index.into());
+    v.insert("revisions".into(), r.revisions.into());
+    v.insert("commit_micros".into(), r.commit_micros.into());
+    v.insert("replayed".into(), r.replayed.into());
     let results: Vec<Value> = r
         .results
         .iter()
         .map(|o| json!({"table": o.table, "id": o.id, "version": o.version, "index": o.index}))
         .collect();
-    let mut v = json!({
-        "tx": r.tx_id,
-        "first_index": r.first_index,
-        "revisions": r.revisions,
-        "commit_micros": r.commit_micros,
-        "replayed": r.replayed,
-        "results": results,
-        "checkpoint": r.checkpoint,
-    });
-    // Single-operation commands also get the operation's fields at the top level.
-    if let ([only], Some(obj)) = (r.results.as_slice(), v.as_object_mut()) {
-        obj.insert("table".into(), only.table.clone().into());
-        obj.insert("id".into(), only.id.clone().into());
-        obj.insert("version".into(), only.version.into());
-        obj.insert("index".into(), json!(only.index));
-    }
-    v
+    v.insert("results".into(), results.into());
+    v.insert("checkpoint".into(), r.checkpoint.clone().into());
+    Value::Object(v)
 }
 
 fn revision_json(r: &pb::Revision) -> anyhow::Result<String> {
@@ -375,26 +374,26 @@ fn revision_json(r: &pb::Revision) -> anyhow::Result<String> {
     };
     #[derive(serde::Serialize)]
     struct Out<'a> {
-        table: &'a str,
         id: &'a str,
         version: u64,
         index: u64,
+        document: Option<Box<RawValue>>,
+        table: &'a str,
         operation: &'a str,
         tx: u64,
         commit_micros: u64,
         principal: &'a str,
-        document: Option<Box<RawValue>>,
     }
     Ok(serde_json::to_string(&Out {
-        table: &r.table,
         id: &r.id,
         version: r.version,
         index: r.index,
+        document,
+        table: &r.table,
         operation: &r.operation,
         tx: r.tx_id,
         commit_micros: r.commit_micros,
         principal: &r.principal,
-        document,
     })?)
 }
 
