@@ -4,5 +4,9 @@ mod util;
 
 /// Every RPC in-process (no ports), with every error code the API promises.
 mod api;
+/// The `graven` and `graven-verify` command lines, end to end against a real server.
+mod cli_contract;
 /// Many clients, expected versions: no lost update, one winner per conflict.
 mod concurrency;
+/// `graven serve` killed with SIGKILL under write load: acknowledged writes survive.
+mod durability;

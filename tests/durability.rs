@@ -1,0 +1,1304 @@
+//! Crash durability: `graven serve` as a child process on a real port, a concurrent write
+//! load over TCP, SIGKILL in the middle of it, a restart on the same data folder, then:
+//! every acknowledged transaction is there at the index its receipt named, no transaction
+//! is partly visible, versions are dense, every receipt's checkpoint is a root of the
+//! recovered journal, and the journal is consistent with checkpoints taken before the kill.
+//!
+//! What is asserted holds for any kill timing; only how much was written varies.
+//!
+//! The child-process fixtures ([`ServerProcess`], [`graven_bin`], [`verify_bin`]) are
+//! shared with `cli_contract`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use graven::pb;
+use graven::pb::operation::Kind;
+use graven_verify::proof::verify_consistency;
+use graven_verify::{
+    CompactRange, ConsistencyProof, EMPTY_ROOT, Entry, Hash, Operation, Verifier,
+    check_consistency, leaf_hash, open_checkpoint,
+};
+use sha2::{Digest, Sha256};
+use tonic::transport::{Channel, Endpoint};
+
+// ---------------------------------------------------------------------------------------
+// Child-process fixtures
+
+/// The `graven` binary under test.
+pub(crate) fn graven_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_graven"))
+}
+
+/// The `graven-verify` binary: next to `graven` in the same target folder, built once per
+/// test process if it is missing (it belongs to another package of the workspace).
+pub(crate) fn verify_bin() -> &'static Path {
+    static VERIFY: OnceLock<PathBuf> = OnceLock::new();
+    VERIFY.get_or_init(|| {
+        let path =
+            graven_bin().with_file_name(format!("graven-verify{}", std::env::consts::EXE_SUFFIX));
+        if !path.exists() {
+            let profile_dir = path.parent().expect("binary folder");
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["build", "-p", "graven-verify"]);
+            match profile_dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") | None => {}
+                Some("release") => {
+                    cargo.arg("--release");
+                }
+                Some(profile) => {
+                    cargo.args(["--profile", profile]);
+                }
+            }
+            if let Some(target_dir) = profile_dir.parent() {
+                cargo.env("CARGO_TARGET_DIR", target_dir);
+            }
+            let status = cargo
+                .status()
+                .expect("running cargo build -p graven-verify");
+            assert!(status.success(), "cargo build -p graven-verify: {status}");
+            assert!(
+                path.exists(),
+                "{} is still missing after the build",
+                path.display()
+            );
+        }
+        path
+    })
+}
+
+/// A `graven` command with no configuration inherited from the environment.
+pub(crate) fn graven_command() -> Command {
+    let mut c = Command::new(graven_bin());
+    for var in [
+        "GRAVEN_SERVER",
+        "GRAVEN_DATA",
+        "GRAVEN_LISTEN",
+        "GRAVEN_NAME",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("GRAVEN_LOG", "warn");
+    c
+}
+
+/// A free loopback port: bind port 0, read it, release it.
+pub(crate) fn free_port() -> u16 {
+    for _ in 0..100 {
+        if let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0")
+            && let Ok(addr) = l.local_addr()
+        {
+            return addr.port();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no free loopback port");
+}
+
+/// `graven serve` running as a child process. Killed (SIGKILL) when dropped.
+pub(crate) struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `graven serve --data DATA` on a free port and waits until it answers gRPC.
+    /// Its stderr goes to `log` (appended). Retries on another port if the one picked was
+    /// taken in the meantime.
+    pub(crate) fn start(data: &Path, log: &Path) -> ServerProcess {
+        for _attempt in 0..5 {
+            let port = free_port();
+            let url = format!("http://127.0.0.1:{port}");
+            let log_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("server log file");
+            let child = graven_command()
+                .arg("serve")
+                .arg("--data")
+                .arg(data)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .spawn()
+                .expect("spawning graven serve");
+            let mut server = ServerProcess {
+                child,
+                url,
+                log: log.to_owned(),
+            };
+            if server.wait_ready(Duration::from_secs(20)) {
+                return server;
+            }
+            // It exited: a port taken between picking and binding is worth a retry.
+            let text = server.log_text();
+            assert!(
+                text.contains("listening on") || text.contains("in use"),
+                "graven serve exited at start; its log:\n{text}"
+            );
+        }
+        panic!("graven serve could not bind a port in 5 attempts");
+    }
+
+    /// Polls `graven ledger list` until it succeeds. False if the server exited.
+    fn wait_ready(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .child
+                .try_wait()
+                .expect("polling graven serve")
+                .is_some()
+            {
+                return false;
+            }
+            let ok = graven_command()
+                .args(["--server", &self.url, "ledger", "list"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("running graven ledger list")
+                .success();
+            if ok {
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "graven serve did not answer within {timeout:?}; its log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL (on Unix, `Child::kill`), then reap the process.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients and small helpers
+
+const LEDGER: &str = "crash";
+const TABLES: [&str; 2] = ["alpha", "beta"];
+/// Concurrent writers.
+const TASKS: usize = 16;
+/// The kill comes after this many acknowledged transactions per round, or after
+/// `LOAD_TIME`, whichever is first.
+const TARGET_ACKS: u64 = 1500;
+const LOAD_TIME: Duration = Duration::from_millis(1500);
+
+#[derive(Clone)]
+struct Clients {
+    admin: pb::admin_client::AdminClient<Channel>,
+    docs: pb::documents_client::DocumentsClient<Channel>,
+    proofs: pb::proofs_client::ProofsClient<Channel>,
+}
+
+async fn connect(url: &str) -> Clients {
+    let channel = Endpoint::from_shared(url.to_owned())
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connecting to graven serve");
+    Clients {
+        admin: pb::admin_client::AdminClient::new(channel.clone()),
+        docs: pb::documents_client::DocumentsClient::new(channel.clone()),
+        proofs: pb::proofs_client::ProofsClient::new(channel),
+    }
+}
+
+/// Runs `f` over `items` with a few concurrent workers; results in input order. A panic in
+/// a worker is re-raised here.
+async fn concurrently<T, R, F, Fut>(items: Vec<T>, f: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = R> + Send,
+{
+    const WORKERS: usize = 8;
+    let total = items.len();
+    let mut chunks: Vec<Vec<(usize, T)>> = (0..WORKERS).map(|_| Vec::new()).collect();
+    for (i, item) in items.into_iter().enumerate() {
+        chunks[i % WORKERS].push((i, item));
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for chunk in chunks {
+        let f = f.clone();
+        set.spawn(async move {
+            let mut out = Vec::with_capacity(chunk.len());
+            for (i, item) in chunk {
+                out.push((i, f(item).await));
+            }
+            out
+        });
+    }
+    let mut results: Vec<Option<R>> = (0..total).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(part) => {
+                for (i, r) in part {
+                    results[i] = Some(r);
+                }
+            }
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => panic!("worker failed: {e}"),
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every item has a result"))
+        .collect()
+}
+
+fn hashes(raw: &[Vec<u8>]) -> Vec<Hash> {
+    raw.iter()
+        .map(|h| Hash(h.as_slice().try_into().expect("32-byte proof hash")))
+        .collect()
+}
+
+/// A small deterministic generator (xorshift64*), one per writer.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The write load
+
+/// One operation of a transaction as the writer planned it.
+#[derive(Debug, Clone)]
+struct Planned {
+    table: String,
+    id: String,
+    /// What it writes; `None` for a check.
+    write: Option<Operation>,
+    /// The document's version after the operation (for a check, the version checked).
+    version: u64,
+    /// The canonical JSON sent (empty for deletes and checks).
+    body: Vec<u8>,
+}
+
+/// A transaction as sent.
+#[derive(Debug, Clone)]
+struct Sent {
+    request: pb::TransactRequest,
+    ops: Vec<Planned>,
+}
+
+impl Sent {
+    fn writes(&self) -> impl Iterator<Item = &Planned> {
+        self.ops.iter().filter(|p| p.write.is_some())
+    }
+}
+
+/// An acknowledged transaction: what was sent and the receipt that came back.
+#[derive(Debug, Clone)]
+struct Acked {
+    sent: Sent,
+    receipt: pb::Receipt,
+    /// Order of acknowledgement across all writers.
+    seq: u64,
+}
+
+/// What one writer ended with.
+struct Outcome {
+    acked: Vec<Acked>,
+    /// The transaction in flight when the server died, if any.
+    unacked: Option<Sent>,
+    /// An error seen before the kill: a test failure.
+    unexpected: Option<String>,
+}
+
+/// A writer's live documents (id -> (table, version)), each written only by that writer.
+type Owned = BTreeMap<String, (String, u64)>;
+
+/// Plans the next transaction of writer `task`: single inserts, updates (mostly with an
+/// expected version), deletes, and multi-operation transactions of 2 to 5 operations
+/// (inserts, updates, and checks on other documents); about a third carry an idempotency
+/// key.
+fn plan(task: usize, round: usize, n: u64, rng: &mut Rng, owned: &Owned) -> Sent {
+    let mut next_id = 0u64;
+    let mut new_id = || {
+        next_id += 1;
+        format!("t{task:02}-r{round}-{n}-{next_id}")
+    };
+    let body = |id: &str, what: &str| -> Vec<u8> {
+        // Keys sorted, no spaces, integers only: already canonical (RFC 8785).
+        format!(r#"{{"id":"{id}","n":{n},"op":"{what}","task":{task}}}"#).into_bytes()
+    };
+    let pick = |rng: &mut Rng, exclude: &[&str]| -> Option<(String, String, u64)> {
+        let candidates: Vec<_> = owned
+            .iter()
+            .filter(|(id, _)| !exclude.contains(&id.as_str()))
+            .collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let (id, (table, version)) = candidates[rng.below(candidates.len() as u64) as usize];
+        Some((id.clone(), table.clone(), *version))
+    };
+    let insert = |rng: &mut Rng, id: String| -> (Kind, Planned) {
+        let table = TABLES[rng.below(2) as usize].to_owned();
+        let json = body(&id, "insert");
+        (
+            Kind::Insert(pb::Insert {
+                table: table.clone(),
+                id: id.clone(),
+                json: json.clone(),
+            }),
+            Planned {
+                table,
+                id,
+                write: Some(Operation::Insert),
+                version: 0,
+                body: json,
+            },
+        )
+    };
+    let update = |rng: &mut Rng, (id, table, version): (String, String, u64)| {
+        let json = body(&id, "update");
+        let expected = (rng.below(4) != 0).then_some(version);
+        (
+            Kind::Update(pb::Update {
+                table: table.clone(),
+                id: id.clone(),
+                json: json.clone(),
+                expected_version: expected,
+            }),
+            Planned {
+                table,
+                id,
+                write: Some(Operation::Update),
+                version: version + 1,
+                body: json,
+            },
+        )
+    };
+
+    let roll = rng.below(100);
+    let mut ops: Vec<(Kind, Planned)> = Vec::new();
+    if owned.is_empty() || roll < 35 {
+        ops.push(insert(rng, new_id()));
+    } else if roll < 65 {
+        let target = pick(rng, &[]).expect("an owned document");
+        ops.push(update(rng, target));
+    } else if roll < 70 {
+        let (id, table, version) = pick(rng, &[]).expect("an owned document");
+        ops.push((
+            Kind::Delete(pb::Delete {
+                table: table.clone(),
+                id: id.clone(),
+                expected_version: Some(version),
+            }),
+            Planned {
+                table,
+                id,
+                write: Some(Operation::Delete),
+                version: version + 1,
+                body: Vec::new(),
+            },
+        ));
+    } else {
+        let count = 2 + rng.below(4) as usize;
+        let mut used: Vec<String> = Vec::new();
+        while ops.len() < count {
+            let exclude: Vec<&str> = used.iter().map(String::as_str).collect();
+            let choice = rng.below(10);
+            let target = if choice < 4 {
+                None
+            } else {
+                pick(rng, &exclude)
+            };
+            let op = match target {
+                // A check on another document (never the first op, so every transaction
+                // writes something).
+                Some((id, table, version)) if choice == 9 && !ops.is_empty() => (
+                    Kind::Check(pb::Check {
+                        table: table.clone(),
+                        id: id.clone(),
+                        condition: Some(pb::check::Condition::Version(version)),
+                    }),
+                    Planned {
+                        table,
+                        id,
+                        write: None,
+                        version,
+                        body: Vec::new(),
+                    },
+                ),
+                Some(target) => update(rng, target),
+                None => insert(rng, new_id()),
+            };
+            used.push(op.1.id.clone());
+            ops.push(op);
+        }
+    }
+    let idempotency_key = if rng.below(3) == 0 {
+        format!("key-t{task:02}-r{round}-{n}")
+    } else {
+        String::new()
+    };
+    let (kinds, planned): (Vec<Kind>, Vec<Planned>) = ops.into_iter().unzip();
+    Sent {
+        request: pb::TransactRequest {
+            ledger: LEDGER.into(),
+            operations: kinds
+                .into_iter()
+                .map(|k| pb::Operation { kind: Some(k) })
+                .collect(),
+            idempotency_key,
+        },
+        ops: planned,
+    }
+}
+
+/// Checks a receipt against what was sent: one result per operation, the versions
+/// planned, contiguous indexes for the writes and none for checks.
+fn receipt_matches(sent: &Sent, r: &pb::Receipt) -> Result<(), String> {
+    let writes = sent.writes().count() as u32;
+    if r.results.len() != sent.ops.len() || r.revisions != writes || r.checkpoint.is_empty() {
+        return Err(format!("receipt does not match the request: {r:?}"));
+    }
+    let mut next_index = r.first_index;
+    for (p, res) in sent.ops.iter().zip(&r.results) {
+        let expected_index = p.write.map(|_| next_index);
+        if res.table != p.table
+            || res.id != p.id
+            || res.version != p.version
+            || res.index != expected_index
+        {
+            return Err(format!("result {res:?} does not match the operation {p:?}"));
+        }
+        if p.write.is_some() {
+            next_index += 1;
+        }
+    }
+    Ok(())
+}
+
+/// One writer: sequential transactions until the server dies (or `stop`).
+async fn writer(
+    task: usize,
+    round: usize,
+    mut docs: pb::documents_client::DocumentsClient<Channel>,
+    mut owned: Owned,
+    killed: Arc<AtomicBool>,
+    acks: Arc<AtomicU64>,
+) -> Outcome {
+    let mut rng = Rng::new(((round as u64) << 32) | task as u64);
+    let mut out = Outcome {
+        acked: Vec::new(),
+        unacked: None,
+        unexpected: None,
+    };
+    for n in 0.. {
+        let sent = plan(task, round, n, &mut rng, &owned);
+        let answer =
+            tokio::time::timeout(Duration::from_secs(20), docs.transact(sent.request.clone()))
+                .await;
+        let receipt = match answer {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                if killed.load(Ordering::SeqCst) {
+                    out.unacked = Some(sent);
+                } else {
+                    out.unexpected = Some(format!("writer {task}: {status:?}"));
+                }
+                break;
+            }
+            Err(_) => {
+                out.unexpected = Some(format!("writer {task}: no answer in 20 s"));
+                break;
+            }
+        };
+        let seq = acks.fetch_add(1, Ordering::SeqCst);
+        if let Err(e) = receipt_matches(&sent, &receipt) {
+            out.unexpected = Some(format!("writer {task}: {e}"));
+            break;
+        }
+        if receipt.replayed {
+            out.unexpected = Some(format!("writer {task}: first attempt replayed"));
+            break;
+        }
+        for p in sent.writes() {
+            match p.write {
+                Some(Operation::Delete) => {
+                    owned.remove(&p.id);
+                }
+                _ => {
+                    owned.insert(p.id.clone(), (p.table.clone(), p.version));
+                }
+            }
+        }
+        // Now and then, retry a keyed transaction: the same receipt, nothing written.
+        let retry = !sent.request.idempotency_key.is_empty() && n % 4 == 0;
+        let request = sent.request.clone();
+        out.acked.push(Acked {
+            sent,
+            receipt: receipt.clone(),
+            seq,
+        });
+        if retry {
+            match docs.transact(request).await {
+                Ok(again) => {
+                    let again = again.into_inner();
+                    let same = again.replayed
+                        && again.tx_id == receipt.tx_id
+                        && again.first_index == receipt.first_index
+                        && again.results == receipt.results
+                        && again.checkpoint == receipt.checkpoint;
+                    if !same {
+                        out.unexpected = Some(format!(
+                            "writer {task}: retry with the idempotency key answered {again:?}, \
+                             first receipt {receipt:?}"
+                        ));
+                        break;
+                    }
+                }
+                // The server died during the retry: the transaction itself was acknowledged.
+                Err(_) if killed.load(Ordering::SeqCst) => break,
+                Err(status) => {
+                    out.unexpected = Some(format!("writer {task}: retry: {status:?}"));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Checking the recovered journal
+
+/// A document: (table, id).
+type DocKey = (String, String);
+
+/// Every entry of the journal after a restart, and the tree roots at every size.
+struct Journal {
+    /// Raw entry bytes, decoded entries and bodies, by index.
+    raw: Vec<Vec<u8>>,
+    entries: Vec<Entry>,
+    bodies: Vec<Vec<u8>>,
+    /// `roots[s]` is the root of the first `s` leaves.
+    roots: Vec<Hash>,
+    /// (table, id, version) -> index.
+    revisions: HashMap<(String, String, u64), u64>,
+    /// (table, id) -> every (version, index), in journal order.
+    docs: BTreeMap<DocKey, Vec<(u64, u64)>>,
+}
+
+impl Journal {
+    async fn fetch(c: &Clients, size: u64) -> Journal {
+        let fetched = concurrently((0..size).collect(), {
+            let proofs = c.proofs.clone();
+            move |index| {
+                let mut proofs = proofs.clone();
+                async move {
+                    proofs
+                        .get_entry(pb::GetEntryRequest {
+                            ledger: LEDGER.into(),
+                            index,
+                        })
+                        .await
+                        .unwrap_or_else(|e| panic!("GetEntry {index}: {e:?}"))
+                        .into_inner()
+                }
+            }
+        })
+        .await;
+        let mut j = Journal {
+            raw: Vec::new(),
+            entries: Vec::new(),
+            bodies: Vec::new(),
+            roots: vec![EMPTY_ROOT],
+            revisions: HashMap::new(),
+            docs: BTreeMap::new(),
+        };
+        let mut range = CompactRange::new();
+        for (index, got) in fetched.into_iter().enumerate() {
+            let index = index as u64;
+            let e = Entry::decode(&got.entry)
+                .unwrap_or_else(|err| panic!("entry {index} does not decode: {err}"));
+            // The body is the one the entry commits to.
+            match (&e.body_hash, e.operation) {
+                (None, Operation::Delete) => assert!(got.json.is_empty(), "entry {index}"),
+                (Some(h), _) => assert_eq!(
+                    h.0,
+                    <[u8; 32]>::from(Sha256::digest(&got.json)),
+                    "body hash of entry {index}"
+                ),
+                _ => panic!("entry {index}: body hash and operation disagree"),
+            }
+            range.append(leaf_hash(&got.entry));
+            j.roots.push(range.root());
+            let key = (e.table.clone(), e.id.clone());
+            assert!(
+                j.revisions
+                    .insert((e.table.clone(), e.id.clone(), e.version), index)
+                    .is_none(),
+                "entry {index}: version {} of {key:?} is in the journal twice",
+                e.version
+            );
+            j.docs.entry(key).or_default().push((e.version, index));
+            j.raw.push(got.entry);
+            j.entries.push(e);
+            j.bodies.push(got.json);
+        }
+        j
+    }
+
+    fn size(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    /// Transactions are whole, contiguous and densely numbered; versions dense per
+    /// document, starting with an insert, nothing after a delete.
+    fn check_structure(&self) {
+        let mut index = 0usize;
+        let mut expected_tx = 0u64;
+        while index < self.entries.len() {
+            let first = &self.entries[index];
+            assert_eq!(
+                first.tx_id, expected_tx,
+                "entry {index}: transaction ids must be dense"
+            );
+            let n = first.tx_revisions as usize;
+            assert!(
+                index + n <= self.entries.len(),
+                "transaction {} at {index} claims {n} revisions; the journal ends at {}: \
+                 a partial transaction is visible",
+                first.tx_id,
+                self.entries.len()
+            );
+            for position in 0..n {
+                let e = &self.entries[index + position];
+                assert_eq!(
+                    (e.tx_id, e.tx_position, e.tx_revisions),
+                    (first.tx_id, position as u32, first.tx_revisions),
+                    "entry {}: transaction {} is not contiguous and complete",
+                    index + position,
+                    first.tx_id
+                );
+                assert_eq!(
+                    e.commit_time_micros,
+                    first.commit_time_micros,
+                    "entry {}",
+                    index + position
+                );
+            }
+            index += n;
+            expected_tx += 1;
+        }
+        for ((table, id), versions) in &self.docs {
+            for (i, &(version, index)) in versions.iter().enumerate() {
+                assert_eq!(version, i as u64, "{table}/{id}: versions must be dense");
+                let op = self.entries[index as usize].operation;
+                assert_eq!(
+                    op == Operation::Insert,
+                    i == 0,
+                    "{table}/{id} version {version} is a {op}"
+                );
+                if op == Operation::Delete {
+                    assert_eq!(
+                        i + 1,
+                        versions.len(),
+                        "{table}/{id}: revision after a delete"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A signed checkpoint note opens with the ledger's key and names a root of this
+    /// journal. Returns its size.
+    fn check_checkpoint(&self, note: &str, key: &Verifier, what: &str) -> u64 {
+        let c = open_checkpoint(note.as_bytes(), std::slice::from_ref(key))
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .checkpoint;
+        assert!(
+            c.size <= self.size(),
+            "{what}: size {} is beyond the recovered journal ({}): an acknowledged tree was lost",
+            c.size,
+            self.size()
+        );
+        assert_eq!(
+            c.root, self.roots[c.size as usize],
+            "{what}: root at size {} differs from the recovered journal's",
+            c.size
+        );
+        c.size
+    }
+}
+
+/// The server's consistency proof from `old_note` to its latest checkpoint verifies, both
+/// through graven-verify's end-to-end check and against the locally computed roots.
+async fn check_consistent_with(
+    c: &mut Clients,
+    j: &Journal,
+    key: &Verifier,
+    old_note: &str,
+    latest_note: &str,
+    what: &str,
+) {
+    let old_size = j.check_checkpoint(old_note, key, what);
+    let p = c
+        .proofs
+        .prove_consistency(pb::ProveConsistencyRequest {
+            ledger: LEDGER.into(),
+            old_size,
+            new_size: 0,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("ProveConsistency from {what}: {e:?}"))
+        .into_inner();
+    assert_eq!(p.new_size, j.size(), "{what}");
+    assert_eq!(p.checkpoint, latest_note, "{what}: proof's checkpoint");
+    let proof = ConsistencyProof {
+        old_size: p.old_size,
+        hashes: hashes(&p.hashes),
+        checkpoint: p.checkpoint,
+    };
+    let (old, new) = verify_consistency(&proof, old_note.as_bytes(), std::slice::from_ref(key))
+        .unwrap_or_else(|e| panic!("consistency from {what}: {e}"));
+    check_consistency(
+        &proof.hashes,
+        old.checkpoint.size,
+        new.checkpoint.size,
+        &j.roots[old_size as usize],
+        &j.roots[j.size() as usize],
+    )
+    .unwrap_or_else(|e| panic!("consistency from {what} against the local roots: {e}"));
+}
+
+/// Everything the restarted server must show. `anchors` are signed checkpoint notes taken
+/// before the kill (the early checkpoint, the last receipt's). The whole journal and every
+/// receipt are checked; the per-document reads (GetDocument, History), slower, only for
+/// revisions from index `since` on (the earlier ones were read after the previous kill).
+/// Returns the journal.
+async fn check_recovered(
+    c: &mut Clients,
+    vkey: &str,
+    acked: &[Acked],
+    unacked: &[Sent],
+    anchors: &[(&str, String)],
+    since: u64,
+) -> Journal {
+    let key = Verifier::parse(vkey).expect("vkey");
+    let got_vkey = c
+        .proofs
+        .get_key(pb::GetKeyRequest {
+            ledger: LEDGER.into(),
+        })
+        .await
+        .expect("GetKey")
+        .into_inner()
+        .vkey;
+    assert_eq!(
+        got_vkey, vkey,
+        "the ledger's key changed across the restart"
+    );
+    let head = c
+        .proofs
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: LEDGER.into(),
+        })
+        .await
+        .expect("GetCheckpoint")
+        .into_inner();
+    let j = Journal::fetch(c, head.size).await;
+
+    // The whole journal folds to the latest checkpoint's root.
+    let latest = open_checkpoint(head.checkpoint.as_bytes(), std::slice::from_ref(&key))
+        .expect("latest checkpoint opens with the ledger key")
+        .checkpoint;
+    assert_eq!(latest.size, head.size);
+    assert_eq!(
+        latest.root, j.roots[head.size as usize],
+        "the recovered journal's root is not the latest checkpoint's"
+    );
+    // Reading past the end is NOT_FOUND, not some leftover entry.
+    let past = c
+        .proofs
+        .get_entry(pb::GetEntryRequest {
+            ledger: LEDGER.into(),
+            index: head.size,
+        })
+        .await;
+    assert_eq!(
+        past.map(|_| ()).map_err(|s| s.code()),
+        Err(tonic::Code::NotFound)
+    );
+    j.check_structure();
+
+    // Every acknowledged transaction is there, where its receipt said.
+    for a in acked {
+        let r = &a.receipt;
+        let what = format!("acknowledged transaction {} (ack #{})", r.tx_id, a.seq);
+        j.check_checkpoint(&r.checkpoint, &key, &format!("{what}: receipt checkpoint"));
+        let size = open_checkpoint(r.checkpoint.as_bytes(), std::slice::from_ref(&key))
+            .expect("receipt checkpoint")
+            .checkpoint
+            .size;
+        assert!(
+            size >= r.first_index + u64::from(r.revisions),
+            "{what}: its checkpoint (size {size}) does not include it"
+        );
+        for (p, res) in a.sent.ops.iter().zip(&r.results) {
+            let Some(op) = p.write else { continue };
+            let index = res.index.expect("index of a write");
+            let e = j
+                .entries
+                .get(index as usize)
+                .unwrap_or_else(|| panic!("{what}: index {index} is beyond the journal"));
+            assert_eq!(
+                (
+                    e.table.as_str(),
+                    e.id.as_str(),
+                    e.version,
+                    e.tx_id,
+                    e.operation
+                ),
+                (p.table.as_str(), p.id.as_str(), p.version, r.tx_id, op),
+                "{what}: entry {index}"
+            );
+            assert_eq!(
+                u64::from(e.tx_revisions),
+                u64::from(r.revisions),
+                "{what}: entry {index}"
+            );
+            assert_eq!(j.bodies[index as usize], p.body, "{what}: body at {index}");
+        }
+    }
+    // ... and readable by document and version, with the same entry bytes.
+    let lookups: Vec<(String, String, u64, u64)> = acked
+        .iter()
+        .flat_map(|a| {
+            a.sent
+                .ops
+                .iter()
+                .zip(&a.receipt.results)
+                .filter(|(p, res)| p.write.is_some() && res.index >= Some(since))
+                .map(|(p, res)| {
+                    (
+                        p.table.clone(),
+                        p.id.clone(),
+                        p.version,
+                        res.index.unwrap_or(u64::MAX),
+                    )
+                })
+        })
+        .collect();
+    let docs = c.docs.clone();
+    let read = concurrently(lookups.clone(), move |(table, id, version, _)| {
+        let mut docs = docs.clone();
+        async move {
+            docs.get_document(pb::GetDocumentRequest {
+                ledger: LEDGER.into(),
+                table: table.clone(),
+                id: id.clone(),
+                version: Some(version),
+                proof: None,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("GetDocument {table}/{id} v{version}: {e:?}"))
+            .into_inner()
+            .revision
+            .expect("a revision")
+        }
+    })
+    .await;
+    for ((table, id, version, index), rev) in lookups.iter().zip(read) {
+        assert_eq!(
+            (rev.index, rev.version),
+            (*index, *version),
+            "{table}/{id} v{version}"
+        );
+        assert_eq!(rev.entry, j.raw[*index as usize], "{table}/{id} v{version}");
+        assert_eq!(
+            rev.json, j.bodies[*index as usize],
+            "{table}/{id} v{version}"
+        );
+    }
+    // A transaction in flight at the kill is entirely there or entirely absent.
+    for sent in unacked {
+        let present: Vec<Option<u64>> = sent
+            .writes()
+            .map(|p| {
+                j.revisions
+                    .get(&(p.table.clone(), p.id.clone(), p.version))
+                    .copied()
+            })
+            .collect();
+        if present.iter().all(Option::is_none) {
+            continue;
+        }
+        let indexes: Vec<u64> = present
+            .iter()
+            .map(|i| i.unwrap_or_else(|| panic!("partly committed transaction: {sent:?}")))
+            .collect();
+        let first = &j.entries[indexes[0] as usize];
+        for (position, (&index, p)) in indexes.iter().zip(sent.writes()).enumerate() {
+            let e = &j.entries[index as usize];
+            assert_eq!(
+                (index, e.tx_id, e.tx_position, e.operation),
+                (
+                    indexes[0] + position as u64,
+                    first.tx_id,
+                    position as u32,
+                    p.write.expect("a write")
+                ),
+                "in-flight transaction {sent:?}"
+            );
+            assert_eq!(j.bodies[index as usize], p.body);
+        }
+        assert_eq!(first.tx_revisions as usize, indexes.len());
+    }
+
+    // History shows every document's versions densely, oldest first.
+    let all_docs: Vec<(DocKey, Vec<(u64, u64)>)> = j
+        .docs
+        .iter()
+        .filter(|(_, v)| v.last().is_some_and(|&(_, index)| index >= since))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let docs = c.docs.clone();
+    concurrently(all_docs, move |((table, id), versions)| {
+        let mut docs = docs.clone();
+        async move {
+            let mut got = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = docs
+                    .history(pb::HistoryRequest {
+                        ledger: LEDGER.into(),
+                        table: table.clone(),
+                        id: id.clone(),
+                        page_size: 0,
+                        page_token,
+                        proof: None,
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("History {table}/{id}: {e:?}"))
+                    .into_inner();
+                got.extend(page.revisions.iter().map(|r| (r.version, r.index)));
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
+            assert_eq!(got, versions, "History of {table}/{id}");
+        }
+    })
+    .await;
+    // Checkpoints taken before the kill are prefixes of the recovered journal.
+    for (what, note) in anchors {
+        check_consistent_with(c, &j, &key, note, &head.checkpoint, what).await;
+    }
+    j
+}
+
+/// The writer that owns a document id (`tNN-...`).
+fn owner(id: &str) -> Option<usize> {
+    id.strip_prefix('t')
+        .and_then(|rest| rest.get(..2))
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&task| task < TASKS)
+}
+
+/// The live documents of each writer, from the journal (ids start with `tNN-`).
+fn owned_from(j: &Journal) -> Vec<Owned> {
+    let mut owned: Vec<Owned> = (0..TASKS).map(|_| Owned::new()).collect();
+    for ((table, id), versions) in &j.docs {
+        let Some(task) = owner(id) else { continue };
+        let &(version, index) = versions.last().expect("a version");
+        if j.entries[index as usize].operation != Operation::Delete {
+            owned[task].insert(id.clone(), (table.clone(), version));
+        }
+    }
+    owned
+}
+
+async fn checkpoint(c: &mut Clients) -> pb::GetCheckpointResponse {
+    c.proofs
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: LEDGER.into(),
+        })
+        .await
+        .expect("GetCheckpoint")
+        .into_inner()
+}
+
+/// Two rounds of: write load, SIGKILL, restart, check everything acknowledged so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mut server = ServerProcess::start(&data, &log);
+    let mut c = connect(&server.url).await;
+
+    let info = c
+        .admin
+        .create_ledger(pb::CreateLedgerRequest {
+            name: LEDGER.into(),
+            signing_key: String::new(),
+            deletion_protection_off: false,
+        })
+        .await
+        .expect("CreateLedger")
+        .into_inner();
+    let vkey = info.vkey;
+    for table in TABLES {
+        c.admin
+            .create_table(pb::CreateTableRequest {
+                ledger: LEDGER.into(),
+                table: table.into(),
+            })
+            .await
+            .expect("CreateTable");
+    }
+    // A few writes, then the early checkpoint.
+    for i in 0..8 {
+        let json = format!(r#"{{"seed":{i}}}"#).into_bytes();
+        c.docs
+            .transact(pb::TransactRequest {
+                ledger: LEDGER.into(),
+                operations: vec![pb::Operation {
+                    kind: Some(Kind::Insert(pb::Insert {
+                        table: TABLES[i % 2].into(),
+                        id: format!("seed-{i}"),
+                        json,
+                    })),
+                }],
+                idempotency_key: String::new(),
+            })
+            .await
+            .expect("seed insert");
+    }
+
+    let mut all_acked: Vec<Acked> = Vec::new();
+    let mut owned: Vec<Owned> = (0..TASKS).map(|_| Owned::new()).collect();
+    for round in 0..2 {
+        let early = checkpoint(&mut c).await;
+        assert!(early.size > 0);
+
+        // The load, then SIGKILL in the middle of it.
+        let killed = Arc::new(AtomicBool::new(false));
+        let acks = Arc::new(AtomicU64::new(0));
+        let mut writers = Vec::new();
+        for (task, mine) in owned.iter().enumerate() {
+            writers.push(tokio::spawn(writer(
+                task,
+                round,
+                c.docs.clone(),
+                mine.clone(),
+                killed.clone(),
+                acks.clone(),
+            )));
+        }
+        let started = Instant::now();
+        while acks.load(Ordering::SeqCst) < TARGET_ACKS && started.elapsed() < LOAD_TIME {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        killed.store(true, Ordering::SeqCst);
+        server.kill();
+        let mut unacked = Vec::new();
+        let mut acked_now = Vec::new();
+        for w in writers {
+            let outcome = w.await.expect("writer task");
+            if let Some(e) = outcome.unexpected {
+                panic!("round {round}: {e}");
+            }
+            acked_now.extend(outcome.acked);
+            unacked.extend(outcome.unacked);
+        }
+        assert!(
+            !acked_now.is_empty(),
+            "round {round}: nothing was acknowledged before the kill"
+        );
+        let last = acked_now
+            .iter()
+            .max_by_key(|a| a.seq)
+            .expect("an acknowledged transaction")
+            .receipt
+            .checkpoint
+            .clone();
+        let largest = acked_now
+            .iter()
+            .max_by_key(|a| a.receipt.first_index)
+            .expect("an acknowledged transaction")
+            .receipt
+            .checkpoint
+            .clone();
+        let summary = format!(
+            "round {round}: killed after {:?}, {} transactions acknowledged, {} in flight",
+            started.elapsed(),
+            acked_now.len(),
+            unacked.len(),
+        );
+        all_acked.extend(acked_now);
+
+        // Restart on the same data folder and check everything.
+        server = ServerProcess::start(&data, &log);
+        c = connect(&server.url).await;
+        let anchors = [
+            ("the early checkpoint", early.checkpoint),
+            ("the last receipt's checkpoint", last),
+            ("the largest receipt's checkpoint", largest),
+        ];
+        let j = check_recovered(&mut c, &vkey, &all_acked, &unacked, &anchors, early.size).await;
+        let in_flight_committed = unacked
+            .iter()
+            .filter(|s| {
+                s.writes().all(|p| {
+                    j.revisions
+                        .contains_key(&(p.table.clone(), p.id.clone(), p.version))
+                })
+            })
+            .count();
+        eprintln!("{summary} ({in_flight_committed} of them committed)");
+
+        // Retrying an in-flight keyed transaction tells whether it committed: a replay if
+        // (and only if) its revisions are in the journal.
+        let mut size = j.size();
+        let mut new_commits = 0u64;
+        let mut committed_now = Vec::new();
+        for sent in unacked
+            .iter()
+            .filter(|s| !s.request.idempotency_key.is_empty())
+        {
+            let committed = sent.writes().all(|p| {
+                j.revisions
+                    .contains_key(&(p.table.clone(), p.id.clone(), p.version))
+            });
+            let r = c
+                .docs
+                .transact(sent.request.clone())
+                .await
+                .unwrap_or_else(|e| panic!("retrying {sent:?}: {e:?}"))
+                .into_inner();
+            receipt_matches(sent, &r).unwrap_or_else(|e| panic!("retry: {e}"));
+            assert_eq!(r.replayed, committed, "retry of {sent:?}: {r:?}");
+            if committed {
+                let first = &j.entries[r.first_index as usize];
+                assert_eq!(first.tx_id, r.tx_id);
+                j.check_checkpoint(
+                    &r.checkpoint,
+                    &Verifier::parse(&vkey).expect("vkey"),
+                    "replay",
+                );
+            } else {
+                assert_eq!(r.first_index, size, "a new commit appends at the end");
+                size += u64::from(r.revisions);
+                new_commits += 1;
+                committed_now.push(sent.clone());
+                all_acked.push(Acked {
+                    sent: sent.clone(),
+                    receipt: r,
+                    seq: u64::MAX,
+                });
+            }
+        }
+        // A retried acknowledged keyed transaction still replays, byte for byte.
+        if let Some(a) = all_acked
+            .iter()
+            .find(|a| !a.sent.request.idempotency_key.is_empty())
+        {
+            let again = c
+                .docs
+                .transact(a.sent.request.clone())
+                .await
+                .expect("replay after restart")
+                .into_inner();
+            assert!(again.replayed);
+            assert_eq!(
+                (
+                    again.tx_id,
+                    again.first_index,
+                    &again.results,
+                    &again.checkpoint
+                ),
+                (
+                    a.receipt.tx_id,
+                    a.receipt.first_index,
+                    &a.receipt.results,
+                    &a.receipt.checkpoint
+                )
+            );
+        }
+        // The restarted ledger takes new writes at the right place.
+        let next_tx = j.entries.last().map_or(0, |e| e.tx_id + 1) + new_commits;
+        let r = c
+            .docs
+            .transact(pb::TransactRequest {
+                ledger: LEDGER.into(),
+                operations: vec![pb::Operation {
+                    kind: Some(Kind::Insert(pb::Insert {
+                        table: TABLES[0].into(),
+                        id: format!("after-restart-{round}"),
+                        json: b"{}".to_vec(),
+                    })),
+                }],
+                idempotency_key: String::new(),
+            })
+            .await
+            .expect("a write after the restart")
+            .into_inner();
+        assert_eq!((r.tx_id, r.first_index), (next_tx, size));
+
+        // The next round's writers start from what the journal says they own, plus the
+        // retries just committed.
+        owned = owned_from(&j);
+        for sent in &committed_now {
+            for p in sent.writes() {
+                let task = owner(&p.id).expect("a writer's document");
+                match p.write {
+                    Some(Operation::Delete) => {
+                        owned[task].remove(&p.id);
+                    }
+                    _ => {
+                        owned[task].insert(p.id.clone(), (p.table.clone(), p.version));
+                    }
+                }
+            }
+        }
+    }
+}
