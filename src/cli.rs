@@ -149,6 +149,8 @@ pub enum Command {
     /// Print proofs in the text forms graven-verify checks.
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Load-test a server (or raw redb) and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `graven serve` options.
@@ -261,9 +263,9 @@ pub enum ProofCommand {
     },
     /// A consistency proof from OLD_SIZE, as a tlog-witness add-checkpoint body.
     Consistency {
-        /// Tree size of the older checkpoint.
+        /// Ledger name.
         ledger: String,
-        /// Old tree size.
+        /// Tree size of the older checkpoint.
         old_size: u64,
         /// New tree size (default: the latest).
         #[arg(long)]
@@ -296,6 +298,7 @@ impl Client {
     pub async fn connect(server: &str) -> anyhow::Result<Client> {
         let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
             .with_context(|| format!("invalid server address {server:?}"))?
+            .tcp_nodelay(true)
             .connect()
             .await
             .with_context(|| format!("cannot connect to {server}"))?;
@@ -504,9 +507,18 @@ pub async fn run_client(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     use pb::operation::Kind;
+    if let Command::Bench(args) = &command {
+        let report = crate::bench::run(server, args).await?;
+        if args.json {
+            writeln!(out, "{}", report.to_json())?;
+        } else {
+            write!(out, "{}", report.to_text())?;
+        }
+        return Ok(());
+    }
     let mut c = Client::connect(server).await?;
     match command {
-        Command::Serve(_) => bail!("serve is not a client command"),
+        Command::Serve(_) | Command::Bench(_) => bail!("not a client command"),
         Command::Ledger(cmd) => match cmd {
             LedgerCommand::Create {
                 name,

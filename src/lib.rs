@@ -9,13 +9,14 @@
 //! * [`json`]: strict JSON parsing and RFC 8785 canonical form.
 //! * [`storage`]: the redb table layout.
 //! * [`service`]: the tonic adapter, the only module that speaks gRPC types to the engine.
-//! * [`server`]: `graven serve`; [`cli`]: the client commands.
+//! * [`server`]: `graven serve`; [`cli`]: the client commands; [`bench`]: the load tool.
 //!
 //! Hashing, proofs, checkpoints, keys and the journal entry format come from
 //! `graven-verify` (re-exported as [`verify`]), the small crate auditors run.
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod error;

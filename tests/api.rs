@@ -1078,3 +1078,73 @@ async fn health_and_reflection_are_served() {
         assert!(names.iter().any(|n| n == service), "{service} in {names:?}");
     }
 }
+
+/// Regression: a retry committed in the same group-commit batch as its first attempt got
+/// a checkpoint of the mid-batch size instead of the first receipt's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retry_in_the_same_batch_gets_the_identical_receipt() {
+    let mut s = start().await;
+    s.ledger("l", &["t"]).await;
+    for round in 0..20 {
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let mut docs = s.docs.clone();
+            tasks.push(tokio::spawn(async move {
+                docs.transact(tx(
+                    "l",
+                    vec![insert("t", &format!("r{round}-{i}"), "{}")],
+                    "",
+                ))
+                .await
+                .map(|r| r.into_inner())
+            }));
+        }
+        let key = format!("key-{round}");
+        let mut retries = Vec::new();
+        for _ in 0..2 {
+            let mut docs = s.docs.clone();
+            let key = key.clone();
+            retries.push(tokio::spawn(async move {
+                docs.transact(tx(
+                    "l",
+                    vec![insert("t", &format!("{key}-doc"), "{}")],
+                    &key,
+                ))
+                .await
+                .map(|r| r.into_inner())
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task").expect("insert");
+        }
+        let mut receipts = Vec::new();
+        for r in retries {
+            receipts.push(r.await.expect("task").expect("keyed insert"));
+        }
+        let later = s
+            .docs
+            .transact(tx(
+                "l",
+                vec![insert("t", &format!("{key}-doc"), "{}")],
+                &key,
+            ))
+            .await
+            .expect("retry")
+            .into_inner();
+        let first = receipts
+            .iter()
+            .find(|r| !r.replayed)
+            .expect("one first attempt")
+            .clone();
+        for r in receipts.iter().chain([&later]) {
+            assert_eq!(
+                pb::Receipt {
+                    replayed: false,
+                    ..r.clone()
+                },
+                first,
+                "round {round}: every answer to the key is the first receipt"
+            );
+        }
+    }
+}

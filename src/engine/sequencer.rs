@@ -244,7 +244,7 @@ impl Sequencer {
                 t.meta
                     .insert(storage::META_CHECKPOINT, checkpoint.as_bytes())?;
                 for r in results.iter_mut().flatten() {
-                    if !r.replayed {
+                    if !r.replayed || r.checkpoint.is_empty() {
                         r.checkpoint.clone_from(&checkpoint);
                     }
                 }
@@ -417,28 +417,25 @@ impl Sequencer {
         )))
     }
 
-    /// The receipt of an earlier transaction, with a checkpoint of the size it first
+    /// The receipt of an earlier transaction, with a checkpoint of the size its first answer
     /// carried (Ed25519 is deterministic, so the note is byte-for-byte the same).
     fn replay(&self, t: &Tables<'_>, stored: StoredReceipt) -> Result<Receipt> {
-        // A key remembered earlier in this same batch has no size yet: use the current one.
-        let size = if stored.tree_size == 0 {
-            self.range.size()
+        // A key first used earlier in this same batch: its checkpoint is the batch's, which
+        // `write_batch` fills in once the batch is complete.
+        let checkpoint = if stored.tree_size == 0 {
+            String::new()
         } else {
-            stored.tree_size
+            let size = stored.tree_size;
+            let root = tree_hash(size, &StoredHashes(&t.hashes))
+                .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?;
+            Checkpoint {
+                origin: self.origin.clone(),
+                size,
+                root,
+            }
+            .sign(&self.signer)
+            .map_err(|e| Error::internal(format!("signing checkpoint: {e}")))?
         };
-        let root = if size == self.range.size() {
-            self.range.root()
-        } else {
-            tree_hash(size, &StoredHashes(&t.hashes))
-                .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?
-        };
-        let checkpoint = Checkpoint {
-            origin: self.origin.clone(),
-            size,
-            root,
-        }
-        .sign(&self.signer)
-        .map_err(|e| Error::internal(format!("signing checkpoint: {e}")))?;
         Ok(Receipt {
             tx_id: stored.tx_id,
             results: stored.results,
