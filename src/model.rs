@@ -288,8 +288,6 @@ pub struct LedgerInfo {
 pub struct TableInfo {
     /// Name.
     pub name: String,
-    /// Live documents.
-    pub documents: u64,
     /// Creation time, microseconds since the Unix epoch.
     pub created_micros: u64,
 }

@@ -287,7 +287,6 @@ fn ledger_info(i: model::LedgerInfo) -> pb::LedgerInfo {
 fn table_info(t: model::TableInfo) -> pb::TableInfo {
     pb::TableInfo {
         name: t.name,
-        documents: t.documents,
         created_micros: t.created_micros,
     }
 }

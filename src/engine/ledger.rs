@@ -69,10 +69,25 @@ impl Ledger {
                 signer.name()
             )));
         }
-        let size = meta_u64(&meta, storage::META_SIZE)?;
-        let hashes = rtxn.open_table(storage::HASHES)?;
-        let range = CompactRange::read(size, &StoredHashes(&hashes))
+        let leaves = rtxn.open_table(storage::LEAVES)?;
+        let last = journal_size(&leaves)?.checked_sub(1);
+        let size = last.map_or(0, |l| l + 1);
+        let range = CompactRange::read(size, &StoredHashes(&leaves))
             .map_err(|e| Error::internal(format!("reading the tree: {e}")))?;
+        // The last entry says where transaction ids and commit times resume.
+        let (next_tx, last_commit) = match last {
+            None => (0, 0),
+            Some(index) => {
+                let row = leaves
+                    .get(index)?
+                    .ok_or_else(|| Error::internal("last journal row vanished"))?;
+                let (entry, _) = storage::decode_leaf(row.value())
+                    .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
+                let e = Entry::decode(entry)
+                    .map_err(|e| Error::internal(format!("journal entry {index}: {e}")))?;
+                (e.tx_id + 1, e.commit_time_micros)
+            }
+        };
         let note = meta_string(&meta, storage::META_CHECKPOINT)?;
         let verifier = signer.verifier();
         let head = open_checkpoint(note.as_bytes(), std::slice::from_ref(&verifier))
@@ -87,10 +102,8 @@ impl Ledger {
                 head.root
             )));
         }
-        let next_tx = meta_u64(&meta, storage::META_NEXT_TX)?;
-        let last_commit = meta_u64(&meta, storage::META_LAST_COMMIT)?;
         let created_micros = meta_u64(&meta, storage::META_CREATED)?;
-        drop(hashes);
+        drop(leaves);
         drop(meta);
         drop(rtxn);
         let db = Arc::new(db);
@@ -139,7 +152,7 @@ impl Ledger {
     /// The journal size, or 0 if it cannot be read (for logs).
     pub(crate) fn size_hint(&self) -> u64 {
         self.read()
-            .and_then(|r| Ok(meta_u64(&r.open_table(storage::META)?, storage::META_SIZE)?))
+            .and_then(|r| journal_size(&r.open_table(storage::LEAVES)?))
             .unwrap_or(0)
     }
 
@@ -217,7 +230,7 @@ impl Ledger {
         Ok(LedgerInfo {
             name: self.name.clone(),
             origin: self.origin.clone(),
-            size: meta_u64(&meta, storage::META_SIZE)?,
+            size: journal_size(&r.open_table(storage::LEAVES)?)?,
             checkpoint: meta_string(&meta, storage::META_CHECKPOINT)?,
             vkey: self.vkey.clone(),
             deletion_protection: meta
@@ -230,11 +243,8 @@ impl Ledger {
     /// The latest signed checkpoint and its size.
     pub fn checkpoint(&self) -> Result<(String, u64)> {
         let r = self.read()?;
-        let meta = r.open_table(storage::META)?;
-        Ok((
-            meta_string(&meta, storage::META_CHECKPOINT)?,
-            meta_u64(&meta, storage::META_SIZE)?,
-        ))
+        let snap = Snapshot::new(self, &r)?;
+        Ok((snap.checkpoint, snap.size))
     }
 
     /// Active tables.
@@ -244,11 +254,10 @@ impl Ledger {
         let mut out = Vec::new();
         for row in tables.iter()? {
             let (name, value) = row?;
-            let (created, active, live) = value.value();
+            let (created, active) = value.value();
             if active {
                 out.push(TableInfo {
                     name: name.value().to_owned(),
-                    documents: live,
                     created_micros: created,
                 });
             }
@@ -283,7 +292,9 @@ impl Ledger {
         let snap = Snapshot::new(self, &r)?;
         snap.require_table(table)?;
         let docs = r.open_table(storage::DOCS)?;
-        let Some((current, index, live)) = docs.get((table, id))?.map(|v| v.value()) else {
+        let Some((current, index, live)) =
+            docs.get((table, id, storage::CURRENT))?.map(|v| v.value())
+        else {
             return Err(Error::not_found(format!(
                 "document {id:?} does not exist in table {table:?}"
             )));
@@ -297,18 +308,16 @@ impl Ledger {
             }
             None => index,
             Some(v) if v == current => index,
-            Some(v) => {
-                let revisions = r.open_table(storage::REVISIONS)?;
-                revisions
-                    .get((table, id, v))?
-                    .map(|i| i.value())
-                    .ok_or_else(|| {
-                        Error::not_found(format!(
-                            "document {id:?} in table {table:?} has no version {v} \
-                             (current version {current})"
-                        ))
-                    })?
-            }
+            Some(v) => docs
+                .get((table, id, v))?
+                .filter(|_| v < storage::CURRENT)
+                .map(|row| row.value().1)
+                .ok_or_else(|| {
+                    Error::not_found(format!(
+                        "document {id:?} in table {table:?} has no version {v} (current \
+                         version {current})"
+                    ))
+                })?,
         };
         let proof_size = snap.proof_size(proof, index)?;
         snap.revision(index, proof_size)
@@ -347,21 +356,20 @@ impl Ledger {
         let snap = Snapshot::new(self, &r)?;
         snap.require_table(table)?;
         let docs = r.open_table(storage::DOCS)?;
-        if docs.get((table, id))?.is_none() {
+        if docs.get((table, id, storage::CURRENT))?.is_none() {
             return Err(Error::not_found(format!(
                 "document {id:?} does not exist in table {table:?}"
             )));
         }
-        let revisions = r.open_table(storage::REVISIONS)?;
         let mut out = Vec::new();
         let mut next = None;
-        for row in revisions.range((table, id, from)..=(table, id, u64::MAX))? {
-            let (key, index) = row?;
+        for row in docs.range((table, id, from)..(table, id, storage::CURRENT))? {
+            let (key, value) = row?;
             if out.len() == limit {
                 next = Some(key.value().2.to_string());
                 break;
             }
-            let index = index.value();
+            let index = value.value().1;
             let proof_size = snap.proof_size(proof, index)?;
             out.push(snap.revision(index, proof_size)?);
         }
@@ -390,17 +398,34 @@ impl Ledger {
         let snap = Snapshot::new(self, &r)?;
         snap.require_table(table)?;
         let docs = r.open_table(storage::DOCS)?;
-        let start = match &after {
-            Some(id) => Bound::Excluded((table, id.as_str())),
-            None => Bound::Included((table, "")),
-        };
+        // Current-state rows sit after each document's revisions: jump from one document's
+        // current row to the next document with a fresh range each time.
+        // Where the next range starts: after (true) or at (false) this document's
+        // current-state row; `None` for the start of the table.
+        let mut cursor: Option<(String, bool)> = after.map(|id| (id, true));
         let mut out = Vec::new();
         let mut next = None;
-        for row in docs.range::<(&str, &str)>((start, Bound::Unbounded))? {
+        loop {
+            let start = match &cursor {
+                None => Bound::Included((table, "", 0)),
+                Some((id, true)) => Bound::Excluded((table, id.as_str(), storage::CURRENT)),
+                Some((id, false)) => Bound::Included((table, id.as_str(), storage::CURRENT)),
+            };
+            let Some(row) = docs
+                .range::<(&str, &str, u64)>((start, Bound::Unbounded))?
+                .next()
+            else {
+                break;
+            };
             let (key, value) = row?;
-            let (t, id) = key.value();
+            let (t, id, version) = key.value();
             if t != table {
                 break;
+            }
+            // Current-state rows sit after each document's revisions: jump there.
+            cursor = Some((id.to_owned(), version == storage::CURRENT));
+            if version != storage::CURRENT {
+                continue;
             }
             let (_, index, live) = value.value();
             if !live {
@@ -412,7 +437,6 @@ impl Ledger {
                 break;
             }
             let proof_size = snap.proof_size(proof, index)?;
-            let _ = id;
             out.push(snap.revision(index, proof_size)?);
         }
         Ok(Page {
@@ -448,7 +472,7 @@ impl Ledger {
                 snap.size
             )));
         }
-        let hashes = prove_consistency(old_size, new, &StoredHashes(&snap.hashes))
+        let hashes = prove_consistency(old_size, new, &StoredHashes(&snap.leaves))
             .map_err(|e| Error::internal(format!("consistency proof: {e}")))?;
         Ok(ConsistencyProof {
             old_size,
@@ -457,6 +481,11 @@ impl Ledger {
             checkpoint: snap.checkpoint_at(new)?,
         })
     }
+}
+
+/// The number of journal entries: one more than the last index.
+fn journal_size(leaves: &impl ReadableTable<u64, &'static [u8]>) -> Result<u64> {
+    Ok(leaves.last()?.map_or(0, |(k, _)| k.value() + 1))
 }
 
 /// Scan page tokens: the hex of the last id returned.
@@ -484,25 +513,26 @@ struct Snapshot<'a> {
     size: u64,
     checkpoint: String,
     txn: &'a ReadTransaction,
-    hashes: redb::ReadOnlyTable<u64, [u8; 32]>,
+    leaves: redb::ReadOnlyTable<u64, &'static [u8]>,
 }
 
 impl<'a> Snapshot<'a> {
     fn new(ledger: &'a Ledger, txn: &'a ReadTransaction) -> Result<Snapshot<'a>> {
         let meta = txn.open_table(storage::META)?;
+        let leaves = txn.open_table(storage::LEAVES)?;
         Ok(Snapshot {
             ledger,
-            size: meta_u64(&meta, storage::META_SIZE)?,
+            size: journal_size(&leaves)?,
             checkpoint: meta_string(&meta, storage::META_CHECKPOINT)?,
             txn,
-            hashes: txn.open_table(storage::HASHES)?,
+            leaves,
         })
     }
 
     fn require_table(&self, table: &str) -> Result<()> {
         let tables = self.txn.open_table(storage::TABLES)?;
         match tables.get(table)?.map(|v| v.value()) {
-            Some((_, true, _)) => Ok(()),
+            Some((_, true)) => Ok(()),
             _ => Err(Error::not_found(format!("table {table:?} does not exist"))),
         }
     }
@@ -527,7 +557,7 @@ impl<'a> Snapshot<'a> {
         if size == self.size {
             return Ok(self.checkpoint.clone());
         }
-        let root: Hash = tree_hash(size, &StoredHashes(&self.hashes))
+        let root: Hash = tree_hash(size, &StoredHashes(&self.leaves))
             .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?;
         Checkpoint {
             origin: self.ledger.origin.clone(),
@@ -539,7 +569,7 @@ impl<'a> Snapshot<'a> {
     }
 
     fn inclusion(&self, index: u64, size: u64) -> Result<InclusionProof> {
-        let hashes = prove_inclusion(index, size, &StoredHashes(&self.hashes))
+        let hashes = prove_inclusion(index, size, &StoredHashes(&self.leaves))
             .map_err(|e| Error::internal(format!("inclusion proof: {e}")))?;
         Ok(InclusionProof {
             index,
@@ -550,17 +580,18 @@ impl<'a> Snapshot<'a> {
     }
 
     fn entry(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-        let entries = self.txn.open_table(storage::ENTRIES)?;
         let bodies = self.txn.open_table(storage::BODIES)?;
-        let entry = entries
+        let row = self
+            .leaves
             .get(index)?
-            .map(|v| v.value().to_vec())
             .ok_or_else(|| Error::internal(format!("journal entry {index} is missing")))?;
+        let (entry, _) = storage::decode_leaf(row.value())
+            .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
         let body = bodies
             .get(index)?
             .map(|v| v.value().to_vec())
             .unwrap_or_default();
-        Ok((entry, body))
+        Ok((entry.to_vec(), body))
     }
 
     fn revision(&self, index: u64, proof_size: Option<u64>) -> Result<Revision> {

@@ -313,15 +313,10 @@ fn initialize_database(
             storage::META_PROTECTION,
             [u8::from(deletion_protection)].as_slice(),
         )?;
-        meta.insert(storage::META_SIZE, 0u64.to_be_bytes().as_slice())?;
-        meta.insert(storage::META_NEXT_TX, 0u64.to_be_bytes().as_slice())?;
-        meta.insert(storage::META_LAST_COMMIT, 0u64.to_be_bytes().as_slice())?;
         meta.insert(storage::META_CHECKPOINT, checkpoint.as_bytes())?;
-        txn.open_table(storage::ENTRIES)?;
+        txn.open_table(storage::LEAVES)?;
         txn.open_table(storage::BODIES)?;
-        txn.open_table(storage::HASHES)?;
         txn.open_table(storage::DOCS)?;
-        txn.open_table(storage::REVISIONS)?;
         txn.open_table(storage::TABLES)?;
         txn.open_table(storage::IDEMPOTENCY)?;
     }

@@ -68,12 +68,10 @@ pub(crate) struct Sequencer {
 /// All the tables a batch writes, opened once per write transaction.
 struct Tables<'txn> {
     meta: Table<'txn, &'static str, &'static [u8]>,
-    entries: Table<'txn, u64, &'static [u8]>,
+    leaves: Table<'txn, u64, &'static [u8]>,
     bodies: Table<'txn, u64, &'static [u8]>,
-    hashes: Table<'txn, u64, [u8; 32]>,
-    docs: Table<'txn, (&'static str, &'static str), (u64, u64, bool)>,
-    revisions: Table<'txn, (&'static str, &'static str, u64), u64>,
-    tables: Table<'txn, &'static str, (u64, bool, u64)>,
+    docs: Table<'txn, (&'static str, &'static str, u64), (u64, u64, bool)>,
+    tables: Table<'txn, &'static str, (u64, bool)>,
     idempotency: Table<'txn, &'static str, &'static [u8]>,
 }
 
@@ -81,11 +79,9 @@ impl<'txn> Tables<'txn> {
     fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>> {
         Ok(Tables {
             meta: txn.open_table(storage::META)?,
-            entries: txn.open_table(storage::ENTRIES)?,
+            leaves: txn.open_table(storage::LEAVES)?,
             bodies: txn.open_table(storage::BODIES)?,
-            hashes: txn.open_table(storage::HASHES)?,
             docs: txn.open_table(storage::DOCS)?,
-            revisions: txn.open_table(storage::REVISIONS)?,
             tables: txn.open_table(storage::TABLES)?,
             idempotency: txn.open_table(storage::IDEMPOTENCY)?,
         })
@@ -236,12 +232,6 @@ impl Sequencer {
                     t.idempotency.insert(key, json.as_slice())?;
                 }
                 t.meta
-                    .insert(storage::META_SIZE, size.to_be_bytes().as_slice())?;
-                t.meta
-                    .insert(storage::META_NEXT_TX, self.next_tx.to_be_bytes().as_slice())?;
-                t.meta
-                    .insert(storage::META_LAST_COMMIT, now.to_be_bytes().as_slice())?;
-                t.meta
                     .insert(storage::META_CHECKPOINT, checkpoint.as_bytes())?;
                 for r in results.iter_mut().flatten() {
                     if !r.replayed || r.checkpoint.is_empty() {
@@ -296,7 +286,7 @@ impl Sequencer {
         for (i, op) in tx.ops.iter().enumerate() {
             let (table, id) = op.target();
             match t.tables.get(table)?.map(|v| v.value()) {
-                Some((_, true, _)) => {}
+                Some((_, true)) => {}
                 _ => {
                     return Ok(Err(Error::not_found(format!(
                         "operation {i} ({}): table {table:?} does not exist",
@@ -304,7 +294,7 @@ impl Sequencer {
                     ))));
                 }
             }
-            let state = t.docs.get((table, id))?.map(|v| {
+            let state = t.docs.get((table, id, storage::CURRENT))?.map(|v| {
                 let (version, _, live) = v.value();
                 DocState { version, live }
             });
@@ -320,7 +310,7 @@ impl Sequencer {
         let revisions = tx.ops.iter().filter(|op| op.operation().is_some()).count() as u32;
         let mut results = Vec::with_capacity(tx.ops.len());
         let mut position = 0u32;
-        let mut new_hashes: Vec<(u64, Hash)> = Vec::with_capacity(2 * revisions as usize + 8);
+        let mut new_hashes: Vec<Hash> = Vec::with_capacity(8);
         for (op, state) in tx.ops.iter().zip(states) {
             let (table, id) = op.target();
             let Some(operation) = op.operation() else {
@@ -358,33 +348,17 @@ impl Sequencer {
             .encode()
             .map_err(|e| Error::invalid(e.to_string()))?;
             let index = self.range.size();
-            t.entries.insert(index, entry.as_slice())?;
+            new_hashes.clear();
+            self.range
+                .append_stored(leaf_hash(&entry), |_, h| new_hashes.push(h));
+            t.leaves
+                .insert(index, storage::encode_leaf(&entry, &new_hashes).as_slice())?;
             if let Some(body) = body {
                 t.bodies.insert(index, body)?;
             }
-            new_hashes.clear();
-            self.range
-                .append_stored(leaf_hash(&entry), |i, h| new_hashes.push((i, h)));
-            for (i, h) in &new_hashes {
-                t.hashes.insert(*i, h.0)?;
-            }
-            let live = operation != Operation::Delete;
-            t.docs.insert((table, id), (version, index, live))?;
-            t.revisions.insert((table, id, version), index)?;
-            let delta: i64 = match operation {
-                Operation::Insert => 1,
-                Operation::Update => 0,
-                Operation::Delete => -1,
-            };
-            if delta != 0 {
-                let (created, active, live_docs) = t
-                    .tables
-                    .get(table)?
-                    .map(|v| v.value())
-                    .ok_or_else(|| Error::internal("table vanished during a transaction"))?;
-                let live_docs = live_docs.saturating_add_signed(delta);
-                t.tables.insert(table, (created, active, live_docs))?;
-            }
+            let state = (version, index, operation != Operation::Delete);
+            t.docs.insert((table, id, version), state)?;
+            t.docs.insert((table, id, storage::CURRENT), state)?;
             results.push(OpResult {
                 table: table.to_owned(),
                 id: id.to_owned(),
@@ -426,7 +400,7 @@ impl Sequencer {
             String::new()
         } else {
             let size = stored.tree_size;
-            let root = tree_hash(size, &StoredHashes(&t.hashes))
+            let root = tree_hash(size, &StoredHashes(&t.leaves))
                 .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?;
             Checkpoint {
                 origin: self.origin.clone(),
@@ -523,16 +497,15 @@ fn check_op(i: usize, op: &Op, state: Option<DocState>) -> Result<()> {
 
 fn create_table(t: &mut Tables<'_>, name: &str, now: u64) -> Result<TableInfo> {
     let existing = t.tables.get(name)?.map(|v| v.value());
-    let (created, live) = match existing {
-        Some((_, true, _)) => return Err(Error::exists(format!("table {name:?} already exists"))),
+    let created = match existing {
+        Some((_, true)) => return Err(Error::exists(format!("table {name:?} already exists"))),
         // A dropped table comes back with its documents.
-        Some((created, false, live)) => (created, live),
-        None => (now, 0),
+        Some((created, false)) => created,
+        None => now,
     };
-    t.tables.insert(name, (created, true, live))?;
+    t.tables.insert(name, (created, true))?;
     Ok(TableInfo {
         name: name.to_owned(),
-        documents: live,
         created_micros: created,
     })
 }
@@ -540,8 +513,8 @@ fn create_table(t: &mut Tables<'_>, name: &str, now: u64) -> Result<TableInfo> {
 fn drop_table(t: &mut Tables<'_>, name: &str) -> Result<()> {
     let existing = t.tables.get(name)?.map(|v| v.value());
     match existing {
-        Some((created, true, live)) => {
-            t.tables.insert(name, (created, false, live))?;
+        Some((created, true)) => {
+            t.tables.insert(name, (created, false))?;
             Ok(())
         }
         _ => Err(Error::not_found(format!("table {name:?} does not exist"))),

@@ -35,5 +35,6 @@ pub use note::{NoteError, Signer, Verifier};
 pub use proof::{ConsistencyProof, InclusionProof, VerifyError};
 pub use tree::{
     CompactRange, HashReader, ProofError, ProveError, check_consistency, check_inclusion,
-    prove_consistency, prove_inclusion, stored_hash_count, stored_hash_index, tree_hash,
+    prove_consistency, prove_inclusion, split_stored_hash_index, stored_hash_count,
+    stored_hash_index, tree_hash,
 };

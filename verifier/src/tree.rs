@@ -158,6 +158,28 @@ pub fn stored_hash_index(level: u8, n: u64) -> u64 {
     index + u64::from(level)
 }
 
+/// The inverse of [`stored_hash_index`]: the record that wrote the stored hash at `index`,
+/// and the hash's level. The hashes record `n` writes are, in order, levels
+/// `0..=trailing_ones(n)`; the node at level `l` is the subtree with index `n >> l`.
+pub fn split_stored_hash_index(index: u64) -> (u64, u8) {
+    // stored_hash_index(0, n) lies in [n, 2n], so the record is at least index / 2.
+    let mut record = index / 2;
+    let mut first = stored_hash_index(0, record);
+    while first > index {
+        record -= 1;
+        first = stored_hash_index(0, record);
+    }
+    loop {
+        let next = first + 1 + u64::from(record.trailing_ones());
+        if next > index {
+            break;
+        }
+        record += 1;
+        first = next;
+    }
+    (record, (index - first) as u8)
+}
+
 /// How many hashes a log of `size` records stores.
 pub fn stored_hash_count(size: u64) -> u64 {
     if size == 0 {
@@ -561,6 +583,27 @@ mod tests {
         for (size, count) in [(0, 0), (1, 1), (2, 3), (3, 4), (4, 7), (5, 8), (8, 15)] {
             assert_eq!(stored_hash_count(size), count, "size {size}");
         }
+    }
+
+    #[test]
+    fn split_stored_hash_index_inverts_the_layout() {
+        let mut index = 0;
+        for record in 0..5000u64 {
+            for level in 0..=record.trailing_ones() as u8 {
+                assert_eq!(stored_hash_index(level, record >> level), index);
+                assert_eq!(
+                    split_stored_hash_index(index),
+                    (record, level),
+                    "index {index}"
+                );
+                index += 1;
+            }
+        }
+        let big = (1u64 << 40) + 12345;
+        assert_eq!(split_stored_hash_index(stored_hash_index(0, big)), (big, 0));
+        let node = stored_hash_index(3, big >> 3);
+        let (record, level) = split_stored_hash_index(node);
+        assert_eq!((record >> 3, level), (big >> 3, 3));
     }
 
     #[test]
