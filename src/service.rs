@@ -110,7 +110,8 @@ pub fn transaction(
             "idempotency_key: longer than {MAX_IDEMPOTENCY_KEY_BYTES} bytes"
         )));
     }
-    let mut request_hash = Sha256::new();
+    // Only a request with an idempotency key needs its hash.
+    let mut request_hash = (!req.idempotency_key.is_empty()).then(Sha256::new);
     let mut total = 0usize;
     let mut ops = Vec::with_capacity(req.operations.len());
     let canonical = |i: usize, json: &[u8]| -> Result<Vec<u8>> {
@@ -203,14 +204,13 @@ pub fn transaction(
                 limits.max_transaction_bytes
             )));
         }
-        request_hash.update([op_code(&op)]);
-        hash_field(&mut request_hash, table.as_bytes());
-        hash_field(&mut request_hash, id.as_bytes());
-        hash_field(&mut request_hash, op.body().unwrap_or_default());
-        hash_field(
-            &mut request_hash,
-            format!("{:?}", op_condition(&op)).as_bytes(),
-        );
+        if let Some(h) = request_hash.as_mut() {
+            h.update([op_code(&op)]);
+            hash_field(h, table.as_bytes());
+            hash_field(h, id.as_bytes());
+            hash_field(h, op.body().unwrap_or_default());
+            hash_field(h, format!("{:?}", op_condition(&op)).as_bytes());
+        }
         ops.push(op);
     }
     if ops.iter().all(|op| op.operation().is_none()) {
@@ -238,8 +238,7 @@ pub fn transaction(
             )));
         }
     }
-    let idempotency = (!req.idempotency_key.is_empty())
-        .then(|| (req.idempotency_key, Hash(request_hash.finalize().into())));
+    let idempotency = request_hash.map(|h| (req.idempotency_key, Hash(h.finalize().into())));
     Ok((
         req.ledger,
         Transaction {
