@@ -265,7 +265,15 @@ proptest! {
         let verifier = Verifier::parse(&vkey).expect("vkey parses");
         prop_assert_eq!(verifier.to_vkey(), vkey.clone());
         prop_assert_eq!(signer.verifier(), verifier);
-        prop_assert_eq!(parse_verifier_list(&format!("# comment\n\n{vkey}\n")), Ok(vec![signer.verifier()]));
+        // In a key file a line starting with `#` is a comment, even if the rest is a vkey:
+        // a commented-out key must never become trusted. So a key whose name starts with
+        // `#` cannot be listed there.
+        let listed = parse_verifier_list(&format!("# comment\n\n{vkey}\n"));
+        if name.starts_with('#') {
+            prop_assert!(listed.is_err());
+        } else {
+            prop_assert_eq!(listed, Ok(vec![signer.verifier()]));
+        }
     }
 
     #[test]
@@ -385,4 +393,19 @@ fn near_miss_inputs_are_valid_before_mutation() {
     assert!(Signer::parse(&texts[5]).is_ok());
     assert!(Hash::from_base64(&texts[6]).is_some());
     assert!(Hash::from_hex(&texts[7]).is_some());
+}
+
+#[test]
+fn commented_out_keys_stay_comments() {
+    // A key file line starting with `#` is skipped even when the rest is a valid vkey,
+    // including a vkey whose key name itself starts with `#`.
+    let vkey = test_signer().verifier().to_vkey();
+    assert!(parse_verifier_list(&format!("#{vkey}\n")).is_err());
+    let (_, hash_named) = key_texts("#log", &[7; 32]);
+    assert!(Verifier::parse(&hash_named).is_ok());
+    assert!(parse_verifier_list(&format!("{hash_named}\n")).is_err());
+    assert_eq!(
+        parse_verifier_list(&format!("#{vkey}\n{vkey}\n")).map(|k| k.len()),
+        Ok(1)
+    );
 }
