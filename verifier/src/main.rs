@@ -184,19 +184,27 @@ impl Report {
     fn line(&self, json: bool) -> String {
         let c = &self.head.checkpoint;
         if json {
-            let mut obj = serde_json::Map::new();
-            obj.insert("verified".into(), self.kind.into());
-            obj.insert("origin".into(), c.origin.clone().into());
+            // Written field by field, so the order is the same however the crate is built.
+            let text = |v: &str| serde_json::Value::from(v).to_string();
+            let mut out = format!(
+                "{{\"verified\":{},\"origin\":{}",
+                text(self.kind),
+                text(&c.origin)
+            );
             if let Some(i) = self.index {
-                obj.insert("index".into(), i.into());
+                out.push_str(&format!(",\"index\":{i}"));
             }
             if let Some(old) = self.old_size {
-                obj.insert("old_size".into(), old.into());
+                out.push_str(&format!(",\"old_size\":{old}"));
             }
-            obj.insert("size".into(), c.size.into());
-            obj.insert("root".into(), c.root.to_hex().into());
-            obj.insert("signed_by".into(), self.head.verified_by.clone().into());
-            serde_json::Value::Object(obj).to_string()
+            let signed_by: Vec<String> = self.head.verified_by.iter().map(|n| text(n)).collect();
+            out.push_str(&format!(
+                ",\"size\":{},\"root\":{},\"signed_by\":[{}]}}",
+                c.size,
+                text(&c.root.to_hex()),
+                signed_by.join(",")
+            ));
+            out
         } else {
             let mut line = format!("verified {}: origin {}", self.kind, c.origin);
             if let Some(i) = self.index {

@@ -66,9 +66,13 @@ fn malformed(why: impl Into<String>) -> NoteError {
     NoteError::Malformed(why.into())
 }
 
-/// Whether `name` can be a key name: non-empty, no Unicode space, no `+`.
+/// Whether `name` can be a key name: non-empty, no Unicode space, no `+` (C2SP
+/// signed-note), and no control character (a note carrying one could never be opened).
 pub fn is_valid_key_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || c == '+')
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
 }
 
 /// The C2SP key id of an Ed25519 key: `SHA-256(name || 0x0A || 0x01 || public key)[:4]`,
@@ -508,6 +512,9 @@ mod tests {
             assert!(Verifier::parse(bad).is_err(), "{bad:?} should not parse");
         }
         assert!(Signer::parse(GO_VKEY).is_err());
+        // A control character would make every note signed with the key unopenable.
+        assert!(Signer::generate("log\u{1}name").is_err());
+        assert!(Signer::generate("log\u{85}name").is_err());
         assert!(
             Signer::parse(
                 "PRIVATE+KEY+PeterNeumann+c74f20a4+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
