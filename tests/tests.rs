@@ -10,3 +10,5 @@ mod cli_contract;
 mod concurrency;
 /// `graven serve` killed with SIGKILL under write load: acknowledged writes survive.
 mod durability;
+/// The README walk-through, run as written.
+mod readme;
