@@ -149,6 +149,22 @@ pub enum Command {
     /// Print proofs in the text forms graven-verify checks.
     #[command(subcommand)]
     Proof(ProofCommand),
+    /// Follow the change stream: one JSON object per line (revisions, checkpoints), in
+    /// journal order, until interrupted. Pipe it to `graven-verify stream` to verify it.
+    Tail {
+        /// Ledger name.
+        ledger: String,
+        /// First journal index (default: from now on). To resume, pass one past the last
+        /// index processed.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Only revisions of this table (repeat for several); others appear as `skipped`.
+        #[arg(long = "table")]
+        tables: Vec<String>,
+        /// Stop before this index instead of following new commits.
+        #[arg(long)]
+        to: Option<u64>,
+    },
     /// Load-test a server (or raw redb) and report throughput and latency.
     Bench(crate::bench::BenchArgs),
 }
@@ -291,6 +307,7 @@ pub struct Client {
     admin: pb::admin_client::AdminClient<Channel>,
     docs: pb::documents_client::DocumentsClient<Channel>,
     proofs: pb::proofs_client::ProofsClient<Channel>,
+    stream: pb::stream_client::StreamClient<Channel>,
 }
 
 impl Client {
@@ -314,7 +331,10 @@ impl Client {
             docs: pb::documents_client::DocumentsClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            proofs: pb::proofs_client::ProofsClient::new(channel)
+            proofs: pb::proofs_client::ProofsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            stream: pb::stream_client::StreamClient::new(channel)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         }
@@ -398,6 +418,67 @@ fn revision_json(r: &pb::Revision) -> anyhow::Result<String> {
         commit_micros: r.commit_micros,
         principal: &r.principal,
     })?)
+}
+
+/// One `graven tail` line (docs/FORMAT.md section 10).
+fn event_json(e: &pb::Event) -> anyhow::Result<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD as B64;
+    Ok(match &e.kind {
+        Some(pb::event::Kind::Frontier(f)) => json!({
+            "type": "frontier",
+            "size": f.size,
+            "subtrees": f.subtrees.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        })
+        .to_string(),
+        Some(pb::event::Kind::Revision(r)) => {
+            let document: Option<Box<RawValue>> = if r.json.is_empty() {
+                None
+            } else {
+                Some(RawValue::from_string(
+                    String::from_utf8(r.json.clone())
+                        .context("server sent a non-UTF-8 document")?,
+                )?)
+            };
+            #[derive(serde::Serialize)]
+            struct Line<'a> {
+                r#type: &'static str,
+                index: u64,
+                entry: String,
+                table: &'a str,
+                id: &'a str,
+                version: u64,
+                operation: &'a str,
+                tx: u64,
+                commit_micros: u64,
+                principal: &'a str,
+                document: Option<Box<RawValue>>,
+            }
+            serde_json::to_string(&Line {
+                r#type: "revision",
+                index: r.index,
+                entry: B64.encode(&r.entry),
+                table: &r.table,
+                id: &r.id,
+                version: r.version,
+                operation: &r.operation,
+                tx: r.tx_id,
+                commit_micros: r.commit_micros,
+                principal: &r.principal,
+                document,
+            })?
+        }
+        Some(pb::event::Kind::Skipped(k)) => json!({
+            "type": "skipped",
+            "index": k.index,
+            "leaf_hash": B64.encode(&k.leaf_hash),
+        })
+        .to_string(),
+        Some(pb::event::Kind::Checkpoint(c)) => {
+            json!({"type": "checkpoint", "checkpoint": c.checkpoint}).to_string()
+        }
+        None => bail!("server sent an empty event"),
+    })
 }
 
 fn ledger_json(i: &pb::LedgerInfo) -> Value {
@@ -519,6 +600,29 @@ pub async fn run_client(
     let mut c = Client::connect(server).await?;
     match command {
         Command::Serve(_) | Command::Bench(_) => bail!("not a client command"),
+        Command::Tail {
+            ledger,
+            from,
+            tables,
+            to,
+        } => {
+            let mut events = c
+                .stream
+                .subscribe(pb::SubscribeRequest {
+                    ledger,
+                    from_index: from,
+                    to_index: to,
+                    tables,
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            while let Some(e) = events.message().await.map_err(rpc)? {
+                writeln!(out, "{}", event_json(&e)?)?;
+                // Consumers follow live: every line goes out as it comes.
+                out.flush()?;
+            }
+        }
         Command::Ledger(cmd) => match cmd {
             LedgerCommand::Create {
                 name,

@@ -292,6 +292,29 @@ pub struct TableInfo {
     pub created_micros: u64,
 }
 
+/// The durable end of a journal: its size and the signed checkpoint of that size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// Journal size.
+    pub size: u64,
+    /// Signed checkpoint of `size`.
+    pub checkpoint: String,
+}
+
+/// One journal position as the change stream delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalItem {
+    /// A revision the subscriber asked for.
+    Revision(Revision),
+    /// A revision of a table the subscriber filtered out: its leaf hash only.
+    Skipped {
+        /// Journal index.
+        index: u64,
+        /// Its leaf hash.
+        leaf_hash: Hash,
+    },
+}
+
 /// A page of revisions and where the next one starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page {

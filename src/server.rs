@@ -31,6 +31,9 @@ pub async fn router(engine: Arc<Engine>) -> anyhow::Result<Router> {
     health
         .set_serving::<pb::proofs_server::ProofsServer<GravenService>>()
         .await;
+    health
+        .set_serving::<pb::stream_server::StreamServer<GravenService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -50,7 +53,12 @@ pub async fn router(engine: Arc<Engine>) -> anyhow::Result<Router> {
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            pb::proofs_server::ProofsServer::new(service)
+            pb::proofs_server::ProofsServer::new(service.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            pb::stream_server::StreamServer::new(service)
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         ))
@@ -81,13 +89,19 @@ pub async fn serve(
     tracing::info!(%local, "graven listening");
     // Without TCP_NODELAY, small replies wait on delayed ACKs (~40 ms a commit).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let result = router(engine.clone())
+    // On the signal, close the engine first: queued transactions finish and are answered,
+    // change streams end with UNAVAILABLE, new requests are refused; then tonic waits for
+    // the requests in flight, which can now all complete.
+    let closing = engine.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    };
+    let result = router(engine)
         .await?
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
         .context("serving");
-    let closing = engine.clone();
-    tokio::task::spawn_blocking(move || closing.close()).await?;
     tracing::info!("graven stopped");
     result
 }

@@ -559,3 +559,165 @@ impl pb::proofs_server::Proofs for GravenService {
         }))
     }
 }
+
+/// Revisions read per storage read while streaming (bounded by bytes as well).
+const STREAM_CHUNK_BYTES: usize = 1 << 20;
+
+/// While catching up from storage, a checkpoint at least this often.
+const STREAM_CHECKPOINT_EVERY: u64 = 1_000;
+
+/// Events buffered per subscriber before the producer waits for it (backpressure).
+const STREAM_BUFFER: usize = 16;
+
+fn event(kind: pb::event::Kind) -> pb::Event {
+    pb::Event { kind: Some(kind) }
+}
+
+fn checkpoint_event(size: u64, checkpoint: String) -> pb::Event {
+    event(pb::event::Kind::Checkpoint(pb::StreamCheckpoint {
+        size,
+        checkpoint,
+    }))
+}
+
+/// Feeds one subscriber: catches up from storage in bounded chunks, then follows the
+/// ledger's head. Returns when the subscriber goes away or the requested end is reached;
+/// an error status ends the stream.
+async fn produce(
+    engine: Arc<Engine>,
+    ledger: Arc<Ledger>,
+    request: pb::SubscribeRequest,
+    tx: tokio::sync::mpsc::Sender<Result<pb::Event, Status>>,
+) -> Result<(), Status> {
+    let mut head = ledger.head();
+    let start = head.borrow_and_update().size;
+    let mut next = request.from_index.unwrap_or(start);
+    let end = request.to_index.unwrap_or(u64::MAX);
+    let send = |e: pb::Event| {
+        let tx = tx.clone();
+        async move {
+            tx.send(Ok(e))
+                .await
+                .map_err(|_| Status::cancelled("subscriber gone"))
+        }
+    };
+    if next > 0 {
+        let frontier = ledger.frontier(next).map_err(status)?;
+        send(event(pb::event::Kind::Frontier(pb::Frontier {
+            size: next,
+            subtrees: frontier.subtrees().iter().map(|h| h.0.to_vec()).collect(),
+        })))
+        .await?;
+    }
+    // The size of the last checkpoint sent, and where the stream began.
+    let mut covered: Option<u64> = None;
+    let first = next;
+    loop {
+        let durable = head.borrow_and_update().clone();
+        let target = durable.size.min(end);
+        while next < target {
+            let items = {
+                let ledger = ledger.clone();
+                let tables = request.tables.clone();
+                tokio::task::spawn_blocking(move || {
+                    ledger.journal(next, target, &tables, STREAM_CHUNK_BYTES)
+                })
+                .await
+                .map_err(|e| Status::internal(format!("reading the journal: {e}")))?
+                .map_err(status)?
+            };
+            for item in items {
+                let kind = match item {
+                    model::JournalItem::Revision(r) => {
+                        next = r.index + 1;
+                        pb::event::Kind::Revision(revision(r))
+                    }
+                    model::JournalItem::Skipped { index, leaf_hash } => {
+                        next = index + 1;
+                        pb::event::Kind::Skipped(pb::Skipped {
+                            index,
+                            leaf_hash: leaf_hash.0.to_vec(),
+                        })
+                    }
+                };
+                send(event(kind)).await?;
+                if next - covered.unwrap_or(first) >= STREAM_CHECKPOINT_EVERY && next < target {
+                    let note = ledger.checkpoint_at(next).map_err(status)?;
+                    send(checkpoint_event(next, note)).await?;
+                    covered = Some(next);
+                }
+            }
+        }
+        if covered != Some(next) {
+            // Caught up with this head (or the requested end): its checkpoint covers all.
+            let note = if next == durable.size {
+                durable.checkpoint.clone()
+            } else {
+                ledger.checkpoint_at(next).map_err(status)?
+            };
+            send(checkpoint_event(next, note)).await?;
+            covered = Some(next);
+        }
+        if next >= end {
+            return Ok(());
+        }
+        tokio::select! {
+            changed = head.changed() => {
+                if changed.is_err() {
+                    // The sequencer stopped: shutdown, or the ledger was deleted.
+                    return Err(match engine.ledger(ledger.name()) {
+                        Err(e) if e.kind == ErrorKind::NotFound => Status::not_found(format!(
+                            "ledger {:?} was deleted", ledger.name()
+                        )),
+                        _ => Status::unavailable("the server is shutting down; reconnect \
+                            with from_index one past the last index you processed"),
+                    });
+                }
+            }
+            () = tx.closed() => return Ok(()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::stream_server::Stream for GravenService {
+    type SubscribeStream = tokio_stream::wrappers::ReceiverStream<Result<pb::Event, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        for table in &r.tables {
+            check_table_name(table).map_err(|e| status(e.context("tables")))?;
+        }
+        let size = ledger.head().borrow().size;
+        if let Some(from) = r.from_index
+            && from > size
+        {
+            return Err(Status::invalid_argument(format!(
+                "from_index {from} is beyond the journal (size {size})"
+            )));
+        }
+        if let (Some(from), Some(to)) = (r.from_index.or(Some(size)), r.to_index)
+            && to < from
+        {
+            return Err(Status::invalid_argument(format!(
+                "to_index {to} is below the first index {from}"
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            if let Err(s) = produce(engine, ledger, r, tx.clone()).await {
+                if s.code() != tonic::Code::Cancelled {
+                    let _ = tx.send(Err(s)).await;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+}

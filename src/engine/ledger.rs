@@ -11,14 +11,14 @@ use graven_verify::{
     prove_inclusion, tree_hash,
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::sequencer::{Job, Sequencer};
 use super::{DB_FILE, KEY_FILE};
 use crate::error::{Error, Result};
 use crate::model::{
-    ConsistencyProof, DEFAULT_PAGE_SIZE, InclusionProof, LedgerInfo, Page, Receipt, Revision,
-    TableInfo, Transaction, check_document_id, check_table_name,
+    ConsistencyProof, DEFAULT_PAGE_SIZE, Head, InclusionProof, JournalItem, LedgerInfo, Page,
+    Receipt, Revision, TableInfo, Transaction, check_document_id, check_table_name,
 };
 use crate::storage::{self, StoredHashes, meta_string, meta_u64};
 
@@ -36,6 +36,8 @@ pub struct Ledger {
     max_page_size: u32,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The durable head; closed when the sequencer stops (shutdown or deletion).
+    head: watch::Receiver<Head>,
 }
 
 impl Ledger {
@@ -103,6 +105,10 @@ impl Ledger {
             )));
         }
         let created_micros = meta_u64(&meta, storage::META_CREATED)?;
+        let (head_tx, head_rx) = watch::channel(Head {
+            size,
+            checkpoint: note.clone(),
+        });
         drop(leaves);
         drop(meta);
         drop(rtxn);
@@ -115,6 +121,7 @@ impl Ledger {
             next_tx,
             last_commit,
             failed: None,
+            head: head_tx,
         };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let worker = std::thread::Builder::new()
@@ -131,6 +138,7 @@ impl Ledger {
             max_page_size: config.limits.max_page_size,
             jobs: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
+            head: head_rx,
         })
     }
 
@@ -443,6 +451,83 @@ impl Ledger {
             revisions: out,
             next,
         })
+    }
+
+    /// The durable head, updated after every commit. `changed()` fails once the ledger
+    /// is closed (server shutdown or ledger deletion).
+    pub fn head(&self) -> watch::Receiver<Head> {
+        self.head.clone()
+    }
+
+    /// The compact range of `[0, size)`: the subtree hashes a stream starting at `size`
+    /// needs to verify.
+    pub fn frontier(&self, size: u64) -> Result<CompactRange> {
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        if size > snap.size {
+            return Err(Error::invalid(format!(
+                "index {size} is beyond the journal (size {})",
+                snap.size
+            )));
+        }
+        CompactRange::read(size, &StoredHashes(&snap.leaves))
+            .map_err(|e| Error::internal(format!("reading the tree: {e}")))
+    }
+
+    /// A signed checkpoint of `size` (at most the ledger size).
+    pub fn checkpoint_at(&self, size: u64) -> Result<String> {
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        if size > snap.size {
+            return Err(Error::invalid(format!(
+                "size {size} is beyond the journal (size {})",
+                snap.size
+            )));
+        }
+        snap.checkpoint_at(size)
+    }
+
+    /// The journal from `from` towards `to` (exclusive), stopping early after about
+    /// `max_bytes` of entries and bodies: revisions of `tables` (all if empty), and the
+    /// leaf hashes of the others.
+    pub fn journal(
+        &self,
+        from: u64,
+        to: u64,
+        tables: &[String],
+        max_bytes: usize,
+    ) -> Result<Vec<JournalItem>> {
+        let r = self.read()?;
+        let snap = Snapshot::new(self, &r)?;
+        let to = to.min(snap.size);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for index in from..to {
+            if bytes >= max_bytes {
+                break;
+            }
+            let row = snap
+                .leaves
+                .get(index)?
+                .ok_or_else(|| Error::internal(format!("journal entry {index} is missing")))?;
+            let (entry, hashes) = storage::decode_leaf(row.value())
+                .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
+            if !tables.is_empty() {
+                let e = Entry::decode(entry)
+                    .map_err(|err| Error::internal(format!("journal entry {index}: {err}")))?;
+                if !tables.iter().any(|t| *t == e.table) {
+                    let leaf_hash = Hash(hashes[..32].try_into().unwrap_or_default());
+                    out.push(JournalItem::Skipped { index, leaf_hash });
+                    bytes += 40;
+                    continue;
+                }
+            }
+            drop(row);
+            let revision = snap.revision(index, None)?;
+            bytes += revision.entry.len() + revision.body.len();
+            out.push(JournalItem::Revision(revision));
+        }
+        Ok(out)
     }
 
     /// An inclusion proof of `index` in the tree of `tree_size` (0: the latest size).

@@ -21,10 +21,10 @@ use graven_verify::{
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
-use crate::model::{Condition, Op, OpResult, Receipt, TableInfo, Transaction};
+use crate::model::{Condition, Head, Op, OpResult, Receipt, TableInfo, Transaction};
 use crate::storage::{self, StoredHashes};
 
 /// Most operations committed in one batch; more wait for the next one.
@@ -63,6 +63,8 @@ pub(crate) struct Sequencer {
     pub(crate) last_commit: u64,
     /// Set after a storage failure: the ledger then refuses writes until restarted.
     pub(crate) failed: Option<String>,
+    /// The durable head, published after each commit for the change stream.
+    pub(crate) head: watch::Sender<Head>,
 }
 
 /// All the tables a batch writes, opened once per write transaction.
@@ -201,6 +203,7 @@ impl Sequencer {
         let mut results = Vec::with_capacity(txs.len());
         let mut remembered: HashMap<&str, StoredReceipt> = HashMap::new();
         let mut wrote = false;
+        let mut new_head = None;
         {
             let mut t = Tables::open(&txn)?;
             for tx in txs {
@@ -238,12 +241,17 @@ impl Sequencer {
                         r.checkpoint.clone_from(&checkpoint);
                     }
                 }
+                new_head = Some(Head { size, checkpoint });
             }
         }
         if wrote {
             txn.commit()
                 .inspect_err(|e| self.failed = Some(e.to_string()))?;
             self.last_commit = now;
+            if let Some(head) = new_head {
+                // Only now, once durable, may subscribers see it.
+                self.head.send_replace(head);
+            }
         } else {
             txn.abort()?;
         }
