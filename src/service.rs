@@ -710,10 +710,10 @@ impl pb::stream_server::Stream for GravenService {
         let (tx, rx) = tokio::sync::mpsc::channel(STREAM_BUFFER);
         let engine = self.engine.clone();
         tokio::spawn(async move {
-            if let Err(s) = produce(engine, ledger, r, tx.clone()).await {
-                if s.code() != tonic::Code::Cancelled {
-                    let _ = tx.send(Err(s)).await;
-                }
+            if let Err(s) = produce(engine, ledger, r, tx.clone()).await
+                && s.code() != tonic::Code::Cancelled
+            {
+                let _ = tx.send(Err(s)).await;
             }
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(

@@ -515,7 +515,7 @@ impl Ledger {
             if !tables.is_empty() {
                 let e = Entry::decode(entry)
                     .map_err(|err| Error::internal(format!("journal entry {index}: {err}")))?;
-                if !tables.iter().any(|t| *t == e.table) {
+                if !tables.contains(&e.table) {
                     let leaf_hash = Hash(hashes[..32].try_into().unwrap_or_default());
                     out.push(JournalItem::Skipped { index, leaf_hash });
                     bytes += 40;
