@@ -10,6 +10,9 @@
 //! * [`note`]: C2SP signed notes with Ed25519 keys, vkeys and private key texts.
 //! * [`checkpoint`]: C2SP tlog-checkpoint text.
 //! * [`entry`]: the journal entry, the bytes of each leaf of a graven ledger.
+//! * [`export`]: journal export files (reader, writer) and the audit of a whole export.
+//! * [`stream`]: checking a `graven tail` change stream as it arrives.
+//! * [`state`]: the newest verified checkpoint per origin, kept in a directory.
 //! * [`proof`]: the offline proof files, `c2sp.org/tlog-proof@v1` for inclusion and the
 //!   tlog-witness `add-checkpoint` body for consistency, and their end-to-end checks.
 //!
@@ -23,9 +26,12 @@
 
 pub mod checkpoint;
 pub mod entry;
+pub mod export;
 pub mod hash;
 pub mod note;
 pub mod proof;
+pub mod state;
+pub mod stream;
 pub mod tree;
 
 pub use checkpoint::{Checkpoint, FormatError, VerifiedCheckpoint, open_checkpoint};

@@ -1,20 +1,26 @@
-//! `graven-verify`: the auditor's command line. Checks checkpoints, inclusion proofs and
-//! consistency proofs offline against public keys, and generates keys.
+//! `graven-verify`: the auditor's command line. Checks checkpoints, inclusion proofs,
+//! consistency proofs, journal exports and change streams offline against public keys, and
+//! generates keys.
 //!
 //! Exit status: 0 verified, 1 not verified, 2 bad usage or unreadable/malformed input.
 //! On success one line goes to stdout; on failure one line to stderr. It never panics on
 //! input.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use graven_verify::checkpoint::{CheckpointError, VerifiedCheckpoint, open_checkpoint};
+use graven_verify::export::{AuditError, AuditSummary, ExportReader, audit};
+use graven_verify::hash::EMPTY_ROOT;
 use graven_verify::note::{NoteError, Signer, Verifier, parse_verifier_list};
 use graven_verify::proof::{
     ConsistencyProof, InclusionProof, VerifyError, verify_consistency, verify_inclusion,
 };
+use graven_verify::state::StateDir;
+use graven_verify::stream::{MAX_LINE, StreamError, StreamVerifier};
+use graven_verify::tree::check_consistency;
 use lexopt::prelude::*;
 
 const USAGE: &str = "\
@@ -23,7 +29,10 @@ graven-verify: check graven (and any C2SP) checkpoints and proofs offline
 Usage:
   graven-verify checkpoint  --key VKEY_FILE [--json] CHECKPOINT_FILE
   graven-verify inclusion   --key VKEY_FILE --entry ENTRY_FILE [--json] PROOF_FILE
-  graven-verify consistency --key VKEY_FILE --old OLD_CHECKPOINT_FILE [--json] PROOF_FILE
+  graven-verify consistency --key VKEY_FILE (--old OLD_CHECKPOINT_FILE | --state DIR)
+                            [--json] PROOF_FILE
+  graven-verify audit       --key VKEY_FILE [--json] EXPORT_FILE
+  graven-verify stream      --key VKEY_FILE  < graven tail output
   graven-verify keygen [--out KEY_FILE] NAME
 
 Commands:
@@ -32,12 +41,25 @@ Commands:
                c2sp.org/tlog-proof@v1 proof that ends with a signed checkpoint.
   consistency  Check that the checkpoint in PROOF_FILE (a tlog-witness add-checkpoint
                body: `old N`, proof hashes, blank line, checkpoint) extends the old one.
+               With --state DIR, the old checkpoint is the one DIR holds for the proof's
+               origin (without one, the proof must be from size 0), and after success DIR
+               keeps the new checkpoint instead (replaced atomically, never by a smaller
+               one). With both --old and --state, --old is the old checkpoint; DIR is
+               updated only if it held nothing for the origin or held that same
+               checkpoint, and a different checkpoint of the same size in DIR is a fork.
+  audit        Check a whole `graven export` file: every entry and body, the root against
+               the signed checkpoint at its end, transactions, commit times, and each
+               document's versions. Memory use does not depend on the export's size.
+  stream       Read `graven tail` JSON lines on stdin, check every entry, document and
+               checkpoint, and write each revision line to stdout, unchanged, once a signed
+               checkpoint covers it. Revisions left uncovered at the end are dropped.
   keygen       Write a new Ed25519 private key for key name NAME to KEY_FILE (default:
                NAME with unsafe characters replaced, plus .key; never overwritten) and
                print its verifier key.
 
 Options:
   --key VKEY_FILE  Trusted verifier keys, one vkey per line (`#` starts a comment).
+  --state DIR      Keep the newest verified checkpoint of each log in DIR.
   --json           Print the result as one JSON object.
   -h, --help       Print this help.
   -V, --version    Print the version.
@@ -136,6 +158,7 @@ struct CheckArgs {
     key: Option<PathBuf>,
     entry: Option<PathBuf>,
     old: Option<PathBuf>,
+    state: Option<PathBuf>,
     json: bool,
     file: Option<PathBuf>,
 }
@@ -147,6 +170,7 @@ fn parse_check_args(parser: &mut lexopt::Parser, wants: &[&str]) -> Result<Check
             Long("key") => args.key = Some(parser.value()?.into()),
             Long("entry") if wants.contains(&"entry") => args.entry = Some(parser.value()?.into()),
             Long("old") if wants.contains(&"old") => args.old = Some(parser.value()?.into()),
+            Long("state") if wants.contains(&"state") => args.state = Some(parser.value()?.into()),
             Long("json") => args.json = true,
             Short('h') | Long("help") => return Err(Failure::Input(String::new())),
             Value(v) if args.file.is_none() => args.file = Some(v.into()),
@@ -159,11 +183,15 @@ fn parse_check_args(parser: &mut lexopt::Parser, wants: &[&str]) -> Result<Check
     for w in wants {
         let missing = match *w {
             "entry" => args.entry.is_none(),
-            "old" => args.old.is_none(),
+            "old" => args.old.is_none() && args.state.is_none(),
             _ => false,
         };
         if missing {
-            return Err(usage(&format!("missing --{w}")));
+            return Err(usage(&if *w == "old" {
+                "missing --old or --state".to_owned()
+            } else {
+                format!("missing --{w}")
+            }));
         }
     }
     if args.file.is_none() {
@@ -252,18 +280,28 @@ fn cmd_inclusion(parser: &mut lexopt::Parser) -> Result<String, Failure> {
 }
 
 fn cmd_consistency(parser: &mut lexopt::Parser) -> Result<String, Failure> {
-    let args = parse_check_args(parser, &["old"])?;
+    let args = parse_check_args(parser, &["old", "state"])?;
     let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
-    let old = read_input(
-        args.old.as_deref().unwrap_or(Path::new("")),
-        "old checkpoint",
-    )?;
     let file = args.file.unwrap_or_default();
     let proof = ConsistencyProof::parse(&read_text(&file, "proof")?)
         .map_err(|e| Failure::Input(format!("proof {}: {e}", file.display())))?;
-    // Open the old checkpoint first on its own, so its failures name it.
-    open_checkpoint(&old, &keys).map_err(|e| checkpoint_failure("old checkpoint", e))?;
-    let (_, head) = verify_consistency(&proof, &old, &keys).map_err(verify_failure)?;
+    let old = match &args.old {
+        Some(path) => Some(read_input(path, "old checkpoint")?),
+        None => None,
+    };
+    let (head, state_note) = match &args.state {
+        None => {
+            let old = old.unwrap_or_default();
+            // Open the old checkpoint first on its own, so its failures name it.
+            open_checkpoint(&old, &keys).map_err(|e| checkpoint_failure("old checkpoint", e))?;
+            let (_, head) = verify_consistency(&proof, &old, &keys).map_err(verify_failure)?;
+            (head, None)
+        }
+        Some(dir) => consistency_with_state(&proof, old.as_deref(), &keys, &StateDir::new(dir))?,
+    };
+    if let Some(note) = state_note {
+        eprintln!("graven-verify: {note}");
+    }
     Ok(Report {
         kind: "consistency",
         index: None,
@@ -271,6 +309,270 @@ fn cmd_consistency(parser: &mut lexopt::Parser) -> Result<String, Failure> {
         head,
     }
     .line(args.json))
+}
+
+/// `consistency --state DIR`: verifies from `--old` or from the checkpoint DIR holds for
+/// the proof's origin, then advances DIR. Returns the new checkpoint, and a note for stderr
+/// when DIR was deliberately left as it was.
+fn consistency_with_state(
+    proof: &ConsistencyProof,
+    old: Option<&[u8]>,
+    keys: &[Verifier],
+    state: &StateDir,
+) -> Result<(VerifiedCheckpoint, Option<String>), Failure> {
+    let new = open_checkpoint(proof.checkpoint.as_bytes(), keys)
+        .map_err(|e| checkpoint_failure("checkpoint", e))?;
+    let origin = new.checkpoint.origin.clone();
+    let path = state.path(&origin);
+    let stored_note = state
+        .load(&origin)
+        .map_err(|e| Failure::Input(format!("cannot read state file {}: {e}", path.display())))?;
+    let stored = match &stored_note {
+        Some(note) => {
+            let s = open_checkpoint(note, keys)
+                .map_err(|e| checkpoint_failure(&format!("state file {}", path.display()), e))?;
+            if s.checkpoint.origin != origin {
+                return Err(Failure::Input(format!(
+                    "state file {} holds a checkpoint of origin {:?}, not {origin:?}",
+                    path.display(),
+                    s.checkpoint.origin
+                )));
+            }
+            Some(s.checkpoint)
+        }
+        None => None,
+    };
+    // Whether the verified chain starts at the stored checkpoint (or there is none).
+    let connected = match (old, &stored_note) {
+        (Some(old), _) => {
+            let o =
+                open_checkpoint(old, keys).map_err(|e| checkpoint_failure("old checkpoint", e))?;
+            verify_consistency(proof, old, keys).map_err(verify_failure)?;
+            match &stored {
+                None => true,
+                Some(s) if s.size == o.checkpoint.size => {
+                    if s.root != o.checkpoint.root {
+                        return Err(Failure::NotVerified(format!(
+                            "fork: the old checkpoint and the one in {} both have size {} but different roots",
+                            path.display(),
+                            s.size
+                        )));
+                    }
+                    true
+                }
+                Some(_) => false,
+            }
+        }
+        (None, Some(note)) => {
+            verify_consistency(proof, note, keys).map_err(verify_failure)?;
+            true
+        }
+        (None, None) => {
+            if proof.old_size != 0 {
+                return Err(Failure::Input(format!(
+                    "no checkpoint of origin {origin} in the state directory: the proof must be from size 0, or give --old"
+                )));
+            }
+            let c = &new.checkpoint;
+            check_consistency(&proof.hashes, 0, c.size, &EMPTY_ROOT, &c.root)
+                .map_err(|e| Failure::NotVerified(e.to_string()))?;
+            true
+        }
+    };
+    let c = &new.checkpoint;
+    if let Some(s) = &stored
+        && s.size == c.size
+        && s.root != c.root
+    {
+        return Err(Failure::NotVerified(format!(
+            "fork: the checkpoint in {} has size {} like the new one but a different root",
+            path.display(),
+            s.size
+        )));
+    }
+    let note = match &stored {
+        Some(s) if s.size > c.size => Some(format!(
+            "state not updated: {} holds a newer checkpoint (size {})",
+            path.display(),
+            s.size
+        )),
+        Some(s) if !connected => Some(format!(
+            "state not updated: the old checkpoint is not the one in {} (size {})",
+            path.display(),
+            s.size
+        )),
+        _ => {
+            state.store(&origin, &proof.checkpoint).map_err(|e| {
+                Failure::Input(format!("cannot write state file {}: {e}", path.display()))
+            })?;
+            None
+        }
+    };
+    Ok((new, note))
+}
+
+/// Prints `\r` progress on stderr when it is a terminal; quiet otherwise.
+struct Progress {
+    on: bool,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        let now = std::time::Instant::now();
+        Progress {
+            on: io::stderr().is_terminal(),
+            start: now,
+            last: now,
+        }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        if !self.on {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(self.last).as_millis() < 200 && done < total {
+            return;
+        }
+        self.last = now;
+        let secs = now.duration_since(self.start).as_secs_f64().max(1e-9);
+        let pct = if total == 0 {
+            100.0
+        } else {
+            done as f64 * 100.0 / total as f64
+        };
+        eprint!(
+            "\raudit: {done}/{total} entries ({pct:.1}%), {:.0} entries/s   ",
+            done as f64 / secs
+        );
+    }
+
+    fn clear(&self) {
+        if self.on {
+            eprint!("\r{:78}\r", "");
+        }
+    }
+}
+
+fn summary_line(s: &AuditSummary, json: bool) -> String {
+    let entries = s.to - s.from;
+    let root = s.root.to_hex();
+    if json {
+        let text = |v: &str| serde_json::Value::from(v).to_string();
+        let signed_by: Vec<String> = s.signed_by.iter().map(|n| text(n)).collect();
+        format!(
+            "{{\"verified\":\"export\",\"origin\":{},\"from\":{},\"to\":{},\"entries\":{entries},\"documents\":{},\"tables\":{},\"bytes\":{},\"root\":{},\"signed_by\":[{}]}}",
+            text(&s.origin),
+            s.from,
+            s.to,
+            s.documents,
+            s.tables,
+            s.bytes,
+            text(&root),
+            signed_by.join(",")
+        )
+    } else {
+        format!(
+            "verified export: origin {} entries {entries} (indexes {} to {}) documents {} tables {} size {} bytes root {root}",
+            s.origin, s.from, s.to, s.documents, s.tables, s.bytes
+        )
+    }
+}
+
+fn cmd_audit(parser: &mut lexopt::Parser) -> Result<String, Failure> {
+    let args = parse_check_args(parser, &[])?;
+    let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
+    let file = args.file.unwrap_or_default();
+    let input: Box<dyn Read> =
+        if file == Path::new("-") {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(fs::File::open(&file).map_err(|e| {
+                Failure::Input(format!("cannot read export {}: {e}", file.display()))
+            })?)
+        };
+    let reader =
+        ExportReader::new(input).map_err(|e| Failure::Input(format!("malformed export: {e}")))?;
+    let mut progress = Progress::new();
+    let result = audit(reader, &keys, &mut |done, total| {
+        progress.update(done, total)
+    });
+    progress.clear();
+    let summary = result.map_err(|e| match e {
+        AuditError::Failed(m) => Failure::NotVerified(m),
+        AuditError::Checkpoint(c) => checkpoint_failure("trailer checkpoint", c),
+        other => Failure::Input(other.to_string()),
+    })?;
+    Ok(summary_line(&summary, args.json))
+}
+
+fn cmd_stream(parser: &mut lexopt::Parser) -> Result<Option<String>, Failure> {
+    let mut key: Option<PathBuf> = None;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("key") => key = Some(parser.value()?.into()),
+            Short('h') | Long("help") => return Err(Failure::Input(String::new())),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let key = key.ok_or_else(|| usage("missing --key VKEY_FILE"))?;
+    let mut verifier = StreamVerifier::new(read_keys(&key)?);
+    let mut input = io::stdin().lock();
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut buf = Vec::new();
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        let n = (&mut input)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Failure::Input(format!("cannot read standard input: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        line_no += 1;
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        } else if buf.len() > MAX_LINE {
+            return Err(Failure::Input(format!(
+                "line {line_no}: longer than {MAX_LINE} bytes"
+            )));
+        }
+        let line = std::str::from_utf8(&buf)
+            .map_err(|_| Failure::Input(format!("line {line_no}: not UTF-8")))?;
+        let verified = verifier.push_line(line).map_err(|e| match e {
+            StreamError::Malformed(m) => Failure::Input(m),
+            StreamError::Failed(m) => Failure::NotVerified(m),
+        })?;
+        if verified.is_empty() {
+            continue;
+        }
+        let written = verified
+            .iter()
+            .try_for_each(|l| {
+                out.write_all(l.as_bytes())
+                    .and_then(|()| out.write_all(b"\n"))
+            })
+            .and_then(|()| out.flush());
+        match written {
+            Ok(()) => {}
+            // The consumer went away: nothing more to deliver.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(None),
+            Err(e) => return Err(Failure::Input(format!("cannot write standard output: {e}"))),
+        }
+    }
+    if verifier.pending() > 0 {
+        eprintln!(
+            "graven-verify: {} revisions after the last checkpoint (size {}) were not covered by one and were not written",
+            verifier.pending(),
+            verifier
+                .verified_size()
+                .map_or_else(|| "none".to_owned(), |s| s.to_string())
+        );
+    }
+    Ok(None)
 }
 
 /// A file name for a key name: letters, digits, `-` and `.` kept, the rest `_`.
@@ -338,17 +640,19 @@ fn run() -> Result<Option<String>, Failure> {
         None => return Err(usage("missing command")),
     };
     let result = match command.as_str() {
-        "checkpoint" => cmd_checkpoint(&mut parser),
-        "inclusion" => cmd_inclusion(&mut parser),
-        "consistency" => cmd_consistency(&mut parser),
-        "keygen" => cmd_keygen(&mut parser),
+        "checkpoint" => cmd_checkpoint(&mut parser).map(Some),
+        "inclusion" => cmd_inclusion(&mut parser).map(Some),
+        "consistency" => cmd_consistency(&mut parser).map(Some),
+        "audit" => cmd_audit(&mut parser).map(Some),
+        "stream" => cmd_stream(&mut parser),
+        "keygen" => cmd_keygen(&mut parser).map(Some),
         "help" => return Ok(Some(USAGE.trim_end().to_owned())),
         other => return Err(usage(&format!("unknown command {other:?}"))),
     };
     match result {
         // `--help` after a command: the empty input failure is the signal.
         Err(Failure::Input(m)) if m.is_empty() => Ok(Some(USAGE.trim_end().to_owned())),
-        other => other.map(Some),
+        other => other,
     }
 }
 
