@@ -172,25 +172,25 @@ impl<R: Read> ExportReader<R> {
             next: 0,
         };
         let mut magic = [0u8; 8];
-        reader.read_exact(&mut magic, "the magic number")?;
+        reader.read_exact(&mut magic, format_args!("the magic number"))?;
         if &magic != MAGIC {
             return Err(reader.error_at(0, "not an export file (bad magic number)"));
         }
-        let version = u32::from_be_bytes(reader.array("the format version")?);
+        let version = u32::from_be_bytes(reader.array(format_args!("the format version"))?);
         if version != EXPORT_VERSION {
             return Err(reader.error_at(8, format!("unsupported export format version {version}")));
         }
-        let len = u16::from_be_bytes(reader.array("the origin length")?);
+        let len = u16::from_be_bytes(reader.array(format_args!("the origin length"))?);
         let mut origin = vec![0u8; usize::from(len)];
-        reader.read_exact(&mut origin, "the origin")?;
+        reader.read_exact(&mut origin, format_args!("the origin"))?;
         let origin = String::from_utf8(origin)
             .map_err(|_| reader.error_at(14, "the origin is not UTF-8"))?;
         if origin.is_empty() {
             return Err(reader.error_at(12, "the origin is empty"));
         }
         let from_at = reader.offset;
-        let from = u64::from_be_bytes(reader.array("the first index")?);
-        let to = u64::from_be_bytes(reader.array("the end index")?);
+        let from = u64::from_be_bytes(reader.array(format_args!("the first index"))?);
+        let to = u64::from_be_bytes(reader.array(format_args!("the end index"))?);
         if to < from {
             return Err(reader.error_at(
                 from_at,
@@ -198,7 +198,7 @@ impl<R: Read> ExportReader<R> {
             ));
         }
         let k_at = reader.offset;
-        let k = reader.array::<1>("the frontier length")?[0];
+        let k = reader.array::<1>(format_args!("the frontier length"))?[0];
         if u32::from(k) != from.count_ones() {
             return Err(reader.error_at(
                 k_at,
@@ -210,7 +210,7 @@ impl<R: Read> ExportReader<R> {
         }
         let mut subtrees = Vec::with_capacity(usize::from(k));
         for _ in 0..k {
-            subtrees.push(Hash(reader.array("the frontier")?));
+            subtrees.push(Hash(reader.array(format_args!("the frontier"))?));
         }
         let frontier = CompactRange::from_parts(from, subtrees)
             .ok_or_else(|| reader.error_at(k_at, "the frontier does not match the first index"))?;
@@ -248,7 +248,9 @@ impl<R: Read> ExportReader<R> {
         self.read_blob(&mut record.entry, MAX_ENTRY_LEN, "entry")
             .map_err(in_record)?;
         let flag_at = self.offset;
-        let flag = self.array::<1>("the body flag").map_err(in_record)?[0];
+        let flag = self
+            .array::<1>(format_args!("the body flag"))
+            .map_err(in_record)?[0];
         match flag {
             0 => {
                 record.has_body = false;
@@ -305,7 +307,7 @@ impl<R: Read> ExportReader<R> {
         }
     }
 
-    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), ExportError> {
+    fn read_exact(&mut self, buf: &mut [u8], what: fmt::Arguments<'_>) -> Result<(), ExportError> {
         match self.input.read_exact(buf) {
             Ok(()) => {
                 self.offset += buf.len() as u64;
@@ -319,7 +321,7 @@ impl<R: Read> ExportReader<R> {
         }
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], ExportError> {
+    fn array<const N: usize>(&mut self, what: fmt::Arguments<'_>) -> Result<[u8; N], ExportError> {
         let mut out = [0u8; N];
         self.read_exact(&mut out, what)?;
         Ok(out)
@@ -328,7 +330,7 @@ impl<R: Read> ExportReader<R> {
     /// Reads a u32 length, checks it against `max`, then that many bytes into `buf`.
     fn read_blob(&mut self, buf: &mut Vec<u8>, max: u32, what: &str) -> Result<(), ExportError> {
         let len_at = self.offset;
-        let len = u32::from_be_bytes(self.array(&format!("the {what} length"))?);
+        let len = u32::from_be_bytes(self.array(format_args!("the {what} length"))?);
         if len > max {
             return Err(self.error_at(
                 len_at,
@@ -337,7 +339,7 @@ impl<R: Read> ExportReader<R> {
         }
         buf.clear();
         buf.resize(len as usize, 0);
-        self.read_exact(buf, &format!("the {what}"))
+        self.read_exact(buf, format_args!("the {what}"))
     }
 }
 
@@ -540,7 +542,7 @@ pub fn audit<R: Read>(
     let mut sorter = DocSorter::new();
     let mut record = Record::default();
     let mut tx: Option<TxState> = None;
-    let mut last_table: (String, [u8; 8]) = (String::new(), table_key(""));
+    let mut last_table: (String, u64) = (String::new(), table_key(""));
     while reader
         .next_record(&mut record)
         .map_err(AuditError::Malformed)?
@@ -718,40 +720,75 @@ fn check_transaction(
 // Per-document check: external sort of fixed-size tuples
 // ---------------------------------------------------------------------------------------
 
-/// `table key (8) || document key (16) || index (8) || version (8) || operation (1)`;
-/// the byte order sorts by table, document, then index.
-type Tuple = [u8; 41];
+/// One revision, for the per-document check. Ordered by table, document, then index;
+/// stored in run files as 41 bytes, `table (8) || document (16) || index (8) ||
+/// version (8) || operation (1)`, big-endian.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Tuple {
+    table: u64,
+    document: u128,
+    index: u64,
+    version: u64,
+    op: u8,
+}
 
-fn table_key(table: &str) -> [u8; 8] {
+const TUPLE_LEN: usize = 41;
+
+impl Tuple {
+    fn to_bytes(self) -> [u8; TUPLE_LEN] {
+        let mut b = [0u8; TUPLE_LEN];
+        b[..8].copy_from_slice(&self.table.to_be_bytes());
+        b[8..24].copy_from_slice(&self.document.to_be_bytes());
+        b[24..32].copy_from_slice(&self.index.to_be_bytes());
+        b[32..40].copy_from_slice(&self.version.to_be_bytes());
+        b[40] = self.op;
+        b
+    }
+
+    fn from_bytes(b: &[u8; TUPLE_LEN]) -> Tuple {
+        let u64_at = |at: usize| {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(&b[at..at + 8]);
+            u64::from_be_bytes(x)
+        };
+        let mut d = [0u8; 16];
+        d.copy_from_slice(&b[8..24]);
+        Tuple {
+            table: u64_at(0),
+            document: u128::from_be_bytes(d),
+            index: u64_at(24),
+            version: u64_at(32),
+            op: b[40],
+        }
+    }
+}
+
+fn table_key(table: &str) -> u64 {
     let d = Sha256::new()
         .chain_update(b"graven audit table\n")
         .chain_update(table.as_bytes())
         .finalize();
     let mut out = [0u8; 8];
     out.copy_from_slice(&d[..8]);
-    out
+    u64::from_be_bytes(out)
 }
 
-fn tuple(table: [u8; 8], entry: &Entry, index: u64) -> Tuple {
+fn tuple(table: u64, entry: &Entry, index: u64) -> Tuple {
     // Length-prefixed, so that no two (table, id) pairs feed the same bytes.
     let d = Sha256::new()
         .chain_update((entry.table.len() as u64).to_be_bytes())
         .chain_update(entry.table.as_bytes())
         .chain_update(entry.id.as_bytes())
         .finalize();
-    let mut t = [0u8; 41];
-    t[..8].copy_from_slice(&table);
-    t[8..24].copy_from_slice(&d[..16]);
-    t[24..32].copy_from_slice(&index.to_be_bytes());
-    t[32..40].copy_from_slice(&entry.version.to_be_bytes());
-    t[40] = entry.operation.code();
-    t
-}
-
-fn field(t: &Tuple, at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&t[at..at + 8]);
-    u64::from_be_bytes(b)
+    let mut doc = [0u8; 16];
+    doc.copy_from_slice(&d[..16]);
+    Tuple {
+        table,
+        document: u128::from_be_bytes(doc),
+        index,
+        version: entry.version,
+        op: entry.operation.code(),
+    }
 }
 
 /// A private temporary directory, removed with everything in it on drop.
@@ -840,7 +877,7 @@ impl DocSorter {
         self.run.sort_unstable();
         let (path, mut out) = self.new_file()?;
         for t in &self.run {
-            out.write_all(t)?;
+            out.write_all(&t.to_bytes())?;
         }
         out.flush()?;
         self.run.clear();
@@ -863,7 +900,7 @@ impl DocSorter {
             let mut merge = Merge::open(&group)?;
             let (path, mut out) = self.new_file()?;
             while let Some(t) = merge.next()? {
-                out.write_all(&t)?;
+                out.write_all(&t.to_bytes())?;
             }
             out.flush()?;
             drop(merge);
@@ -903,10 +940,10 @@ impl Merge {
     }
 
     fn refill(&mut self, i: usize) -> io::Result<()> {
-        let mut t = [0u8; 41];
+        let mut t = [0u8; TUPLE_LEN];
         match self.inputs[i].read_exact(&mut t) {
             Ok(()) => {
-                self.heap.push(Reverse((t, i)));
+                self.heap.push(Reverse((Tuple::from_bytes(&t), i)));
                 Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(()),
@@ -949,15 +986,15 @@ fn check_documents(sorter: DocSorter, full: bool) -> Result<(u64, u64), AuditErr
     let mut prev: Option<Tuple> = None;
     let mut first_problem: Option<(u64, String)> = None;
     while let Some(t) = sorted.next().map_err(AuditError::Temp)? {
-        let (index, version) = (field(&t, 24), field(&t, 32));
-        let same_doc = prev.is_some_and(|p| p[..24] == t[..24]);
-        if prev.is_none_or(|p| p[..8] != t[..8]) {
+        let (index, version) = (t.index, t.version);
+        let same_doc = prev.is_some_and(|p| (p.table, p.document) == (t.table, t.document));
+        if prev.is_none_or(|p| p.table != t.table) {
             tables += 1;
         }
         let problem = match prev {
             Some(p) if same_doc => {
-                let (p_index, p_version) = (field(&p, 24), field(&p, 32));
-                if p[40] == Operation::Delete.code() {
+                let (p_index, p_version) = (p.index, p.version);
+                if p.op == Operation::Delete.code() {
                     Some(format!(
                         "document revised (version {version}) after its delete at index {p_index}"
                     ))
@@ -1014,10 +1051,14 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let mut t = [0u8; 41];
-            t[..8].copy_from_slice(&(x % 1000).to_be_bytes());
-            t[8..16].copy_from_slice(&x.to_be_bytes());
-            t[24..32].copy_from_slice(&i.to_be_bytes());
+            let t = Tuple {
+                table: x % 1000,
+                document: u128::from(x) << 64,
+                index: i,
+                version: x >> 32,
+                op: (x % 3) as u8,
+            };
+            assert_eq!(Tuple::from_bytes(&t.to_bytes()), t);
             want.push(t);
             sorter.push(t).expect("push");
         }
