@@ -67,7 +67,7 @@ use crate::checkpoint::{CheckpointError, open_checkpoint};
 use crate::entry::{Entry, Operation};
 use crate::hash::{Hash, leaf_hash};
 use crate::note::Verifier;
-use crate::tree::CompactRange;
+use crate::tree::{CompactRange, MAX_STORED_SIZE};
 
 /// The first 8 bytes of every export file.
 pub const MAGIC: &[u8; 8] = b"GRVNEXP\n";
@@ -191,6 +191,12 @@ impl<R: Read> ExportReader<R> {
         let from_at = reader.offset;
         let from = u64::from_be_bytes(reader.array(format_args!("the first index"))?);
         let to = u64::from_be_bytes(reader.array(format_args!("the end index"))?);
+        if to > MAX_STORED_SIZE {
+            return Err(reader.error_at(
+                from_at + 8,
+                format!("the end index {to} is above the largest log size, 2^62"),
+            ));
+        }
         if to < from {
             return Err(reader.error_at(
                 from_at,

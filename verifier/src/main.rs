@@ -3,8 +3,8 @@
 //! generates keys.
 //!
 //! Exit status: 0 verified, 1 not verified, 2 bad usage or unreadable/malformed input.
-//! On success one line goes to stdout; on failure one line to stderr. It never panics on
-//! input.
+//! On success one line goes to stdout (for `stream`: the verified revision lines); on
+//! failure one line to stderr. It never panics on input.
 
 use std::fs;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
@@ -52,14 +52,16 @@ Commands:
                document's versions. Memory use does not depend on the export's size.
   stream       Read `graven tail` JSON lines on stdin, check every entry, document and
                checkpoint, and write each revision line to stdout, unchanged, once a signed
-               checkpoint covers it. Revisions left uncovered at the end are dropped.
+               checkpoint covers it (flushed after each checkpoint). Revisions left
+               uncovered at the end are dropped and counted on stderr.
   keygen       Write a new Ed25519 private key for key name NAME to KEY_FILE (default:
                NAME with unsafe characters replaced, plus .key; never overwritten) and
                print its verifier key.
 
 Options:
   --key VKEY_FILE  Trusted verifier keys, one vkey per line (`#` starts a comment).
-  --state DIR      Keep the newest verified checkpoint of each log in DIR.
+  --state DIR      Keep the newest verified checkpoint of each log in DIR (created if
+                   missing; one file per origin, <hex of the origin>.checkpoint).
   --json           Print the result as one JSON object.
   -h, --help       Print this help.
   -V, --version    Print the version.

@@ -27,7 +27,7 @@ use crate::checkpoint::{CheckpointError, open_checkpoint};
 use crate::entry::{Entry, Operation};
 use crate::hash::{Hash, leaf_hash};
 use crate::note::{NoteError, Verifier};
-use crate::tree::CompactRange;
+use crate::tree::{CompactRange, MAX_STORED_SIZE};
 
 /// The most revisions held back waiting for a checkpoint.
 pub const MAX_PENDING_REVISIONS: usize = 100_000;
@@ -209,6 +209,11 @@ impl StreamVerifier {
                     return Err(event.malformed("a frontier event must come first"));
                 }
                 let size = event.number("size")?;
+                if size > MAX_STORED_SIZE {
+                    return Err(event.malformed(format!(
+                        "frontier size {size} is above the largest log size, 2^62"
+                    )));
+                }
                 let subtrees: Vec<String> = serde_json::from_str(event.raw("subtrees")?.get())
                     .map_err(|_| event.malformed("\"subtrees\" is not an array of strings"))?;
                 let hashes = subtrees

@@ -281,6 +281,10 @@ fn malformed_files_exit_2() {
     let k_at = 14 + l.origin().len() + 16;
     e[k_at] = 1;
     check("frontier", &e, "the frontier has 1 hashes");
+    let mut e = export.clone();
+    let to_at = 14 + l.origin().len() + 8;
+    e[to_at..to_at + 8].copy_from_slice(&u64::MAX.to_be_bytes());
+    check("huge", &e, "above the largest log size");
     check("missing", b"", "truncated");
     let missing = dir.path("does-not-exist");
     let err = fails(&run(&[&"audit", &"--key", &key, &missing]), 2);

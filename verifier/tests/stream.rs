@@ -274,6 +274,9 @@ fn a_stream_starting_after_0_needs_its_frontier() {
         err,
         "graven-verify: line 1: the stream starts at index 5 without a frontier event"
     );
+    let huge = r#"{"type":"frontier","size":18446744073709551615,"subtrees":[]}"#.to_owned();
+    let err = fails_after(&verify(&l, &[huge], "huge-frontier"), 2, "");
+    assert!(err.contains("above the largest log size"), "{err}");
     // A false frontier cannot produce the signed root.
     let mut bad = lines.clone();
     bad[0] = l.frontier_line(5).replace(
