@@ -165,6 +165,25 @@ pub enum Command {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// Write a self-contained journal export (entries, bodies, the signed checkpoint of
+    /// its end) for `graven-verify audit`. Streams in constant memory; written to a
+    /// temporary name and renamed into place when complete.
+    Export {
+        /// Ledger name.
+        ledger: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// First journal index (default 0).
+        #[arg(long)]
+        from: Option<u64>,
+        /// One past the last index (default: the ledger's size now).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Replace FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// Load-test a server (or raw redb) and report throughput and latency.
     Bench(crate::bench::BenchArgs),
 }
@@ -581,6 +600,137 @@ fn one_op(ledger: String, kind: pb::operation::Kind, key: IdempotencyArg) -> pb:
     }
 }
 
+/// `graven export`: subscribes to `[from, to)` and writes the export file.
+async fn export(
+    c: &mut Client,
+    ledger: String,
+    path: &std::path::Path,
+    from: Option<u64>,
+    to: Option<u64>,
+    force: bool,
+) -> anyhow::Result<()> {
+    use graven_verify::CompactRange;
+    use graven_verify::export::ExportWriter;
+    use std::io::IsTerminal as _;
+    if path.exists() && !force {
+        bail!("{} exists; pass --force to replace it", path.display());
+    }
+    let info = c
+        .admin
+        .describe_ledger(pb::DescribeLedgerRequest {
+            name: ledger.clone(),
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let (from, to) = (from.unwrap_or(0), to.unwrap_or(info.size));
+    if from > to || to > info.size {
+        bail!(
+            "need --from <= --to <= the ledger size {} (got {from} and {to})",
+            info.size
+        );
+    }
+    let mut events = c
+        .stream
+        .subscribe(pb::SubscribeRequest {
+            ledger,
+            from_index: Some(from),
+            to_index: Some(to),
+            tables: vec![],
+        })
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    // The frontier comes first when the export does not start at 0.
+    let mut frontier = CompactRange::new();
+    let mut first = None;
+    if from > 0 {
+        match events.message().await.map_err(rpc)?.and_then(|e| e.kind) {
+            Some(pb::event::Kind::Frontier(f)) => {
+                let hashes = hashes(&f.subtrees)?;
+                frontier = CompactRange::from_parts(f.size, hashes)
+                    .ok_or_else(|| anyhow!("server sent a malformed frontier"))?;
+            }
+            other => first = other,
+        }
+        if frontier.size() != from {
+            bail!("server did not send the frontier of index {from}");
+        }
+    }
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("export"),
+        std::process::id()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let result = async {
+        let mut writer = ExportWriter::new(
+            std::io::BufWriter::with_capacity(1 << 20, file),
+            &info.origin,
+            from,
+            to,
+            &frontier,
+        )?;
+        let progress = std::io::stderr().is_terminal();
+        let mut last_checkpoint: Option<pb::StreamCheckpoint> = None;
+        let mut written = 0u64;
+        let mut next = first;
+        loop {
+            let kind = match next.take() {
+                Some(k) => k,
+                None => match events.message().await.map_err(rpc)? {
+                    Some(pb::Event { kind: Some(k) }) => k,
+                    Some(_) => bail!("server sent an empty event"),
+                    None => break,
+                },
+            };
+            match kind {
+                pb::event::Kind::Revision(r) => {
+                    let body = (r.operation != "delete").then_some(r.json.as_slice());
+                    writer.record(&r.entry, body)?;
+                    written += 1;
+                    if progress && written.is_multiple_of(10_000) {
+                        eprint!("\rexported {written} of {} revisions", to - from);
+                    }
+                }
+                pb::event::Kind::Checkpoint(cp) => last_checkpoint = Some(cp),
+                pb::event::Kind::Frontier(_) | pb::event::Kind::Skipped(_) => {
+                    bail!("unexpected event in an unfiltered stream")
+                }
+            }
+        }
+        if progress {
+            eprintln!("\rexported {written} of {} revisions", to - from);
+        }
+        let checkpoint = last_checkpoint
+            .filter(|cp| cp.size == to)
+            .ok_or_else(|| anyhow!("the stream ended without the checkpoint of size {to}"))?;
+        let file = writer
+            .finish(&checkpoint.checkpoint)?
+            .into_inner()
+            .map_err(|e| anyhow!("writing {}: {}", tmp.display(), e.error()))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        if let Some(dir) = dir {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Runs a client command, writing its output to `out`.
 pub async fn run_client(
     server: &str,
@@ -600,6 +750,13 @@ pub async fn run_client(
     let mut c = Client::connect(server).await?;
     match command {
         Command::Serve(_) | Command::Bench(_) => bail!("not a client command"),
+        Command::Export {
+            ledger,
+            out: path,
+            from,
+            to,
+            force,
+        } => export(&mut c, ledger, &path, from, to, force).await?,
         Command::Tail {
             ledger,
             from,

@@ -12,3 +12,5 @@ mod concurrency;
 mod durability;
 /// The README walk-through, run as written.
 mod readme;
+/// The change stream: order, gaps, checkpoints, resume, filters, slow subscribers, ends.
+mod stream;
