@@ -4,6 +4,8 @@ mod util;
 
 /// Every RPC in-process (no ports), with every error code the API promises.
 mod api;
+/// export then audit, tail piped to stream, the consistency --state loop, with the binaries.
+mod audit_flow;
 /// The `graven` and `graven-verify` command lines, end to end against a real server.
 mod cli_contract;
 /// Many clients, expected versions: no lost update, one winner per conflict.
