@@ -33,7 +33,10 @@ fn section_script(readme: &str, heading: &str) -> String {
 fn readme_walkthrough_runs_as_written() {
     let readme = include_str!("../README.md");
     let script = section_script(readme, "## Five minutes with graven");
-    assert!(script.contains("graven-verify inclusion"), "the walk-through verifies a proof");
+    assert!(
+        script.contains("graven-verify inclusion"),
+        "the walk-through verifies a proof"
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let server = ServerProcess::start(&dir.path().join("data"), &dir.path().join("server.log"));
@@ -64,6 +67,7 @@ fn readme_walkthrough_runs_as_written() {
         "\"id\":\"o-1\"",
         "verified inclusion: origin graven.local/shop index 1 size 3 root ",
         "verified consistency: origin graven.local/shop old size 3 size 4 root ",
+        "verified export: origin graven.local/shop entries 4",
     ] {
         assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
     }

@@ -12,6 +12,8 @@ mod cli_contract;
 mod concurrency;
 /// `graven serve` killed with SIGKILL under write load: acknowledged writes survive.
 mod durability;
+/// The outbox relay example: each event handed on once, across a restart.
+mod outbox;
 /// The README walk-through, run as written.
 mod readme;
 /// The change stream: order, gaps, checkpoints, resume, filters, slow subscribers, ends.
