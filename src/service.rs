@@ -209,7 +209,7 @@ pub fn transaction(
             hash_field(h, table.as_bytes());
             hash_field(h, id.as_bytes());
             hash_field(h, op.body().unwrap_or_default());
-            hash_field(h, format!("{:?}", op_condition(&op)).as_bytes());
+            hash_field(h, &condition_bytes(op_condition(&op)));
         }
         ops.push(op);
     }
@@ -256,6 +256,20 @@ fn op_code(op: &Op) -> u8 {
         Op::Delete { .. } => 3,
         Op::Check { .. } => 4,
     }
+}
+
+/// A fixed encoding of a condition for the request hash: a tag byte, then the version.
+fn condition_bytes(condition: Option<Condition>) -> [u8; 9] {
+    let (tag, version) = match condition {
+        None => (0, 0),
+        Some(Condition::Version(v)) => (1, v),
+        Some(Condition::Exists) => (2, 0),
+        Some(Condition::NotExists) => (3, 0),
+    };
+    let mut out = [0u8; 9];
+    out[0] = tag;
+    out[1..].copy_from_slice(&version.to_be_bytes());
+    out
 }
 
 fn op_condition(op: &Op) -> Option<Condition> {
