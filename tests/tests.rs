@@ -6,6 +6,8 @@ mod util;
 mod api;
 /// export then audit, tail piped to stream, the consistency --state loop, with the binaries.
 mod audit_flow;
+/// `graven bench`, every workload briefly against a real server: the JSON contract.
+mod bench_smoke;
 /// The `graven` and `graven-verify` command lines, end to end against a real server.
 mod cli_contract;
 /// Many clients, expected versions: no lost update, one winner per conflict.
