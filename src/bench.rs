@@ -8,6 +8,7 @@
 //! * `w3`: bulk ingest: 8 clients, 100 documents of 1 KiB per transaction; revisions/s.
 //! * `w4`: read-then-update with an expected version on a hot set of 100 documents, 32
 //!   clients: committed and aborted (FAILED_PRECONDITION) counts; throughput = commits/s.
+//!   Its latencies are of whole committed read-then-update cycles.
 //! * `w5`: reads: 32 clients, GetDocument with an inclusion proof of random documents of a
 //!   pre-loaded ledger (`--preload`, default 1,000,000); throughput = reads/s.
 //!
