@@ -186,6 +186,10 @@ pub enum Command {
     },
     /// Load-test a server (or raw redb) and report throughput and latency.
     Bench(crate::bench::BenchArgs),
+    /// Check a data folder offline for tampering or damage (the server must be stopped):
+    /// every entry, tree hash, body and index row against the signed checkpoint. Exits 0
+    /// when all is well, 1 on a discrepancy, 2 when it cannot run.
+    Check(crate::check::CheckArgs),
 }
 
 /// `graven serve` options.
@@ -749,7 +753,9 @@ pub async fn run_client(
     }
     let mut c = Client::connect(server).await?;
     match command {
-        Command::Serve(_) | Command::Bench(_) => bail!("not a client command"),
+        Command::Serve(_) | Command::Bench(_) | Command::Check(_) => {
+            bail!("not a client command")
+        }
         Command::Export {
             ledger,
             out: path,

@@ -10,6 +10,7 @@
 //! * [`storage`]: the redb table layout.
 //! * [`service`]: the tonic adapter, the only module that speaks gRPC types to the engine.
 //! * [`server`]: `graven serve`; [`cli`]: the client commands; [`bench`]: the load tool.
+//! * [`check`]: `graven check`, the offline tamper check of a stopped server's data folder.
 //!
 //! Hashing, proofs, checkpoints, keys and the journal entry format come from
 //! `graven-verify` (re-exported as [`verify`]), the small crate auditors run.
@@ -17,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod error;

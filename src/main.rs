@@ -9,6 +9,10 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The offline check needs neither a server nor a runtime.
+    if let Command::Check(args) = &cli.command {
+        return graven::check::run(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

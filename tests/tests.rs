@@ -20,3 +20,5 @@ mod outbox;
 mod readme;
 /// The change stream: order, gaps, checkpoints, resume, filters, slow subscribers, ends.
 mod stream;
+/// `graven check`: a clean data folder passes; each kind of tampering is found and named.
+mod check;

@@ -1,0 +1,615 @@
+//! `graven check`: an offline tamper check of a data folder, run while the server is
+//! stopped.
+//!
+//! The server's start-up check (`Ledger::open`) reads only the `O(log n)` stored hashes of
+//! the tree's right edge and compares their root with the latest signed checkpoint. This
+//! command reads everything, for each ledger (all of them, or those named):
+//!
+//! * `meta`: the storage format; the origin equals the name of `signing.key`; the stored
+//!   latest checkpoint is signed by that key and carries that origin.
+//! * `leaves`, in index order: indexes are dense from 0; each row decodes
+//!   (`storage::decode_leaf`) and holds `1 + trailing_ones(index)` hashes; each entry decodes
+//!   (`Entry::decode`); the stored leaf hash equals the hash of the entry, and every stored
+//!   node hash equals what `CompactRange::append_stored` computes when the entry is folded
+//!   in; version 0 exactly for inserts; transactions are consecutive leaves with positions
+//!   `0..n-1` and ids increasing by one; commit times never decrease.
+//! * `bodies`: a body exists exactly for each insert and update, its SHA-256 is the entry's
+//!   body hash, and no body row lies beyond the journal.
+//! * The recomputed size and root equal the signed checkpoint's.
+//! * `docs` (walked in key order, entries read by index, so memory stays bounded): each
+//!   revision row `(table, id, version) -> (version, index, live)` points at an entry with
+//!   that table, id and version and the right live flag; versions are dense from 0, in
+//!   journal order, and a delete is the last revision; each document ends with its
+//!   current-state row, which repeats its last revision; the table has a `tables` row; there
+//!   are as many revision rows as entries (so every entry has exactly one).
+//!
+//! Not checked: the `idempotency` receipts and the `tables` rows' own contents.
+//!
+//! The first discrepancy of a ledger is reported (one line on stderr, naming the index or
+//! table row) and the check moves on to the next ledger. Exit codes follow graven-verify:
+//! 0 all good, 1 a discrepancy found, 2 the check could not run (unreadable folder, a
+//! ledger in use by a running server, bad arguments).
+
+use std::fs;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use graven_verify::{CompactRange, Entry, Hash, Operation, Signer, leaf_hash, open_checkpoint};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::engine::{DB_FILE, KEY_FILE};
+use crate::storage;
+
+/// `graven check` options.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Data folder.
+    #[arg(long, env = "GRAVEN_DATA", default_value = "./graven-data")]
+    pub data: PathBuf,
+    /// Check only this ledger (repeat for several; default: every ledger).
+    #[arg(long = "ledger")]
+    pub ledgers: Vec<String>,
+    /// Print one JSON object per ledger on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why a ledger did not pass.
+#[derive(Debug)]
+enum Fail {
+    /// A discrepancy: the data does not match itself or its checkpoint (exit 1).
+    Bad(String),
+    /// The check could not run (exit 2).
+    Cannot(String),
+}
+
+type Res<T> = std::result::Result<T, Fail>;
+
+fn bad<T>(msg: impl Into<String>) -> Res<T> {
+    Err(Fail::Bad(msg.into()))
+}
+
+impl From<redb::StorageError> for Fail {
+    fn from(e: redb::StorageError) -> Fail {
+        match e {
+            redb::StorageError::Corrupted(_) => Fail::Bad(format!("the database is damaged: {e}")),
+            e => Fail::Cannot(format!("reading the database: {e}")),
+        }
+    }
+}
+
+impl From<redb::TableError> for Fail {
+    fn from(e: redb::TableError) -> Fail {
+        match e {
+            redb::TableError::TableDoesNotExist(name) => {
+                Fail::Bad(format!("the database has no {name:?} table"))
+            }
+            redb::TableError::Storage(e) => e.into(),
+            e => Fail::Bad(format!("the database's tables are not graven's: {e}")),
+        }
+    }
+}
+
+impl From<redb::TransactionError> for Fail {
+    fn from(e: redb::TransactionError) -> Fail {
+        match e {
+            redb::TransactionError::Storage(e) => e.into(),
+            e => Fail::Cannot(format!("reading the database: {e}")),
+        }
+    }
+}
+
+/// What a ledger that passed holds.
+#[derive(Debug)]
+struct Summary {
+    entries: u64,
+    documents: u64,
+    live: u64,
+    size: u64,
+    root: Hash,
+}
+
+/// Runs `graven check`; the exit code is 0, 1 or 2 (see the module documentation).
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let root = args.data.join("ledgers");
+    let mut names = Vec::new();
+    match fs::read_dir(&root) {
+        Ok(dir) => {
+            for dirent in dir {
+                match dirent {
+                    Ok(d) => {
+                        let name = d.file_name().to_string_lossy().into_owned();
+                        // Leftovers of an interrupted create or delete are not ledgers.
+                        if !name.starts_with('.') {
+                            names.push(name);
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("graven check: cannot read {}: {e}", root.display());
+                        return ExitCode::from(2);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("graven check: cannot read {}: {e}", root.display());
+            return ExitCode::from(2);
+        }
+    }
+    names.sort();
+    if !args.ledgers.is_empty() {
+        for name in &args.ledgers {
+            if crate::model::check_ledger_name(name).is_err() || !names.contains(name) {
+                eprintln!(
+                    "graven check: ledger {name:?} does not exist in {}",
+                    args.data.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+        names.retain(|n| args.ledgers.contains(n));
+    }
+    if names.is_empty() {
+        eprintln!("graven check: no ledgers in {}", args.data.display());
+    }
+    let progress = std::io::stderr().is_terminal();
+    let (mut any_bad, mut any_cannot) = (false, false);
+    let mut stdout = std::io::stdout().lock();
+    for name in &names {
+        let result = check_ledger(name, &root.join(name), progress);
+        let line = match (&result, args.json) {
+            (Ok(s), true) => json!({
+                "ledger": name, "status": "ok", "entries": s.entries, "documents": s.documents,
+                "live": s.live, "size": s.size, "root": s.root.to_base64(),
+            })
+            .to_string(),
+            (Ok(s), false) => format!(
+                "{name}: ok: {} entries, {} documents ({} live), checkpoint size {}, root {}",
+                s.entries,
+                s.documents,
+                s.live,
+                s.size,
+                s.root.to_base64()
+            ),
+            (Err(Fail::Bad(msg)), true) => {
+                json!({"ledger": name, "status": "bad", "problem": msg}).to_string()
+            }
+            (Err(Fail::Cannot(msg)), true) => {
+                json!({"ledger": name, "status": "error", "problem": msg}).to_string()
+            }
+            (Err(Fail::Bad(_)), false) => format!("{name}: FAILED"),
+            (Err(Fail::Cannot(_)), false) => format!("{name}: not checked"),
+        };
+        match &result {
+            Ok(_) => {}
+            Err(Fail::Bad(msg)) => {
+                any_bad = true;
+                eprintln!("ledger {name}: {msg}");
+            }
+            Err(Fail::Cannot(msg)) => {
+                any_cannot = true;
+                eprintln!("ledger {name}: cannot check: {msg}");
+            }
+        }
+        if writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return ExitCode::from(2);
+        }
+    }
+    if any_bad {
+        ExitCode::from(1)
+    } else if any_cannot {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A progress line on stderr (a terminal), at most a few times a second.
+struct Progress {
+    on: bool,
+    name: String,
+    last: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn tick(&mut self, what: &str, done: u64, total: u64) {
+        if !self.on || !done.is_multiple_of(4096) || self.last.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.last = Instant::now();
+        self.shown = true;
+        eprint!("\rchecking {}: {what} {done} of {total}\x1b[K", self.name);
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Opens a ledger's database read-only (it is never modified).
+fn open_database(path: &Path) -> Res<redb::ReadOnlyDatabase> {
+    match fs::metadata(path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return bad(format!("{DB_FILE} is missing"));
+        }
+        Err(e) => return Err(Fail::Cannot(format!("{}: {e}", path.display()))),
+    }
+    redb::Builder::new()
+        .set_cache_size(64 << 20)
+        .open_read_only(path)
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                Fail::Cannot("the ledger is in use (is graven serve running?)".into())
+            }
+            redb::DatabaseError::RepairAborted => Fail::Cannot(
+                "the database was not closed cleanly and needs the repair redb makes when \
+                 graven serve opens it: start and stop the server once, then check again"
+                    .into(),
+            ),
+            redb::DatabaseError::Storage(e) => e.into(),
+            e => Fail::Cannot(format!("opening {}: {e}", path.display())),
+        })
+}
+
+fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
+    let mut progress = Progress {
+        on: progress,
+        name: name.to_owned(),
+        last: Instant::now(),
+        shown: false,
+    };
+    let key_text = match fs::read_to_string(dir.join(KEY_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return bad(format!("{KEY_FILE} is missing"));
+        }
+        Err(e) => return Err(Fail::Cannot(format!("reading {KEY_FILE}: {e}"))),
+    };
+    let signer = Signer::parse(&key_text).map_err(|e| Fail::Bad(format!("{KEY_FILE}: {e}")))?;
+    let db = open_database(&dir.join(DB_FILE))?;
+    let rtxn = db.begin_read()?;
+
+    // meta: format, origin, the signed checkpoint.
+    let meta = rtxn.open_table(storage::META)?;
+    let format = meta
+        .get(storage::META_FORMAT)?
+        .map(|v| <[u8; 4]>::try_from(v.value()).map(u32::from_be_bytes));
+    match format {
+        None => return bad("meta: the storage format is missing"),
+        Some(Err(_)) => return bad("meta: the storage format is malformed"),
+        Some(Ok(f)) if f != storage::FORMAT_VERSION => {
+            return Err(Fail::Cannot(format!(
+                "storage format {f} is not {} (this build's)",
+                storage::FORMAT_VERSION
+            )));
+        }
+        Some(Ok(_)) => {}
+    }
+    let origin = storage::meta_string(&meta, storage::META_ORIGIN)?;
+    if signer.name() != origin {
+        return bad(format!(
+            "{KEY_FILE} is for {:?}, the ledger's origin is {origin:?}",
+            signer.name()
+        ));
+    }
+    let note = storage::meta_string(&meta, storage::META_CHECKPOINT)?;
+    let head = open_checkpoint(note.as_bytes(), &[signer.verifier()])
+        .map_err(|e| {
+            Fail::Bad(format!(
+                "meta: the latest checkpoint is not signed by the ledger's key: {e}"
+            ))
+        })?
+        .checkpoint;
+    if head.origin != origin {
+        return bad(format!(
+            "meta: the latest checkpoint's origin {:?} is not the ledger's origin {origin:?}",
+            head.origin
+        ));
+    }
+
+    // The journal, its tree hashes and bodies, in index order.
+    let leaves = rtxn.open_table(storage::LEAVES)?;
+    let bodies = rtxn.open_table(storage::BODIES)?;
+    let total = leaves.len()?;
+    let mut range = CompactRange::new();
+    let mut computed: Vec<Hash> = Vec::with_capacity(64);
+    let mut body_rows = bodies.iter()?.peekable();
+    // (tx id, position, revisions) of the previous entry, and its commit time.
+    let mut prev_tx: Option<(u64, u32, u32)> = None;
+    let mut prev_time = 0u64;
+    for row in leaves.iter()? {
+        let (key, value) = row?;
+        let index = range.size();
+        let at = |msg: String| Fail::Bad(format!("index {index}: {msg}"));
+        let key = key.value();
+        if key != index {
+            return Err(at(format!(
+                "the journal row is missing (the next row is index {key})"
+            )));
+        }
+        progress.tick("journal entry", index, total);
+        let Some((entry_bytes, stored)) = storage::decode_leaf(value.value()) else {
+            return Err(at("the journal row is malformed".into()));
+        };
+        let want = 1 + index.trailing_ones() as usize;
+        if stored.len() != want * 32 {
+            return Err(at(format!(
+                "the journal row holds {} tree hashes, not {want}",
+                stored.len() / 32
+            )));
+        }
+        let entry = Entry::decode(entry_bytes)
+            .map_err(|e| at(format!("the entry does not decode: {e}")))?;
+        computed.clear();
+        range.append_stored(leaf_hash(entry_bytes), |_, h| computed.push(h));
+        for (level, (have, want)) in stored.chunks_exact(32).zip(&computed).enumerate() {
+            if have != want.0 {
+                return Err(at(if level == 0 {
+                    "stored leaf hash does not match the entry".into()
+                } else {
+                    format!("stored level {level} tree hash does not match the entries")
+                }));
+            }
+        }
+        // Entry invariants.
+        if (entry.version == 0) != (entry.operation == Operation::Insert) {
+            return Err(at(format!(
+                "{} at version {}: version 0 is exactly the insert",
+                entry.operation, entry.version
+            )));
+        }
+        let tx = (entry.tx_id, entry.tx_position, entry.tx_revisions);
+        let follows = match prev_tx {
+            None => tx.0 == 0 && tx.1 == 0,
+            Some((id, pos, n)) if pos + 1 == n => tx.0 == id + 1 && tx.1 == 0,
+            Some((id, pos, n)) => tx.0 == id && tx.1 == pos + 1 && tx.2 == n,
+        };
+        if !follows {
+            let expected = match prev_tx {
+                None => "transaction 0, position 0".to_owned(),
+                Some((id, pos, n)) if pos + 1 == n => format!("transaction {}, position 0", id + 1),
+                Some((id, pos, n)) => format!("transaction {id}, position {} of {n}", pos + 1),
+            };
+            return Err(at(format!(
+                "transaction {}, position {} of {} does not follow the previous entry \
+                 (expected {expected})",
+                tx.0, tx.1, tx.2
+            )));
+        }
+        prev_tx = Some(tx);
+        if entry.commit_time_micros < prev_time {
+            return Err(at(format!(
+                "commit time {} is before the previous entry's {prev_time}",
+                entry.commit_time_micros
+            )));
+        }
+        prev_time = entry.commit_time_micros;
+        // Its body: the next row of `bodies` unless it is a delete.
+        let mut next_body = || -> Res<Option<(u64, Vec<u8>)>> {
+            match body_rows.peek() {
+                None => Ok(None),
+                Some(Err(_)) => Err(body_rows
+                    .next()
+                    .and_then(|r| r.err())
+                    .map_or_else(|| Fail::Cannot("reading bodies".into()), Fail::from)),
+                Some(Ok((k, _))) if k.value() > index => Ok(None),
+                Some(Ok(_)) => Ok(body_rows
+                    .next()
+                    .and_then(|r| r.ok())
+                    .map(|(k, v)| (k.value(), v.value().to_vec()))),
+            }
+        };
+        match (next_body()?, entry.body_hash) {
+            (Some((k, _)), _) if k < index => {
+                return bad(format!(
+                    "bodies row {k}: the entry at index {k} has no body (a delete) or the row \
+                     is out of place"
+                ));
+            }
+            (Some(_), None) => return Err(at("a delete has a body row".into())),
+            (None, Some(_)) => return Err(at("the body is missing".into())),
+            (Some((_, body)), Some(hash)) => {
+                if Sha256::digest(&body).as_slice() != hash.0 {
+                    return Err(at("the body does not hash to the entry's body hash".into()));
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    let size = range.size();
+    if let Some((id, pos, n)) = prev_tx
+        && pos + 1 != n
+    {
+        return bad(format!(
+            "index {}: transaction {id} ends after {} of its {n} revisions",
+            size - 1,
+            pos + 1
+        ));
+    }
+    if let Some(row) = body_rows.next() {
+        let (k, _) = row?;
+        return bad(format!(
+            "bodies row {}: beyond the journal (size {size})",
+            k.value()
+        ));
+    }
+    drop(body_rows);
+    if size != head.size {
+        return bad(if size < head.size {
+            format!(
+                "index {size}: missing: the journal has {size} entries, the signed checkpoint \
+                 covers {}",
+                head.size
+            )
+        } else {
+            format!(
+                "index {}: beyond the signed checkpoint, which covers {} entries (the journal \
+                 has {size})",
+                head.size, head.size
+            )
+        });
+    }
+    if range.root() != head.root {
+        return bad(format!(
+            "the journal's root {} does not match the signed checkpoint's root {}",
+            range.root().to_base64(),
+            head.root.to_base64()
+        ));
+    }
+    progress.clear();
+
+    // The document index, in key order; entries read by index.
+    let docs = rtxn.open_table(storage::DOCS)?;
+    let tables = rtxn.open_table(storage::TABLES)?;
+    let doc_rows = docs.len()?;
+    let (mut documents, mut live_documents, mut revision_rows) = (0u64, 0u64, 0u64);
+    // The document being walked: (table, id), its last revision (version, index, live).
+    let mut current_doc: Option<(String, String)> = None;
+    let mut last_rev: Option<(u64, u64, bool)> = None;
+    let mut table_seen: Option<String> = None;
+    for (n, row) in docs.iter()?.enumerate() {
+        let (key, value) = row?;
+        let (table, id, version) = key.value();
+        let (v, index, live) = value.value();
+        progress.tick("document row", n as u64, doc_rows);
+        let shown = if version == storage::CURRENT {
+            "current".to_owned()
+        } else {
+            format!("version {version}")
+        };
+        let at = |msg: String| Fail::Bad(format!("docs row ({table:?}, {id:?}, {shown}): {msg}"));
+        let same_doc = current_doc
+            .as_ref()
+            .is_some_and(|(t, i)| t == table && i == id);
+        if !same_doc {
+            if let Some((t, i)) = &current_doc {
+                return bad(format!(
+                    "docs: document ({t:?}, {i:?}) has no current-state row"
+                ));
+            }
+            if table_seen.as_deref() != Some(table) {
+                if tables.get(table)?.is_none() {
+                    return Err(at(format!("table {table:?} has no row in tables")));
+                }
+                table_seen = Some(table.to_owned());
+            }
+            current_doc = Some((table.to_owned(), id.to_owned()));
+            last_rev = None;
+        }
+        if version == storage::CURRENT {
+            let Some(last) = last_rev else {
+                return Err(at("a current-state row without revisions".into()));
+            };
+            if (v, index, live) != last {
+                return Err(at(format!(
+                    "says (version {v}, index {index}, live {live}), the last revision is \
+                     (version {}, index {}, live {})",
+                    last.0, last.1, last.2
+                )));
+            }
+            documents += 1;
+            live_documents += u64::from(live);
+            current_doc = None;
+            continue;
+        }
+        revision_rows += 1;
+        let expected = last_rev.map_or(0, |(lv, _, _)| lv + 1);
+        if version != expected {
+            return Err(at(format!(
+                "versions are not dense: expected version {expected}"
+            )));
+        }
+        if v != version {
+            return Err(at(format!("holds version {v}")));
+        }
+        if let Some((lv, li, llive)) = last_rev {
+            if !llive {
+                return Err(at(format!("a revision after the delete at version {lv}")));
+            }
+            if index <= li {
+                return Err(at(format!(
+                    "index {index} is not after version {lv}'s index {li}"
+                )));
+            }
+        }
+        if index >= size {
+            return Err(at(format!(
+                "points at index {index}, beyond the journal (size {size})"
+            )));
+        }
+        let leaf = leaves
+            .get(index)?
+            .ok_or_else(|| at(format!("points at index {index}, which is missing")))?;
+        let entry = storage::decode_leaf(leaf.value())
+            .and_then(|(e, _)| Entry::decode(e).ok())
+            .ok_or_else(|| at(format!("points at index {index}, which does not decode")))?;
+        if entry.table != table || entry.id != id || entry.version != version {
+            return Err(at(format!(
+                "points at index {index}, whose entry is ({:?}, {:?}, version {})",
+                entry.table, entry.id, entry.version
+            )));
+        }
+        let entry_live = entry.operation != Operation::Delete;
+        if live != entry_live {
+            return Err(at(format!(
+                "says live {live}, the entry at index {index} is a {}",
+                entry.operation
+            )));
+        }
+        last_rev = Some((version, index, live));
+    }
+    if let Some((t, i)) = &current_doc {
+        return bad(format!(
+            "docs: document ({t:?}, {i:?}) has no current-state row"
+        ));
+    }
+    if revision_rows != size {
+        // Rows and entries match one to one where rows exist: find the entry without one.
+        for row in leaves.iter()? {
+            let (key, value) = row?;
+            let index = key.value();
+            let Some(entry) =
+                storage::decode_leaf(value.value()).and_then(|(e, _)| Entry::decode(e).ok())
+            else {
+                continue;
+            };
+            let row = docs.get((entry.table.as_str(), entry.id.as_str(), entry.version))?;
+            if row.is_none_or(|r| r.value().1 != index) {
+                return bad(format!(
+                    "index {index}: no docs row ({:?}, {:?}, version {}) points at it",
+                    entry.table, entry.id, entry.version
+                ));
+            }
+        }
+        return bad(format!(
+            "docs: {revision_rows} revision rows for {size} journal entries"
+        ));
+    }
+    progress.clear();
+    Ok(Summary {
+        entries: size,
+        documents,
+        live: live_documents,
+        size: head.size,
+        root: head.root,
+    })
+}

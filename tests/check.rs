@@ -1,0 +1,427 @@
+//! `graven check`: a clean data folder passes; each kind of tampering done straight to the
+//! redb file is found and the first bad index or row is named.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use graven::storage;
+use graven_verify::{Checkpoint, Signer, open_checkpoint};
+use redb::ReadableTable;
+
+use crate::durability::graven_command;
+use crate::util::{delete, insert, start, update};
+
+/// Builds a stopped data folder with two ledgers. `books` (table `books`, `authors`):
+///
+/// | index | tx | revision |
+/// |------:|---:|----------|
+/// | 0 | 0 | insert b1 |
+/// | 1 | 1 | insert b2 |
+/// | 2, 3, 4 | 2 | insert b3, insert b4, update b1 |
+/// | 5 | 3 | update b2 |
+/// | 6 | 4 | delete b3 |
+/// | 7, 8, 9 | 5 | update b1, delete b4, insert authors/a1 |
+/// | 10 | 6 | insert b5 |
+///
+/// `notes` holds one insert.
+async fn clean_folder() -> tempfile::TempDir {
+    let mut s = start().await;
+    s.ledger("books", &["books", "authors"]).await;
+    s.ledger("notes", &["notes"]).await;
+    let txs = vec![
+        vec![insert("books", "b1", r#"{"title":"one"}"#)],
+        vec![insert("books", "b2", r#"{"title":"two"}"#)],
+        vec![
+            insert("books", "b3", r#"{"title":"three"}"#),
+            insert("books", "b4", r#"{"title":"four"}"#),
+            update("books", "b1", r#"{"title":"one","v":2}"#, Some(0)),
+        ],
+        vec![update("books", "b2", r#"{"title":"two","v":2}"#, None)],
+        vec![delete("books", "b3", Some(0))],
+        vec![
+            update("books", "b1", r#"{"title":"one","v":3}"#, Some(1)),
+            delete("books", "b4", None),
+            insert("authors", "a1", r#"{"name":"A"}"#),
+        ],
+        vec![insert("books", "b5", r#"{"title":"five"}"#)],
+    ];
+    for ops in txs {
+        s.transact("books", ops).await.expect("transact");
+    }
+    s.transact("notes", vec![insert("notes", "n1", r#"{"x":1}"#)])
+        .await
+        .expect("transact");
+    let crate::util::TestServer { engine, dir, .. } = s;
+    engine.close();
+    drop(engine);
+    dir
+}
+
+/// A copy of a data folder, to tamper with.
+fn copy_folder(from: &Path) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for dirent in std::fs::read_dir(from).expect("read dir") {
+            let dirent = dirent.expect("dirent");
+            let target = to.join(dirent.file_name());
+            if dirent.file_type().expect("file type").is_dir() {
+                copy(&dirent.path(), &target);
+            } else {
+                std::fs::copy(dirent.path(), &target).expect("copy");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy(from, dir.path());
+    dir
+}
+
+fn db_path(data: &Path, ledger: &str) -> PathBuf {
+    data.join("ledgers").join(ledger).join("ledger.redb")
+}
+
+/// Runs `graven check --data DATA` with extra arguments.
+fn check(data: &Path, extra: &[&str]) -> Output {
+    graven_command()
+        .arg("check")
+        .arg("--data")
+        .arg(data)
+        .args(extra)
+        .output()
+        .expect("running graven check")
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Copies the clean folder, applies `tamper` to the `books` database in one write
+/// transaction, runs the check and asserts exit 1 with `needle` on stderr; `notes` is still
+/// checked and passes.
+fn assert_found(
+    clean: &Path,
+    what: &str,
+    needle: &str,
+    tamper: impl FnOnce(&redb::WriteTransaction),
+) {
+    let copy = copy_folder(clean);
+    {
+        let db = redb::Database::open(db_path(copy.path(), "books")).expect("open redb");
+        let txn = db.begin_write().expect("write txn");
+        tamper(&txn);
+        txn.commit().expect("commit");
+    }
+    let out = check(copy.path(), &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), Some(1), "{what}: stderr {err}");
+    assert!(
+        err.contains(&format!("ledger books: {needle}")),
+        "{what}: stderr should name {needle:?}: {err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{what}: one problem line: {err}");
+    let text = stdout(&out);
+    assert!(text.contains("books: FAILED"), "{what}: {text}");
+    assert!(
+        text.contains("notes: ok"),
+        "{what}: the next ledger is checked: {text}"
+    );
+}
+
+/// Reads, changes and writes back one `leaves` row.
+fn edit_leaf(txn: &redb::WriteTransaction, index: u64, edit: impl FnOnce(&mut Vec<u8>)) {
+    let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
+    let mut row = leaves
+        .get(index)
+        .expect("get")
+        .expect("row")
+        .value()
+        .to_vec();
+    edit(&mut row);
+    leaves.insert(index, row.as_slice()).expect("insert");
+}
+
+/// Replaces the stored latest checkpoint.
+fn set_checkpoint(txn: &redb::WriteTransaction, note: &str) {
+    let mut meta = txn.open_table(storage::META).expect("meta");
+    meta.insert(storage::META_CHECKPOINT, note.as_bytes())
+        .expect("insert");
+}
+
+fn stored_checkpoint(txn: &redb::WriteTransaction, signer: &Signer) -> Checkpoint {
+    let meta = txn.open_table(storage::META).expect("meta");
+    let note = storage::meta_string(&meta, storage::META_CHECKPOINT).expect("checkpoint");
+    open_checkpoint(note.as_bytes(), &[signer.verifier()])
+        .expect("clean checkpoint verifies")
+        .checkpoint
+}
+
+#[tokio::test]
+async fn a_clean_folder_passes_and_every_tampering_is_named() {
+    let clean = clean_folder().await;
+    let data = clean.path();
+
+    // Clean: exit 0, a summary per ledger.
+    let out = check(data, &[]);
+    assert_eq!(code(&out), Some(0), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("books: ok: 11 entries, 6 documents (4 live), checkpoint size 11"),
+        "{text}"
+    );
+    assert!(text.contains("notes: ok: 1 entries"), "{text}");
+    let out = check(data, &["--json", "--ledger", "books"]);
+    assert_eq!(code(&out), Some(0), "stderr: {}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "only the ledger named");
+    assert_eq!(lines[0]["ledger"], "books");
+    assert_eq!(lines[0]["status"], "ok");
+    assert_eq!(lines[0]["entries"], 11);
+    assert_eq!(lines[0]["documents"], 6);
+    assert_eq!(lines[0]["size"], 11);
+
+    let key_text = std::fs::read_to_string(data.join("ledgers/books/signing.key")).expect("key");
+    let signer = Signer::parse(&key_text).expect("key parses");
+
+    // A byte of an entry (its commit time): the leaf hash no longer matches.
+    assert_found(
+        data,
+        "entry byte",
+        "index 5: stored leaf hash does not match the entry",
+        |txn| edit_leaf(txn, 5, |row| row[4 + 25] ^= 1),
+    );
+    // A byte of an entry's principal (entry offset 47 for table "books", id "b1"), with
+    // the leaf hash re-computed into the row: the stored leaf hash matches, the node above
+    // it does not.
+    assert_found(
+        data,
+        "entry re-hashed",
+        "index 5: stored level 1 tree hash does not match",
+        |txn| {
+            edit_leaf(txn, 4, |row| {
+                let len = u32::from_be_bytes(row[..4].try_into().unwrap()) as usize;
+                row[4 + 47] ^= 1;
+                let leaf = graven_verify::leaf_hash(&row[4..4 + len]);
+                row[4 + len..4 + len + 32].copy_from_slice(&leaf.0);
+            })
+        },
+    );
+    // A body byte.
+    assert_found(
+        data,
+        "body byte",
+        "index 4: the body does not hash to the entry's body hash",
+        |txn| {
+            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
+            let mut body = bodies.get(4).expect("get").expect("row").value().to_vec();
+            body[2] ^= 1;
+            bodies.insert(4, body.as_slice()).expect("insert");
+        },
+    );
+    // A body removed, and a body added beyond the journal.
+    assert_found(
+        data,
+        "body removed",
+        "index 0: the body is missing",
+        |txn| {
+            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
+            bodies.remove(0).expect("remove");
+        },
+    );
+    assert_found(
+        data,
+        "body for a delete",
+        "index 6: a delete has a body row",
+        |txn| {
+            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
+            bodies.insert(6, b"{}".as_slice()).expect("insert");
+        },
+    );
+    assert_found(
+        data,
+        "extra body",
+        "bodies row 11: beyond the journal",
+        |txn| {
+            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
+            bodies.insert(11, b"{}".as_slice()).expect("insert");
+        },
+    );
+    // A stored tree hash: index 3 stores its leaf, [2, 4) and [0, 4).
+    assert_found(
+        data,
+        "tree hash",
+        "index 3: stored level 2 tree hash does not match",
+        |txn| {
+            edit_leaf(txn, 3, |row| {
+                let last = row.len() - 1;
+                row[last] ^= 1;
+            })
+        },
+    );
+    // An entry row deleted, in the middle and at the end.
+    assert_found(
+        data,
+        "row deleted",
+        "index 7: the journal row is missing",
+        |txn| {
+            let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
+            leaves.remove(7).expect("remove");
+        },
+    );
+    assert_found(
+        data,
+        "last row deleted",
+        "index 10: missing: the journal has 10 entries, the signed checkpoint covers 11",
+        |txn| {
+            let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
+            leaves.remove(10).expect("remove");
+            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
+            bodies.remove(10).expect("remove");
+        },
+    );
+    // Two entry rows swapped (each with its own hashes): 4 and 8 both store one hash, so
+    // the leaf hashes match and the transaction order gives it away.
+    assert_found(
+        data,
+        "rows swapped",
+        "index 4: transaction 5, position 1",
+        |txn| {
+            let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
+            let a = leaves.get(4).expect("get").expect("row").value().to_vec();
+            let b = leaves.get(8).expect("get").expect("row").value().to_vec();
+            leaves.insert(4, b.as_slice()).expect("insert");
+            leaves.insert(8, a.as_slice()).expect("insert");
+        },
+    );
+    // The checkpoint signed by another key with the same name.
+    assert_found(
+        data,
+        "foreign checkpoint",
+        "meta: the latest checkpoint is not signed by the ledger's key",
+        |txn| {
+            let head = stored_checkpoint(txn, &signer);
+            let other = Signer::generate(signer.name()).expect("keygen");
+            set_checkpoint(txn, &head.sign(&other).expect("sign"));
+        },
+    );
+    // The checkpoint re-signed by the ledger's own key with another size, or another root.
+    assert_found(
+        data,
+        "checkpoint size",
+        "index 10: beyond the signed checkpoint, which covers 10 entries",
+        |txn| {
+            let mut head = stored_checkpoint(txn, &signer);
+            head.size -= 1;
+            set_checkpoint(txn, &head.sign(&signer).expect("sign"));
+        },
+    );
+    assert_found(data, "checkpoint root", "the journal's root", |txn| {
+        let mut head = stored_checkpoint(txn, &signer);
+        head.root = graven_verify::EMPTY_ROOT;
+        set_checkpoint(txn, &head.sign(&signer).expect("sign"));
+    });
+    // A checkpoint with a different origin (signed by a key of that name).
+    assert_found(
+        data,
+        "checkpoint origin",
+        "meta: the latest checkpoint",
+        |txn| {
+            let mut head = stored_checkpoint(txn, &signer);
+            head.origin = "elsewhere/books".into();
+            let other = Signer::generate("elsewhere/books").expect("keygen");
+            set_checkpoint(txn, &head.sign(&other).expect("sign"));
+        },
+    );
+    // A revision row pointing at the wrong index.
+    assert_found(
+        data,
+        "docs row",
+        r#"docs row ("books", "b2", version 1): points at index 3, whose entry is ("books", "b4", version 0)"#,
+        |txn| {
+            let mut docs = txn.open_table(storage::DOCS).expect("docs");
+            docs.insert(("books", "b2", 1), (1, 3, true))
+                .expect("insert");
+        },
+    );
+    // A current-state row pointing at an older revision.
+    assert_found(
+        data,
+        "current row",
+        r#"docs row ("books", "b1", current): says (version 1, index 4, live true), the last revision is (version 2, index 7, live true)"#,
+        |txn| {
+            let mut docs = txn.open_table(storage::DOCS).expect("docs");
+            docs.insert(("books", "b1", storage::CURRENT), (1, 4, true))
+                .expect("insert");
+        },
+    );
+    // A deleted document shown live.
+    assert_found(
+        data,
+        "live flag",
+        r#"docs row ("books", "b3", version 1): says live true, the entry at index 6 is a delete"#,
+        |txn| {
+            let mut docs = txn.open_table(storage::DOCS).expect("docs");
+            docs.insert(("books", "b3", 1), (1, 6, true))
+                .expect("insert");
+            docs.insert(("books", "b3", storage::CURRENT), (1, 6, true))
+                .expect("insert");
+        },
+    );
+    // A revision row removed (with the current row moved back): the entry without a row.
+    assert_found(
+        data,
+        "revision row removed",
+        r#"index 7: no docs row ("books", "b1", version 2) points at it"#,
+        |txn| {
+            let mut docs = txn.open_table(storage::DOCS).expect("docs");
+            docs.remove(("books", "b1", 2)).expect("remove");
+            docs.insert(("books", "b1", storage::CURRENT), (1, 4, true))
+                .expect("insert");
+        },
+    );
+}
+
+#[tokio::test]
+async fn check_refuses_to_run_on_a_folder_in_use_or_missing() {
+    let mut s = start().await;
+    s.ledger("books", &["books"]).await;
+    // The server holds the database's lock.
+    let out = check(s.dir.path(), &[]);
+    assert_eq!(code(&out), Some(2), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "ledger books: cannot check: the ledger is in use (is graven serve running?)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    s.engine.close();
+    let out = check(s.dir.path(), &[]);
+    assert_eq!(code(&out), Some(0), "stderr: {}", stderr(&out));
+    // An unknown ledger, a missing folder.
+    let out = check(s.dir.path(), &["--ledger", "nope"]);
+    assert_eq!(code(&out), Some(2));
+    assert!(
+        stderr(&out).contains("ledger \"nope\" does not exist"),
+        "{}",
+        stderr(&out)
+    );
+    let out = check(&s.dir.path().join("missing"), &[]);
+    assert_eq!(code(&out), Some(2));
+    assert!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+    let out = graven_command()
+        .args(["check", "--bogus"])
+        .output()
+        .expect("run");
+    assert_eq!(code(&out), Some(2));
+}
