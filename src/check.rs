@@ -222,7 +222,10 @@ struct Progress {
 
 impl Progress {
     fn tick(&mut self, what: &str, done: u64, total: u64) {
-        if !self.on || !done.is_multiple_of(4096) || self.last.elapsed() < Duration::from_millis(250) {
+        if !self.on
+            || !done.is_multiple_of(4096)
+            || self.last.elapsed() < Duration::from_millis(250)
+        {
             return;
         }
         self.last = Instant::now();
