@@ -1156,3 +1156,50 @@ async fn retry_in_the_same_batch_gets_the_identical_receipt() {
         }
     }
 }
+
+/// The library API enforces the transaction shape too, without using up transaction ids.
+#[tokio::test]
+async fn library_callers_get_the_same_shape_rules() {
+    use graven::model::{Condition as C, Op, Transaction};
+    let mut s = start().await;
+    s.ledger("l", &["t"]).await;
+    let ledger = s.engine.ledger("l").expect("ledger");
+    let tx = |ops| Transaction {
+        ops,
+        idempotency: None,
+        principal: "lib".into(),
+    };
+    let check_only = tx(vec![Op::Check {
+        table: "t".into(),
+        id: "x".into(),
+        condition: C::NotExists,
+    }]);
+    let err = ledger.transact(check_only).await.expect_err("no revision");
+    assert_eq!(err.kind, graven::error::ErrorKind::InvalidArgument);
+    let twice = tx(vec![
+        Op::Insert {
+            table: "t".into(),
+            id: "x".into(),
+            body: b"{}".to_vec(),
+        },
+        Op::Delete {
+            table: "t".into(),
+            id: "x".into(),
+            expected_version: None,
+        },
+    ]);
+    let err = ledger
+        .transact(twice)
+        .await
+        .expect_err("one write per document");
+    assert_eq!(err.kind, graven::error::ErrorKind::InvalidArgument);
+    let ok = ledger
+        .transact(tx(vec![Op::Insert {
+            table: "t".into(),
+            id: "x".into(),
+            body: b"{}".to_vec(),
+        }]))
+        .await
+        .expect("a valid transaction");
+    assert_eq!(ok.tx_id, 0, "refused transactions use no id");
+}

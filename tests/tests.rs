@@ -8,6 +8,8 @@ mod api;
 mod audit_flow;
 /// `graven bench`, every workload briefly against a real server: the JSON contract.
 mod bench_smoke;
+/// `graven check`: a clean data folder passes; each kind of tampering is found and named.
+mod check;
 /// The `graven` and `graven-verify` command lines, end to end against a real server.
 mod cli_contract;
 /// Many clients, expected versions: no lost update, one winner per conflict.
@@ -20,5 +22,3 @@ mod outbox;
 mod readme;
 /// The change stream: order, gaps, checkpoints, resume, filters, slow subscribers, ends.
 mod stream;
-/// `graven check`: a clean data folder passes; each kind of tampering is found and named.
-mod check;

@@ -289,6 +289,23 @@ impl Sequencer {
             }
         }
 
+        // The shape rules the service also enforces, kept here for callers of the library:
+        // at least one revision, each document written at most once. A transaction that
+        // breaks them must not consume a transaction id.
+        let mut written = std::collections::HashSet::new();
+        for (i, op) in tx.ops.iter().enumerate() {
+            if op.operation().is_some() && !written.insert(op.target()) {
+                return Ok(Err(Error::invalid(format!(
+                    "operations[{i}]: a document may be written at most once per transaction"
+                ))));
+            }
+        }
+        if written.is_empty() {
+            return Ok(Err(Error::invalid(
+                "operations: a transaction needs at least one insert, update or delete",
+            )));
+        }
+
         // Check every operation against the state before the transaction.
         let mut states = Vec::with_capacity(tx.ops.len());
         for (i, op) in tx.ops.iter().enumerate() {
