@@ -30,6 +30,22 @@ fn verify(args: &[&str]) -> Output {
         .expect("running graven-verify")
 }
 
+/// Pipes `input` through `graven-verify stream --key KEY`.
+fn verify_stream(key: &str, input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut stream = Command::new(verify_bin())
+        .args(["stream", "--key", key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("graven-verify stream");
+    let mut stdin = stream.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("feeding the stream");
+    drop(stdin);
+    stream.wait_with_output().expect("stream output")
+}
+
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("writing a test file");
 }
@@ -212,19 +228,7 @@ fn export_audit_tail_stream_and_the_checkpoint_chain() {
         .output()
         .expect("running graven tail");
     assert!(tail.status.success());
-    let mut stream = Command::new(verify_bin())
-        .args(["stream", "--key", key_arg])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("graven-verify stream");
-    {
-        use std::io::Write as _;
-        let mut stdin = stream.stdin.take().expect("stdin");
-        stdin.write_all(&tail.stdout).expect("feeding the stream");
-    }
-    let out = stream.wait_with_output().expect("stream output");
+    let out = verify_stream(key_arg, &tail.stdout);
     assert!(
         out.status.success(),
         "{}",
@@ -239,21 +243,7 @@ fn export_audit_tail_stream_and_the_checkpoint_chain() {
     // A forged revision in the piped stream is caught.
     let forged =
         String::from_utf8_lossy(&tail.stdout).replacen("\"order\":\"o5\"", "\"order\":\"o6\"", 1);
-    let mut stream = Command::new(verify_bin())
-        .args(["stream", "--key", key_arg])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("graven-verify stream");
-    {
-        use std::io::Write as _;
-        let mut stdin = stream.stdin.take().expect("stdin");
-        stdin
-            .write_all(forged.as_bytes())
-            .expect("feeding the stream");
-    }
-    let out = stream.wait_with_output().expect("stream output");
+    let out = verify_stream(key_arg, forged.as_bytes());
     assert_eq!(
         out.status.code(),
         Some(1),
