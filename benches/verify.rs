@@ -16,7 +16,8 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use graven_verify::hash::{Hash, leaf_hash, node_hash};
 use graven_verify::tree::{
-    CompactRange, check_consistency, check_inclusion, prove_consistency, prove_inclusion,
+    CompactRange, HashReader, check_consistency, check_inclusion, prove_consistency,
+    prove_inclusion, split_stored_hash_index,
 };
 use sha2::{Digest, Sha256};
 
@@ -100,49 +101,32 @@ fn virtual_hash(lo: u64, hi: u64, cuts: &[u64]) -> Hash {
     )
 }
 
-/// RFC 9162 §2.1.3.1 `PATH(m, D[lo:hi])`, as the ranges its hashes cover.
-fn path(m: u64, lo: u64, hi: u64, out: &mut Vec<(u64, u64)>) {
-    if hi - lo == 1 {
-        return;
-    }
-    let k = split(hi - lo);
-    if m < lo + k {
-        path(m, lo, lo + k, out);
-        out.push((lo + k, hi));
-    } else {
-        path(m, lo + k, hi, out);
-        out.push((lo, lo + k));
-    }
+/// The stored hashes of a virtual tree, so the library's own provers can run on it: the
+/// stored hash at any index is the virtual hash of the complete subtree it stands for.
+struct VirtualTree<'a> {
+    cuts: &'a [u64],
 }
 
-/// RFC 9162 §2.1.4.1 `SUBPROOF(m, D[lo:hi], b)`, as the ranges its hashes cover
-/// (`m` counted from `lo`).
-fn subproof(m: u64, lo: u64, hi: u64, complete: bool, out: &mut Vec<(u64, u64)>) {
-    if m == hi - lo {
-        if !complete {
-            out.push((lo, hi));
-        }
-        return;
-    }
-    let k = split(hi - lo);
-    if m <= k {
-        subproof(m, lo, lo + k, complete, out);
-        out.push((lo + k, hi));
-    } else {
-        subproof(m - k, lo + k, hi, false, out);
-        out.push((lo, lo + k));
+impl HashReader for VirtualTree<'_> {
+    fn read_hashes(
+        &self,
+        indexes: &[u64],
+    ) -> Result<Vec<Hash>, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(indexes
+            .iter()
+            .map(|&i| {
+                let (record, level) = split_stored_hash_index(i);
+                let lo = (record >> level) << level;
+                virtual_hash(lo, lo + (1 << level), self.cuts)
+            })
+            .collect())
     }
 }
 
 /// Leaf hash, audit path and root for leaf `index` of a virtual tree of `size` leaves.
 fn virtual_inclusion(index: u64, size: u64) -> (Hash, Vec<Hash>, Hash) {
     let cuts = [index, index + 1];
-    let mut ranges = Vec::new();
-    path(index, 0, size, &mut ranges);
-    let proof = ranges
-        .iter()
-        .map(|&(lo, hi)| virtual_hash(lo, hi, &cuts))
-        .collect();
+    let proof = prove_inclusion(index, size, &VirtualTree { cuts: &cuts }).expect("prove");
     (
         virtual_hash(index, index + 1, &cuts),
         proof,
@@ -153,12 +137,7 @@ fn virtual_inclusion(index: u64, size: u64) -> (Hash, Vec<Hash>, Hash) {
 /// Proof, old root and new root from `old` to `new` leaves of a virtual tree.
 fn virtual_consistency(old: u64, new: u64) -> (Vec<Hash>, Hash, Hash) {
     let cuts = [old];
-    let mut ranges = Vec::new();
-    subproof(old, 0, new, true, &mut ranges);
-    let proof = ranges
-        .iter()
-        .map(|&(lo, hi)| virtual_hash(lo, hi, &cuts))
-        .collect();
+    let proof = prove_consistency(old, new, &VirtualTree { cuts: &cuts }).expect("prove");
     (
         proof,
         virtual_hash(0, old, &cuts),
