@@ -84,8 +84,9 @@ fn hash_field(h: &mut Sha256, field: &[u8]) {
     h.update(field);
 }
 
-/// Converts and validates a Transact request: names, JSON (to canonical form), limits,
-/// one write per document. The idempotency hash covers the request as sent (before ids
+/// Converts and validates a Transact request: names, JSON (to canonical form), limits.
+/// (The shape rules, one write per document and at least one revision, are the
+/// sequencer's.) The idempotency hash covers the request as sent (before ids
 /// are generated), so a retry matches its first attempt.
 pub fn transaction(
     req: pb::TransactRequest,
@@ -213,29 +214,11 @@ pub fn transaction(
         }
         ops.push(op);
     }
-    if ops.iter().all(|op| op.operation().is_none()) {
-        return Err(Error::invalid(
-            "operations: a transaction needs at least one insert, update or delete",
-        ));
-    }
     for op in &mut ops {
         if let Op::Insert { id, .. } = op
             && id.is_empty()
         {
             *id = generate_id()?;
-        }
-    }
-    // Each document is written at most once per transaction.
-    let mut written: std::collections::HashMap<(&str, &str), usize> = Default::default();
-    for (i, op) in ops.iter().enumerate() {
-        if op.operation().is_some()
-            && let Some(j) = written.insert(op.target(), i)
-        {
-            let (table, id) = op.target();
-            return Err(Error::invalid(format!(
-                "operations[{i}]: document {id:?} in table {table:?} is already written by \
-                 operations[{j}]; write each document at most once per transaction"
-            )));
         }
     }
     let idempotency = request_hash.map(|h| (req.idempotency_key, Hash(h.finalize().into())));

@@ -289,14 +289,17 @@ impl Sequencer {
             }
         }
 
-        // The shape rules the service also enforces, kept here for callers of the library:
-        // at least one revision, each document written at most once. A transaction that
-        // breaks them must not consume a transaction id.
-        let mut written = std::collections::HashSet::new();
+        // The shape rules: at least one revision, each document written at most once. A
+        // transaction that breaks them writes nothing and uses no transaction id.
+        let mut written: HashMap<(&str, &str), usize> = HashMap::new();
         for (i, op) in tx.ops.iter().enumerate() {
-            if op.operation().is_some() && !written.insert(op.target()) {
+            if op.operation().is_some()
+                && let Some(j) = written.insert(op.target(), i)
+            {
+                let (table, id) = op.target();
                 return Ok(Err(Error::invalid(format!(
-                    "operations[{i}]: a document may be written at most once per transaction"
+                    "operations[{i}]: document {id:?} in table {table:?} is already written \
+                     by operations[{j}]; write each document at most once per transaction"
                 ))));
             }
         }
