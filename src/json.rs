@@ -112,7 +112,7 @@ pub fn parse_document(text: &[u8]) -> Result<Value, JsonError> {
 /// The RFC 8785 canonical form of a value.
 pub fn canonical(value: &Value) -> Result<Vec<u8>, JsonError> {
     let mut out = Vec::new();
-    write_value(value, &mut out, &mut String::from("$"))?;
+    write_value(value, &mut out, &Path::Root)?;
     Ok(out)
 }
 
@@ -121,7 +121,37 @@ pub fn canonicalize_document(text: &[u8]) -> Result<Vec<u8>, JsonError> {
     canonical(&parse_document(text)?)
 }
 
-fn write_value(value: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), JsonError> {
+/// Where a value sits in its document (`$.a[2].b`), for error messages: a chain of stack
+/// frames, turned into text only when an error needs it.
+enum Path<'a> {
+    Root,
+    Index(&'a Path<'a>, usize),
+    Member(&'a Path<'a>, &'a str),
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Path::Root => f.write_str("$"),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            Path::Member(parent, key) => write!(f, "{parent}.{key}"),
+        }
+    }
+}
+
+/// RFC 8785 §3.2.3: member names compare as UTF-16 code units. UTF-8 bytes sort as code
+/// points, which is the same order unless a name holds a character beyond U+FFFF (a lead
+/// byte of 0xF0 or more, a surrogate pair in UTF-16), so only then is UTF-16 needed.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let astral = |s: &str| s.bytes().any(|b| b >= 0xf0);
+    if astral(a) || astral(b) {
+        a.encode_utf16().cmp(b.encode_utf16())
+    } else {
+        a.as_bytes().cmp(b.as_bytes())
+    }
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>, path: &Path<'_>) -> Result<(), JsonError> {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -134,17 +164,13 @@ fn write_value(value: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<()
                 if i > 0 {
                     out.push(b',');
                 }
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                write_value(item, out, path)?;
-                path.truncate(len);
+                write_value(item, out, &Path::Index(path, i))?;
             }
             out.push(b']');
         }
         Value::Object(members) => {
-            // RFC 8785 §3.2.3: members sorted by their names as UTF-16 code units.
             let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
-            sorted.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            sorted.sort_by(|a, b| utf16_order(a.0, b.0));
             out.push(b'{');
             for (i, (key, item)) in sorted.into_iter().enumerate() {
                 if i > 0 {
@@ -152,11 +178,7 @@ fn write_value(value: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<()
                 }
                 write_string(key, out);
                 out.push(b':');
-                let len = path.len();
-                path.push('.');
-                path.push_str(key);
-                write_value(item, out, path)?;
-                path.truncate(len);
+                write_value(item, out, &Path::Member(path, key))?;
             }
             out.push(b'}');
         }
@@ -165,17 +187,17 @@ fn write_value(value: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<()
 }
 
 /// RFC 8785 §3.2.2.3: numbers are serialized as ECMAScript serializes doubles.
-fn write_number(n: &Number, out: &mut Vec<u8>, path: &str) -> Result<(), JsonError> {
+fn write_number(n: &Number, out: &mut Vec<u8>, path: &Path<'_>) -> Result<(), JsonError> {
     if let Some(u) = n.as_u64() {
         if u > MAX_SAFE_INTEGER {
             return Err(unsafe_integer(path));
         }
-        out.extend_from_slice(u.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
     } else if let Some(i) = n.as_i64() {
         if i.unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(unsafe_integer(path));
         }
-        out.extend_from_slice(i.to_string().as_bytes());
+        out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
     } else {
         let f = n
             .as_f64()
@@ -191,7 +213,7 @@ fn write_number(n: &Number, out: &mut Vec<u8>, path: &str) -> Result<(), JsonErr
     Ok(())
 }
 
-fn unsafe_integer(path: &str) -> JsonError {
+fn unsafe_integer(path: &Path<'_>) -> JsonError {
     JsonError(format!(
         "number at {path} is an integer beyond ±2^53, which JSON cannot carry exactly \
          (RFC 8785); send it as a string"
@@ -199,24 +221,36 @@ fn unsafe_integer(path: &str) -> JsonError {
 }
 
 /// RFC 8785 §3.2.2.2: minimal escaping, lower-case hex for other control characters.
+/// Runs of bytes that need no escape (everything but `"`, `\\` and controls; the bytes of
+/// multi-byte UTF-8 characters are all at least 0x80) are copied in one go.
 fn write_string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            c if c < ' ' => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    let mut start = 0;
+    let mut unicode = *b"\\u00xx";
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0c => b"\\f",
+            b'\r' => b"\\r",
+            0x00..=0x1f => {
+                unicode[4] = HEX[usize::from(b >> 4)];
+                unicode[5] = HEX[usize::from(b & 0xf)];
+                &unicode
             }
-        }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
     }
+    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
@@ -281,6 +315,8 @@ mod tests {
             assert!(err.0.contains(why), "{bad}: {err}");
         }
         assert!(canonicalize_document(&[b'{', 0xff, b'}']).is_err());
+        let err = canonicalize_document(br#"{"a":[1,{"b":9007199254740993}]}"#).expect_err("big");
+        assert!(err.0.starts_with("number at $.a[1].b is"), "{err}");
         assert_eq!(
             canon("{\"a\":9007199254740992}"),
             "{\"a\":9007199254740992}"

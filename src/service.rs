@@ -68,14 +68,29 @@ impl GravenService {
 /// A 128-bit id for inserts without one: 48 bits of milliseconds (so ids sort roughly by
 /// creation time) and 80 random bits, as 32 hexadecimal digits.
 pub fn generate_id() -> Result<String> {
+    Ok(generate_ids(1)?.pop().unwrap_or_default())
+}
+
+/// `count` ids as [`generate_id`] makes them, with one read of the system's randomness.
+pub fn generate_ids(count: usize) -> Result<Vec<String>> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    getrandom::fill(&mut bytes[6..]).map_err(|e| Error::internal(format!("randomness: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let mut random = vec![0u8; 10 * count];
+    getrandom::fill(&mut random).map_err(|e| Error::internal(format!("randomness: {e}")))?;
+    Ok(random
+        .chunks_exact(10)
+        .map(|r| {
+            let mut id = String::with_capacity(32);
+            for &b in millis.to_be_bytes()[2..].iter().chain(r) {
+                id.push(char::from(HEX[usize::from(b >> 4)]));
+                id.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+            id
+        })
+        .collect())
 }
 
 /// Feeds a length-prefixed field into the request hash.
@@ -214,11 +229,18 @@ pub fn transaction(
         }
         ops.push(op);
     }
-    for op in &mut ops {
-        if let Op::Insert { id, .. } = op
-            && id.is_empty()
-        {
-            *id = generate_id()?;
+    let unnamed = ops
+        .iter()
+        .filter(|op| matches!(op, Op::Insert { id, .. } if id.is_empty()))
+        .count();
+    if unnamed > 0 {
+        let mut ids = generate_ids(unnamed)?.into_iter();
+        for op in &mut ops {
+            if let Op::Insert { id, .. } = op
+                && id.is_empty()
+            {
+                *id = ids.next().unwrap_or_default();
+            }
         }
     }
     let idempotency = request_hash.map(|h| (req.idempotency_key, Hash(h.finalize().into())));
