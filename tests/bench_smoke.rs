@@ -150,6 +150,168 @@ fn w5_reads_with_proofs_and_reuses_a_ledger() {
 }
 
 #[test]
+fn count_ops_and_reads_shape_a_run() {
+    let (_dir, server) = start_server();
+    let report = bench_json(
+        &server.url,
+        "w2",
+        &["--count", "60", "--ops", "3", "--reads", "50"],
+    );
+    let (tx, reads) = (num(&report, "transactions"), num(&report, "reads"));
+    // --count bounds the steps of all clients together; none failed (bench_json).
+    assert_eq!(tx + reads, 60.0, "{report}");
+    // Reads start once a client has written; half of the later steps read.
+    assert!(reads > 0.0 && tx > 0.0, "{report}");
+    assert_eq!(num(&report, "revisions"), 3.0 * tx, "{report}");
+
+    for (args, why) in [
+        (&["--workload", "w4", "--ops", "2"][..], "--ops"),
+        (&["--workload", "w2", "--reads", "101"][..], "--reads"),
+        (&["--workload", "w5", "--reads", "10"][..], "--reads"),
+        (&["--workload", "w2", "--count", "0"][..], "--count"),
+    ] {
+        let out = bench(&server.url, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should be refused");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+}
+
+/// A throwaway PostgreSQL server in a temporary folder (loopback only), if the machine
+/// has one installed; stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    url: String,
+    bin: std::path::PathBuf,
+    run_as: Option<&'static str>,
+}
+
+impl Postgres {
+    fn start() -> Option<Postgres> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").exists())?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        // initdb refuses to run as root: use the postgres account then.
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let run_as = root.then_some("postgres");
+        let pg = |program: &str, args: &[&str]| {
+            let mut c = match run_as {
+                Some(user) => {
+                    let mut c = std::process::Command::new("runuser");
+                    c.args(["-u", user, "--"]).arg(bin.join(program));
+                    c
+                }
+                None => std::process::Command::new(bin.join(program)),
+            };
+            let out = c.args(args).output().expect("running a PostgreSQL tool");
+            assert!(
+                out.status.success(),
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if root {
+            pg_chown(dir.path());
+        }
+        let data = dir.path().join("data");
+        let data = data.to_str().expect("utf-8 path");
+        pg("initdb", &["-D", data, "-A", "trust", "-U", "bench"]);
+        let port = free_port();
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
+             -c synchronous_commit=on",
+            dir.path().display()
+        );
+        let log = dir.path().join("log");
+        pg(
+            "pg_ctl",
+            &[
+                "-D",
+                data,
+                "-l",
+                log.to_str().expect("utf-8"),
+                "-o",
+                &opts,
+                "-w",
+                "start",
+            ],
+        );
+        Some(Postgres {
+            url: format!("postgresql://bench@127.0.0.1:{port}/postgres"),
+            dir,
+            bin,
+            run_as,
+        })
+    }
+}
+
+/// A loopback port nothing listens on (just now).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn pg_chown(path: &std::path::Path) {
+    let ok = std::process::Command::new("chown")
+        .arg("postgres")
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "chown postgres {}", path.display());
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let mut c = match self.run_as {
+            Some(user) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(self.bin.join("pg_ctl"));
+                c
+            }
+            None => std::process::Command::new(self.bin.join("pg_ctl")),
+        };
+        let _ = c
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[test]
+fn postgres_peer_runs_the_workloads() {
+    let Some(pg) = Postgres::start() else {
+        eprintln!("SKIPPED: no PostgreSQL under /usr/lib/postgresql on this machine");
+        return;
+    };
+    // No graven server is needed (nor contacted) with --postgres.
+    let unused = "http://127.0.0.1:9";
+    let report = bench_json(unused, "w3", &["--postgres", &pg.url, "--count", "6"]);
+    assert_eq!(report["target"], "postgres", "{report}");
+    assert_eq!(num(&report, "revisions"), 600.0, "{report}");
+    let report = bench_json(unused, "w4", &["--postgres", &pg.url, "--count", "40"]);
+    let (committed, aborted) = (num(&report, "committed"), num(&report, "aborted"));
+    assert_eq!(committed + aborted, 40.0, "{report}");
+    let report = bench_json(
+        unused,
+        "w5",
+        &["--postgres", &pg.url, "--preload", "300", "--no-chain"],
+    );
+    assert_eq!(report["target"], "postgres-no-chain", "{report}");
+    assert_eq!(report["preloaded"], 300, "{report}");
+    assert!(num(&report, "reads") > 0.0, "{report}");
+}
+
+#[test]
 fn raw_redb_w3_works_and_w5_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     // No server is needed (nor contacted) with --raw-redb.

@@ -11,9 +11,10 @@ use graven_verify::{
     prove_inclusion, tree_hash,
 };
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
+use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::sequencer::{Job, Sequencer};
+use super::sequencer::{Job, Prepared, Sequencer};
 use super::{DB_FILE, KEY_FILE};
 use crate::error::{Error, Result};
 use crate::model::{
@@ -196,7 +197,15 @@ impl Ledger {
 
     /// Commits a transaction; the receipt comes back once it is durable.
     pub async fn transact(&self, tx: Transaction) -> Result<Receipt> {
-        self.submit(|reply| Job::Transact(tx, reply)).await
+        // Body hashes need no ledger state: compute them here, on the caller's task, in
+        // parallel with other callers, rather than on the one sequencer thread.
+        let body_hashes = tx
+            .ops
+            .iter()
+            .map(|op| op.body().map(|b| Hash(Sha256::digest(b).into())))
+            .collect();
+        self.submit(|reply| Job::Transact(Prepared { tx, body_hashes }, reply))
+            .await
     }
 
     /// Creates (or reactivates) a table.

@@ -20,7 +20,6 @@ use graven_verify::{
 };
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
@@ -32,10 +31,17 @@ const MAX_BATCH_OPERATIONS: usize = 20_000;
 
 /// Work for the sequencer. Each job carries the channel its answer goes to.
 pub(crate) enum Job {
-    Transact(Transaction, oneshot::Sender<Result<Receipt>>),
+    Transact(Prepared, oneshot::Sender<Result<Receipt>>),
     CreateTable(String, oneshot::Sender<Result<TableInfo>>),
     DropTable(String, oneshot::Sender<Result<()>>),
     SetProtection(bool, oneshot::Sender<Result<()>>),
+}
+
+/// A transaction with the work done that needs no ledger state.
+pub(crate) struct Prepared {
+    pub(crate) tx: Transaction,
+    /// SHA-256 of each operation's body (`None` for deletes and checks), in order.
+    pub(crate) body_hashes: Vec<Option<Hash>>,
 }
 
 /// What an idempotency key remembers: enough to answer a retry with the same receipt.
@@ -119,13 +125,13 @@ impl Sequencer {
             };
             match first {
                 Job::Transact(tx, reply) => {
-                    let mut ops = tx.ops.len();
+                    let mut ops = tx.tx.ops.len();
                     let mut batch = vec![(tx, reply)];
                     // Group commit: take every transaction already waiting.
                     while ops < MAX_BATCH_OPERATIONS {
                         match jobs.try_recv() {
                             Ok(Job::Transact(tx, reply)) => {
-                                ops += tx.ops.len();
+                                ops += tx.tx.ops.len();
                                 batch.push((tx, reply));
                             }
                             Ok(other) => {
@@ -177,7 +183,7 @@ impl Sequencer {
     }
 
     /// Commits a batch of transactions and answers each client.
-    fn commit_batch(&mut self, batch: Vec<(Transaction, oneshot::Sender<Result<Receipt>>)>) {
+    fn commit_batch(&mut self, batch: Vec<(Prepared, oneshot::Sender<Result<Receipt>>)>) {
         let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let saved = (self.range.clone(), self.next_tx, self.last_commit);
         let results = match self.check_writable().and_then(|()| self.write_batch(&txs)) {
@@ -197,7 +203,7 @@ impl Sequencer {
 
     /// Writes a batch in one write transaction and makes it durable. The outer error is a
     /// storage failure (the batch is lost); the inner ones are per-transaction outcomes.
-    fn write_batch(&mut self, txs: &[Transaction]) -> Result<Vec<Result<Receipt>>> {
+    fn write_batch(&mut self, txs: &[Prepared]) -> Result<Vec<Result<Receipt>>> {
         let txn = self.db.begin_write()?;
         let now = now_micros().max(self.last_commit);
         let mut results = Vec::with_capacity(txs.len());
@@ -209,7 +215,7 @@ impl Sequencer {
             for tx in txs {
                 let outcome = match self.apply(&mut t, tx, now, &remembered)? {
                     Ok((receipt, stored)) => {
-                        if let (Some(stored), Some((key, _))) = (stored, &tx.idempotency) {
+                        if let (Some(stored), Some((key, _))) = (stored, &tx.tx.idempotency) {
                             remembered.insert(key, stored);
                         }
                         Ok(receipt)
@@ -264,10 +270,11 @@ impl Sequencer {
     fn apply(
         &mut self,
         t: &mut Tables<'_>,
-        tx: &Transaction,
+        prepared: &Prepared,
         now: u64,
         remembered: &HashMap<&str, StoredReceipt>,
     ) -> Result<Result<(Receipt, Option<StoredReceipt>)>> {
+        let tx = &prepared.tx;
         let request = tx.idempotency.as_ref().map(|(_, h)| h.to_hex());
         if let Some((key, _)) = &tx.idempotency {
             let earlier = match remembered.get(key.as_str()) {
@@ -311,15 +318,18 @@ impl Sequencer {
 
         // Check every operation against the state before the transaction.
         let mut states = Vec::with_capacity(tx.ops.len());
+        let mut active_tables: Vec<&str> = Vec::new();
         for (i, op) in tx.ops.iter().enumerate() {
             let (table, id) = op.target();
-            match t.tables.get(table)?.map(|v| v.value()) {
-                Some((_, true)) => {}
-                _ => {
-                    return Ok(Err(Error::not_found(format!(
-                        "operation {i} ({}): table {table:?} does not exist",
-                        op_name(op)
-                    ))));
+            if !active_tables.contains(&table) {
+                match t.tables.get(table)?.map(|v| v.value()) {
+                    Some((_, true)) => active_tables.push(table),
+                    _ => {
+                        return Ok(Err(Error::not_found(format!(
+                            "operation {i} ({}): table {table:?} does not exist",
+                            op_name(op)
+                        ))));
+                    }
                 }
             }
             let state = t.docs.get((table, id, storage::CURRENT))?.map(|v| {
@@ -339,7 +349,7 @@ impl Sequencer {
         let mut results = Vec::with_capacity(tx.ops.len());
         let mut position = 0u32;
         let mut new_hashes: Vec<Hash> = Vec::with_capacity(8);
-        for (op, state) in tx.ops.iter().zip(states) {
+        for ((op, state), body_hash) in tx.ops.iter().zip(states).zip(&prepared.body_hashes) {
             let (table, id) = op.target();
             let Some(operation) = op.operation() else {
                 let version = state.filter(|s| s.live).map_or(0, |s| s.version);
@@ -371,7 +381,7 @@ impl Sequencer {
                 table: table.to_owned(),
                 id: id.to_owned(),
                 principal: tx.principal.clone(),
-                body_hash: body.map(|b| Hash(Sha256::digest(b).into())),
+                body_hash: *body_hash,
             }
             .encode()
             .map_err(|e| Error::invalid(e.to_string()))?;

@@ -1,0 +1,429 @@
+//! The graven target: clients over gRPC against a running server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use anyhow::{Context as _, bail};
+use tonic::transport::{Channel, Endpoint};
+
+use super::{
+    BenchArgs, Client, DEFAULT_PRELOAD, HOT_SET, Ids, Outcome, PRELOAD_PREFIX, Plan, Progress,
+    Remembered, Report, Rng, TABLE, Workload, document, drive,
+};
+use crate::pb;
+use crate::server::MAX_MESSAGE_BYTES;
+
+/// Most operations per preload transaction (the server's default limit).
+const PRELOAD_BATCH: usize = 10_000;
+/// Bytes per preload transaction at most (under the server's 16 MiB default).
+const PRELOAD_BATCH_BYTES: usize = 8 << 20;
+/// Preload transactions in flight at once.
+const PRELOAD_PARALLEL: usize = 4;
+
+type Docs = pb::documents_client::DocumentsClient<Channel>;
+
+fn status_text(s: &tonic::Status) -> String {
+    format!("{:?}: {}", s.code(), s.message())
+}
+
+fn docs_client(channel: Channel) -> Docs {
+    pb::documents_client::DocumentsClient::new(channel)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+fn insert(id: String, json: Vec<u8>) -> pb::Operation {
+    pb::Operation {
+        kind: Some(pb::operation::Kind::Insert(pb::Insert {
+            table: TABLE.into(),
+            id,
+            json,
+        })),
+    }
+}
+
+/// One client's state.
+struct Worker {
+    plan: Arc<Plan>,
+    docs: Docs,
+    ledger: String,
+    client: usize,
+    n: u64,
+    rng: Rng,
+    ids: Arc<Ids>,
+    written: Remembered<String>,
+}
+
+impl Client for Worker {
+    async fn step(&mut self) -> Outcome {
+        let n = self.n;
+        self.n += 1;
+        let plan = self.plan.clone();
+        match plan.workload {
+            Workload::W1 | Workload::W2 | Workload::W3 => {
+                if plan.read_now(&mut self.rng, !self.written.0.is_empty())
+                    && let Some(id) = self.written.pick(&mut self.rng)
+                {
+                    return self.read(&id).await;
+                }
+                let ops = (0..plan.ops as u64)
+                    .map(|i| {
+                        let json = document(plan.doc_bytes, self.client, n * plan.ops as u64 + i);
+                        insert(String::new(), json)
+                    })
+                    .collect();
+                match self.transact(ops).await {
+                    Ok(receipt) => {
+                        if plan.reads > 0 {
+                            for r in receipt.results {
+                                self.written.add(r.id, &mut self.rng);
+                            }
+                        }
+                        Outcome::Wrote(plan.ops as u64)
+                    }
+                    Err(s) => Outcome::Failed(status_text(&s)),
+                }
+            }
+            Workload::W4 => {
+                let id = self.ids.pick(&mut self.rng);
+                let version = match self.get(&id, false).await {
+                    Ok(r) => r.version,
+                    Err(e) => return Outcome::Failed(e),
+                };
+                let op = pb::Operation {
+                    kind: Some(pb::operation::Kind::Update(pb::Update {
+                        table: TABLE.into(),
+                        id,
+                        json: document(plan.doc_bytes, self.client, n),
+                        expected_version: Some(version),
+                    })),
+                };
+                match self.transact(vec![op]).await {
+                    Ok(_) => Outcome::Wrote(1),
+                    Err(s) if s.code() == tonic::Code::FailedPrecondition => Outcome::Aborted,
+                    Err(s) => Outcome::Failed(status_text(&s)),
+                }
+            }
+            Workload::W5 => {
+                let id = self.ids.pick(&mut self.rng);
+                self.read(&id).await
+            }
+        }
+    }
+}
+
+impl Worker {
+    async fn transact(
+        &mut self,
+        operations: Vec<pb::Operation>,
+    ) -> Result<pb::Receipt, tonic::Status> {
+        let req = pb::TransactRequest {
+            ledger: self.ledger.clone(),
+            operations,
+            idempotency_key: String::new(),
+        };
+        Ok(self.docs.transact(req).await?.into_inner())
+    }
+
+    /// Reads a document with its inclusion proof.
+    async fn read(&mut self, id: &str) -> Outcome {
+        match self.get(id, true).await {
+            Ok(r) if r.proof.is_some() => Outcome::Read,
+            Ok(_) => Outcome::Failed(format!("no inclusion proof for {TABLE}/{id}")),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+
+    /// The latest revision of `id`, with an inclusion proof at the current size if asked.
+    async fn get(&mut self, id: &str, proof: bool) -> Result<pb::Revision, String> {
+        let req = pb::GetDocumentRequest {
+            ledger: self.ledger.clone(),
+            table: TABLE.into(),
+            id: id.to_owned(),
+            version: None,
+            proof: proof.then_some(pb::ProofRequest { tree_size: 0 }),
+        };
+        match self.docs.get_document(req).await {
+            Ok(r) => r
+                .into_inner()
+                .revision
+                .ok_or_else(|| format!("no revision in the response for {TABLE}/{id}")),
+            Err(s) => Err(status_text(&s)),
+        }
+    }
+}
+
+/// Runs the plan against the server at `server`.
+pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::Result<Report> {
+    let workload = plan.workload;
+    // Streams multiplexed on few connections cost less per request than many connections
+    // (fewer, fuller writes): measured on 64 clients, 1 connection beat 8 by 18%.
+    let connections = args
+        .connections
+        .unwrap_or(plan.clients.div_ceil(32))
+        .clamp(1, plan.clients);
+    let mut channels: Vec<Channel> = Vec::new();
+    for _ in 0..connections {
+        channels.push(
+            Endpoint::from_shared(server.to_owned())?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .with_context(|| format!("cannot connect to {server}"))?,
+        );
+    }
+    let mut admin = pb::admin_client::AdminClient::new(channels[0].clone());
+    let run_id = crate::service::generate_id()?;
+    let ledger = match &args.ledger {
+        Some(name) => {
+            admin
+                .describe_ledger(pb::DescribeLedgerRequest { name: name.clone() })
+                .await
+                .map_err(|s| anyhow::anyhow!("ledger {name}: {}", s.message()))?;
+            name.clone()
+        }
+        None => {
+            // Milliseconds and some random digits: concurrent runs do not collide.
+            let name = format!(
+                "bench-{}{}",
+                run_id.get(..12).unwrap_or("x"),
+                run_id.get(28..).unwrap_or("")
+            );
+            admin
+                .create_ledger(pb::CreateLedgerRequest {
+                    name: name.clone(),
+                    signing_key: String::new(),
+                    deletion_protection_off: true,
+                })
+                .await
+                .map_err(|s| anyhow::anyhow!("creating ledger: {}", s.message()))?;
+            name
+        }
+    };
+    match admin
+        .create_table(pb::CreateTableRequest {
+            ledger: ledger.clone(),
+            table: TABLE.into(),
+        })
+        .await
+    {
+        Ok(_) => {}
+        Err(s) if args.ledger.is_some() && s.code() == tonic::Code::AlreadyExists => {}
+        Err(s) => bail!("creating table {TABLE}: {}", s.message()),
+    }
+
+    let mut docs = docs_client(channels[0].clone());
+    let mut preloaded = None;
+    let ids = match workload {
+        Workload::W4 => {
+            // Fresh hot documents for this run (an existing ledger may hold others).
+            let prefix = format!("hot-{}-", run_id.get(20..).unwrap_or("x"));
+            let operations = (0..HOT_SET)
+                .map(|i| {
+                    insert(
+                        format!("{prefix}{i}"),
+                        document(plan.doc_bytes, 0, i as u64),
+                    )
+                })
+                .collect();
+            docs.transact(pb::TransactRequest {
+                ledger: ledger.clone(),
+                operations,
+                idempotency_key: String::new(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("inserting the hot set: {}", s.message()))?;
+            Ids::Numbered {
+                prefix,
+                count: HOT_SET as u64,
+            }
+        }
+        Workload::W5 => {
+            let wanted = args.preload.unwrap_or(DEFAULT_PRELOAD);
+            let existing = if args.ledger.is_some() {
+                existing_ids(&mut docs, &ledger).await?
+            } else {
+                None
+            };
+            let ids = match existing {
+                Some(ids) => {
+                    preloaded = Some(0);
+                    ids
+                }
+                None => {
+                    if wanted == 0 {
+                        bail!("w5 needs documents to read: --preload must be at least 1");
+                    }
+                    preload(&channels, &ledger, wanted, plan.doc_bytes, plan.quiet).await?;
+                    preloaded = Some(wanted);
+                    Ids::Numbered {
+                        prefix: PRELOAD_PREFIX.into(),
+                        count: wanted,
+                    }
+                }
+            };
+            if ids.len() == 0 {
+                bail!("table {TABLE} of ledger {ledger} has no documents to read");
+            }
+            ids
+        }
+        _ => Ids::Listed(Vec::new()),
+    };
+    let ids = Arc::new(ids);
+    let shared = Arc::new(plan.clone());
+    let workers = (0..plan.clients)
+        .map(|client| Worker {
+            plan: shared.clone(),
+            docs: docs_client(channels[client % channels.len()].clone()),
+            ledger: ledger.clone(),
+            client,
+            n: 0,
+            rng: Rng::new(client),
+            ids: ids.clone(),
+            written: Remembered::new(),
+        })
+        .collect();
+    let totals = drive(plan, workers).await?;
+    Ok(Report {
+        target: "graven",
+        workload: workload.name().into(),
+        clients: plan.clients,
+        ledger: Some(ledger),
+        totals,
+        conflicts: workload == Workload::W4,
+        preloaded,
+    })
+}
+
+/// Whether `id` exists in table `docs` of `ledger`.
+async fn exists(docs: &mut Docs, ledger: &str, id: &str) -> anyhow::Result<bool> {
+    let req = pb::GetDocumentRequest {
+        ledger: ledger.to_owned(),
+        table: TABLE.into(),
+        id: id.to_owned(),
+        version: None,
+        proof: None,
+    };
+    match docs.get_document(req).await {
+        Ok(_) => Ok(true),
+        Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
+        Err(s) => bail!("reading {TABLE}/{id}: {}", s.message()),
+    }
+}
+
+/// The documents of an existing ledger's table `docs`, or `None` if it has none. A
+/// previous w5 preload (ids `w5-0`, `w5-1`, ...) is counted by binary search; other
+/// documents are listed with Scan.
+async fn existing_ids(docs: &mut Docs, ledger: &str) -> anyhow::Result<Option<Ids>> {
+    let scan = |page_size: u32, page_token: String| pb::ScanRequest {
+        ledger: ledger.to_owned(),
+        table: TABLE.into(),
+        page_size,
+        page_token,
+        proof: None,
+    };
+    let first = docs
+        .scan(scan(1, String::new()))
+        .await
+        .map_err(|s| anyhow::anyhow!("scanning {TABLE}: {}", s.message()))?
+        .into_inner();
+    if first.revisions.is_empty() {
+        return Ok(None);
+    }
+    if exists(docs, ledger, &format!("{PRELOAD_PREFIX}0")).await? {
+        // The largest n with w5-n present: a preload fills 0..N.
+        let mut hi = 1u64;
+        while exists(docs, ledger, &format!("{PRELOAD_PREFIX}{hi}")).await? {
+            hi *= 2;
+        }
+        let mut lo = hi / 2; // present; hi is absent
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if exists(docs, ledger, &format!("{PRELOAD_PREFIX}{mid}")).await? {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        return Ok(Some(Ids::Numbered {
+            prefix: PRELOAD_PREFIX.into(),
+            count: lo + 1,
+        }));
+    }
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = docs
+            .scan(scan(1000, token))
+            .await
+            .map_err(|s| anyhow::anyhow!("scanning {TABLE}: {}", s.message()))?
+            .into_inner();
+        ids.extend(page.revisions.into_iter().map(|r| r.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    Ok(Some(Ids::Listed(ids)))
+}
+
+/// Inserts documents `w5-0` to `w5-{total-1}` in big transactions, a few in flight.
+async fn preload(
+    channels: &[Channel],
+    ledger: &str,
+    total: u64,
+    doc_bytes: usize,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let batch = (PRELOAD_BATCH_BYTES / (doc_bytes + 64)).clamp(1, PRELOAD_BATCH) as u64;
+    let batches = total.div_ceil(batch);
+    let next = Arc::new(AtomicU64::new(0));
+    let count = Arc::new(AtomicU64::new(0));
+    let bar = Progress::start(quiet, "preload", Some(total), count.clone());
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for worker in 0..PRELOAD_PARALLEL.min(batches as usize) {
+        let mut docs = docs_client(channels[worker % channels.len()].clone());
+        let (next, count, failed) = (next.clone(), count.clone(), failed.clone());
+        let ledger = ledger.to_owned();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches || failed.load(Ordering::Relaxed) {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let range = b * batch..((b + 1) * batch).min(total);
+                let len = range.end - range.start;
+                let operations = range
+                    .map(|n| {
+                        insert(
+                            format!("{PRELOAD_PREFIX}{n}"),
+                            document(doc_bytes, worker, n),
+                        )
+                    })
+                    .collect();
+                let sent = docs
+                    .transact(pb::TransactRequest {
+                        ledger: ledger.clone(),
+                        operations,
+                        idempotency_key: String::new(),
+                    })
+                    .await;
+                if let Err(s) = sent {
+                    failed.store(true, Ordering::Relaxed);
+                    bail!("preload: {}", status_text(&s));
+                }
+                count.fetch_add(len, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut result = Ok(());
+    for t in tasks {
+        let r = t.await.map_err(anyhow::Error::from).and_then(|r| r);
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    bar.stop();
+    result
+}
