@@ -8,20 +8,20 @@
 //! * `meta`: the storage format; the origin equals the name of `signing.key`; the stored
 //!   latest checkpoint is signed by that key and carries that origin.
 //! * `leaves`, in index order: indexes are dense from 0; each row decodes
-//!   (`storage::decode_leaf`) and holds `1 + trailing_ones(index)` hashes; each entry decodes
-//!   (`Entry::decode`); the stored leaf hash equals the hash of the entry, and every stored
-//!   node hash equals what `CompactRange::append_stored` computes when the entry is folded
-//!   in; version 0 exactly for inserts; transactions are consecutive leaves with positions
-//!   `0..n-1` and ids increasing by one; commit times never decrease.
-//! * `bodies`: a body exists exactly for each insert and update, its SHA-256 is the entry's
-//!   body hash, and no body row lies beyond the journal.
+//!   (`storage::decode_leaf`, which takes `1 + trailing_ones(index)` hashes); each entry
+//!   decodes (`Entry::decode`); the stored leaf hash equals the hash of the entry, and every
+//!   stored node hash equals what `CompactRange::append_stored` computes when the entry is
+//!   folded in; version 0 exactly for inserts; transactions are consecutive leaves with
+//!   positions `0..n-1` and ids increasing by one; commit times never decrease; a row holds
+//!   a body exactly for an insert or update, and its SHA-256 is the entry's body hash.
 //! * The recomputed size and root equal the signed checkpoint's.
 //! * `docs` (walked in key order, entries read by index, so memory stays bounded): each
-//!   revision row `(table, id, version) -> (version, index, live)` points at an entry with
-//!   that table, id and version and the right live flag; versions are dense from 0, in
-//!   journal order, and a delete is the last revision; each document ends with its
-//!   current-state row, which repeats its last revision; the table has a `tables` row; there
-//!   are as many revision rows as entries (so every entry has exactly one).
+//!   row `(table, id, version or CURRENT) -> (version, index, live)` points at an entry with
+//!   that table, id and version and the right live flag; a document's earlier revisions
+//!   have rows of their versions, dense from 0, then its current-state row holds the next
+//!   version; indexes follow journal order, and only the current revision may be a delete;
+//!   the table has a `tables` row; there are as many rows as entries (so every entry has
+//!   exactly one).
 //!
 //! Not checked: the `idempotency` receipts and the `tables` rows' own contents.
 //!
@@ -331,11 +331,9 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
 
     // The journal, its tree hashes and bodies, in index order.
     let leaves = rtxn.open_table(storage::LEAVES)?;
-    let bodies = rtxn.open_table(storage::BODIES)?;
     let total = leaves.len()?;
     let mut range = CompactRange::new();
     let mut computed: Vec<Hash> = Vec::with_capacity(64);
-    let mut body_rows = bodies.iter()?.peekable();
     // (tx id, position, revisions) of the previous entry, and its commit time.
     let mut prev_tx: Option<(u64, u32, u32)> = None;
     let mut prev_time = 0u64;
@@ -350,16 +348,13 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
             )));
         }
         progress.tick("journal entry", index, total);
-        let Some((entry_bytes, stored)) = storage::decode_leaf(value.value()) else {
-            return Err(at("the journal row is malformed".into()));
-        };
-        let want = 1 + index.trailing_ones() as usize;
-        if stored.len() != want * 32 {
+        let Some(leaf) = storage::decode_leaf(index, value.value()) else {
             return Err(at(format!(
-                "the journal row holds {} tree hashes, not {want}",
-                stored.len() / 32
+                "the journal row is malformed (too short for its entry and {} tree hashes)",
+                storage::stored_hashes_of(index)
             )));
-        }
+        };
+        let (entry_bytes, stored) = (leaf.entry, leaf.hashes);
         let entry = Entry::decode(entry_bytes)
             .map_err(|e| at(format!("the entry does not decode: {e}")))?;
         computed.clear();
@@ -406,36 +401,16 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
             )));
         }
         prev_time = entry.commit_time_micros;
-        // Its body: the next row of `bodies` unless it is a delete.
-        let mut next_body = || -> Res<Option<(u64, Vec<u8>)>> {
-            match body_rows.peek() {
-                None => Ok(None),
-                Some(Err(_)) => Err(body_rows
-                    .next()
-                    .and_then(|r| r.err())
-                    .map_or_else(|| Fail::Cannot("reading bodies".into()), Fail::from)),
-                Some(Ok((k, _))) if k.value() > index => Ok(None),
-                Some(Ok(_)) => Ok(body_rows
-                    .next()
-                    .and_then(|r| r.ok())
-                    .map(|(k, v)| (k.value(), v.value().to_vec()))),
-            }
-        };
-        match (next_body()?, entry.body_hash) {
-            (Some((k, _)), _) if k < index => {
-                return bad(format!(
-                    "bodies row {k}: the entry at index {k} has no body (a delete) or the row \
-                     is out of place"
-                ));
-            }
-            (Some(_), None) => return Err(at("a delete has a body row".into())),
-            (None, Some(_)) => return Err(at("the body is missing".into())),
-            (Some((_, body)), Some(hash)) => {
-                if Sha256::digest(&body).as_slice() != hash.0 {
+        // Its body: there exactly for inserts and updates, hashing to the entry's hash.
+        match (leaf.body.is_empty(), entry.body_hash) {
+            (false, None) => return Err(at("a delete has a body".into())),
+            (true, Some(_)) => return Err(at("the body is missing".into())),
+            (false, Some(hash)) => {
+                if Sha256::digest(leaf.body).as_slice() != hash.0 {
                     return Err(at("the body does not hash to the entry's body hash".into()));
                 }
             }
-            (None, None) => {}
+            (true, None) => {}
         }
     }
     let size = range.size();
@@ -448,14 +423,6 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
             pos + 1
         ));
     }
-    if let Some(row) = body_rows.next() {
-        let (k, _) = row?;
-        return bad(format!(
-            "bodies row {}: beyond the journal (size {size})",
-            k.value()
-        ));
-    }
-    drop(body_rows);
     if size != head.size {
         return bad(if size < head.size {
             format!(
@@ -484,7 +451,7 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
     let docs = rtxn.open_table(storage::DOCS)?;
     let tables = rtxn.open_table(storage::TABLES)?;
     let doc_rows = docs.len()?;
-    let (mut documents, mut live_documents, mut revision_rows) = (0u64, 0u64, 0u64);
+    let (mut documents, mut live_documents, mut rows) = (0u64, 0u64, 0u64);
     // The document being walked: (table, id), its last revision (version, index, live).
     let mut current_doc: Option<(String, String)> = None;
     let mut last_rev: Option<(u64, u64, bool)> = None;
@@ -494,7 +461,8 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
         let (table, id, version) = key.value();
         let (v, index, live) = value.value();
         progress.tick("document row", n as u64, doc_rows);
-        let shown = if version == storage::CURRENT {
+        let is_current = version == storage::CURRENT;
+        let shown = if is_current {
             "current".to_owned()
         } else {
             format!("version {version}")
@@ -518,30 +486,16 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
             current_doc = Some((table.to_owned(), id.to_owned()));
             last_rev = None;
         }
-        if version == storage::CURRENT {
-            let Some(last) = last_rev else {
-                return Err(at("a current-state row without revisions".into()));
-            };
-            if (v, index, live) != last {
-                return Err(at(format!(
-                    "says (version {v}, index {index}, live {live}), the last revision is \
-                     (version {}, index {}, live {})",
-                    last.0, last.1, last.2
-                )));
-            }
-            documents += 1;
-            live_documents += u64::from(live);
-            current_doc = None;
-            continue;
-        }
-        revision_rows += 1;
+        rows += 1;
+        // Earlier revisions hold their own versions, dense from 0; the current-state row
+        // holds the next one.
         let expected = last_rev.map_or(0, |(lv, _, _)| lv + 1);
-        if version != expected {
+        if v != expected {
             return Err(at(format!(
-                "versions are not dense: expected version {expected}"
+                "holds version {v}; versions are not dense: expected version {expected}"
             )));
         }
-        if v != version {
+        if !is_current && version != v {
             return Err(at(format!("holds version {v}")));
         }
         if let Some((lv, li, llive)) = last_rev {
@@ -562,10 +516,10 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
         let leaf = leaves
             .get(index)?
             .ok_or_else(|| at(format!("points at index {index}, which is missing")))?;
-        let entry = storage::decode_leaf(leaf.value())
-            .and_then(|(e, _)| Entry::decode(e).ok())
+        let entry = storage::decode_leaf(index, leaf.value())
+            .and_then(|l| Entry::decode(l.entry).ok())
             .ok_or_else(|| at(format!("points at index {index}, which does not decode")))?;
-        if entry.table != table || entry.id != id || entry.version != version {
+        if entry.table != table || entry.id != id || entry.version != v {
             return Err(at(format!(
                 "points at index {index}, whose entry is ({:?}, {:?}, version {})",
                 entry.table, entry.id, entry.version
@@ -578,34 +532,42 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
                 entry.operation
             )));
         }
-        last_rev = Some((version, index, live));
+        last_rev = Some((v, index, live));
+        if is_current {
+            documents += 1;
+            live_documents += u64::from(live);
+            current_doc = None;
+        }
     }
     if let Some((t, i)) = &current_doc {
         return bad(format!(
             "docs: document ({t:?}, {i:?}) has no current-state row"
         ));
     }
-    if revision_rows != size {
+    if rows != size {
         // Rows and entries match one to one where rows exist: find the entry without one.
         for row in leaves.iter()? {
             let (key, value) = row?;
             let index = key.value();
-            let Some(entry) =
-                storage::decode_leaf(value.value()).and_then(|(e, _)| Entry::decode(e).ok())
+            let Some(entry) = storage::decode_leaf(index, value.value())
+                .and_then(|l| Entry::decode(l.entry).ok())
             else {
                 continue;
             };
-            let row = docs.get((entry.table.as_str(), entry.id.as_str(), entry.version))?;
-            if row.is_none_or(|r| r.value().1 != index) {
+            let (t, i) = (entry.table.as_str(), entry.id.as_str());
+            let points = |row: Option<redb::AccessGuard<'_, (u64, u64, bool)>>| {
+                row.is_some_and(|r| r.value().0 == entry.version && r.value().1 == index)
+            };
+            if !points(docs.get((t, i, entry.version))?)
+                && !points(docs.get((t, i, storage::CURRENT))?)
+            {
                 return bad(format!(
-                    "index {index}: no docs row ({:?}, {:?}, version {}) points at it",
-                    entry.table, entry.id, entry.version
+                    "index {index}: no docs row ({t:?}, {i:?}, version {}) points at it",
+                    entry.version
                 ));
             }
         }
-        return bad(format!(
-            "docs: {revision_rows} revision rows for {size} journal entries"
-        ));
+        return bad(format!("docs: {rows} rows for {size} journal entries"));
     }
     progress.clear();
     Ok(Summary {

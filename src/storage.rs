@@ -16,12 +16,12 @@ use redb::{ReadableTable, TableDefinition};
 
 /// Settings and the latest checkpoint, by name (see the `META_*` keys).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// One row per journal entry, by journal index: see [`encode_leaf`].
+/// One row per journal entry, by journal index: the entry, the tree hashes it creates and
+/// the document body; see [`encode_leaf`].
 pub const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("leaves");
-/// Canonical JSON bodies by journal index; no row for deletes.
-pub const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
-/// Documents: `(table, id, version)` -> `(version, journal index, live)` for every revision,
-/// and `(table, id, CURRENT)` -> the same for the current revision.
+/// Documents: `(table, id, CURRENT)` -> `(version, journal index, live)` of the current
+/// revision, and `(table, id, version)` -> the same for every earlier revision. (The
+/// current revision has no row of its own version: an insert writes one row, not two.)
 pub const DOCS: TableDefinition<(&str, &str, u64), (u64, u64, bool)> = TableDefinition::new("docs");
 /// User tables: name -> (created micros, active).
 pub const TABLES: TableDefinition<&str, (u64, bool)> = TableDefinition::new("tables");
@@ -43,8 +43,8 @@ pub const META_PROTECTION: &str = "deletion_protection";
 /// The signed checkpoint of the journal's current size (UTF-8 note text).
 pub const META_CHECKPOINT: &str = "checkpoint";
 
-/// The layout version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout version this build writes and reads (docs/FORMAT.md §9 has the history).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Decodes a big-endian u64 meta value.
 pub fn decode_u64(bytes: &[u8]) -> Option<u64> {
@@ -73,25 +73,70 @@ pub fn meta_string(
         .unwrap_or_default())
 }
 
-/// A [`LEAVES`] row: `u32 BE entry length || entry || hashes`, where the hashes are the
+/// How many tree hashes appending leaf `index` stores: the leaf hash and one node per
+/// subtree the leaf completes.
+pub fn stored_hashes_of(index: u64) -> usize {
+    1 + index.trailing_ones() as usize
+}
+
+/// A [`LEAVES`] row: `u32 BE entry length || entry || hashes || body`. The hashes are the
 /// ones appending this leaf stores (graven_verify::CompactRange::append_stored): the leaf
-/// hash, then the node of each subtree the leaf completes, lowest level first.
-pub fn encode_leaf(entry: &[u8], hashes: &[Hash]) -> Vec<u8> {
-    let mut row = Vec::with_capacity(4 + entry.len() + 32 * hashes.len());
+/// hash, then the node of each subtree the leaf completes, lowest level first,
+/// [`stored_hashes_of`]`(index)` of them. The body is the revision's canonical JSON, empty
+/// for a delete (a document is an object, so a body is never empty).
+pub fn encode_leaf(entry: &[u8], hashes: &[Hash], body: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(4 + entry.len() + 32 * hashes.len() + body.len());
     row.extend_from_slice(&(entry.len() as u32).to_be_bytes());
     row.extend_from_slice(entry);
     for h in hashes {
         row.extend_from_slice(&h.0);
     }
+    row.extend_from_slice(body);
     row
 }
 
-/// Splits a [`LEAVES`] row into the entry and its stored hashes; `None` if malformed.
-pub fn decode_leaf(row: &[u8]) -> Option<(&[u8], &[u8])> {
+/// A [`LEAVES`] row taken apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leaf<'a> {
+    /// The journal entry (the leaf's bytes).
+    pub entry: &'a [u8],
+    /// The stored tree hashes, 32 bytes each.
+    pub hashes: &'a [u8],
+    /// The body; empty for a delete.
+    pub body: &'a [u8],
+}
+
+/// Splits the [`LEAVES`] row of leaf `index`; `None` if malformed.
+pub fn decode_leaf(index: u64, row: &[u8]) -> Option<Leaf<'_>> {
     let len = u32::from_be_bytes(row.get(..4)?.try_into().ok()?) as usize;
     let entry = row.get(4..4 + len)?;
-    let hashes = row.get(4 + len..)?;
-    (!hashes.is_empty() && hashes.len() % 32 == 0).then_some((entry, hashes))
+    let end = 4 + len + 32 * stored_hashes_of(index);
+    let hashes = row.get(4 + len..end)?;
+    Some(Leaf {
+        entry,
+        hashes,
+        body: row.get(end..)?,
+    })
+}
+
+/// Reads the stored hash at stored-hash index `i` from a [`LEAVES`] table: its level and
+/// the hash.
+fn read_stored_hash<T: ReadableTable<u64, &'static [u8]>>(
+    table: &T,
+    i: u64,
+) -> Result<(u8, Hash), Box<dyn std::error::Error + Send + Sync>> {
+    let (record, level) = split_stored_hash_index(i);
+    let row = table
+        .get(record)?
+        .ok_or_else(|| format!("journal row {record} is missing"))?;
+    let leaf = decode_leaf(record, row.value())
+        .ok_or_else(|| format!("journal row {record} is malformed"))?;
+    let at = usize::from(level) * 32;
+    let hash = leaf
+        .hashes
+        .get(at..at + 32)
+        .ok_or_else(|| format!("journal row {record} lacks its level {level} hash"))?;
+    Ok((level, Hash(hash.try_into().map_err(|_| "short hash")?)))
 }
 
 /// Stored tree hashes read from [`LEAVES`] rows through any redb table handle.
@@ -104,21 +149,72 @@ impl<T: ReadableTable<u64, &'static [u8]>> HashReader for StoredHashes<'_, T> {
     ) -> Result<Vec<Hash>, Box<dyn std::error::Error + Send + Sync>> {
         indexes
             .iter()
-            .map(|&i| {
-                let (record, level) = split_stored_hash_index(i);
-                let row = self
-                    .0
-                    .get(record)?
-                    .ok_or_else(|| format!("journal row {record} is missing"))?;
-                let (_, hashes) = decode_leaf(row.value())
-                    .ok_or_else(|| format!("journal row {record} is malformed"))?;
-                let at = usize::from(level) * 32;
-                let hash = hashes
-                    .get(at..at + 32)
-                    .ok_or_else(|| format!("journal row {record} lacks its level {level} hash"))?;
-                Ok(Hash(hash.try_into().map_err(|_| "short hash")?))
-            })
+            .map(|&i| Ok(read_stored_hash(self.0, i)?.1))
             .collect()
+    }
+}
+
+/// The lowest level [`UpperHashes`] keeps: subtrees of 256 leaves and more.
+const UPPER_LEVEL: u8 = 8;
+/// Most hashes [`UpperHashes`] keeps (8 MiB of hashes; all of levels 8 and up of a
+/// journal of 64M leaves). When full it starts again empty.
+const UPPER_MAX: usize = 1 << 18;
+
+/// Tree hashes of large subtrees (level [`UPPER_LEVEL`] and up), kept in memory once read.
+///
+/// A proof of a random leaf of an n-leaf tree needs about log2(n) stored hashes. The low
+/// ones lie in rows near the leaf; the high ones each sit in a different row, far apart,
+/// so from storage each costs a B-tree descent to a page that holds little else of use,
+/// and together they are more pages than a page cache keeps. There are only n/256 of
+/// them, every proof wants some, and a stored hash never changes once committed (the
+/// journal is append-only, and readers see only committed snapshots), so a copy here can
+/// never be stale. Memory: 32 bytes per 256 leaves, at most [`UPPER_MAX`] hashes.
+#[derive(Debug, Default)]
+pub struct UpperHashes(std::sync::Mutex<std::collections::HashMap<u64, Hash>>);
+
+/// Stored tree hashes read through an [`UpperHashes`] cache.
+pub struct CachedHashes<'a, T> {
+    /// The [`LEAVES`] table of a committed snapshot.
+    pub table: &'a T,
+    /// The ledger's cache.
+    pub cache: &'a UpperHashes,
+}
+
+impl<T: ReadableTable<u64, &'static [u8]>> HashReader for CachedHashes<'_, T> {
+    fn read_hashes(
+        &self,
+        indexes: &[u64],
+    ) -> Result<Vec<Hash>, Box<dyn std::error::Error + Send + Sync>> {
+        let mut found: Vec<Option<Hash>> = {
+            let map = self
+                .cache
+                .0
+                .lock()
+                .map_err(|_| "hash cache lock poisoned")?;
+            indexes.iter().map(|i| map.get(i).copied()).collect()
+        };
+        let mut fresh = Vec::new();
+        for (slot, &i) in found.iter_mut().zip(indexes) {
+            if slot.is_none() {
+                let (level, hash) = read_stored_hash(self.table, i)?;
+                if level >= UPPER_LEVEL {
+                    fresh.push((i, hash));
+                }
+                *slot = Some(hash);
+            }
+        }
+        if !fresh.is_empty() {
+            let mut map = self
+                .cache
+                .0
+                .lock()
+                .map_err(|_| "hash cache lock poisoned")?;
+            if map.len() + fresh.len() > UPPER_MAX {
+                map.clear();
+            }
+            map.extend(fresh);
+        }
+        Ok(found.into_iter().flatten().collect())
     }
 }
 
@@ -130,14 +226,22 @@ mod tests {
     #[test]
     fn leaf_rows_round_trip_and_reject_garbage() {
         let hashes = [leaf_hash(b"a"), leaf_hash(b"b")];
-        let row = encode_leaf(b"entry", &hashes);
-        let (entry, stored) = decode_leaf(&row).expect("decodes");
-        assert_eq!(entry, b"entry");
-        assert_eq!(stored.len(), 64);
-        assert_eq!(&stored[32..], &hashes[1].0);
-        assert!(decode_leaf(&row[..row.len() - 1]).is_none());
-        assert!(decode_leaf(&encode_leaf(b"entry", &[])).is_none());
-        assert!(decode_leaf(&[0, 0, 0]).is_none());
-        assert!(decode_leaf(&[0, 0, 1, 0]).is_none());
+        // Leaf 1 completes the subtree [0, 2): two hashes.
+        let row = encode_leaf(b"entry", &hashes, b"{}");
+        let leaf = decode_leaf(1, &row).expect("decodes");
+        assert_eq!(leaf.entry, b"entry");
+        assert_eq!(leaf.hashes.len(), 64);
+        assert_eq!(&leaf.hashes[32..], &hashes[1].0);
+        assert_eq!(leaf.body, b"{}");
+        // Read as leaf 0 (one hash), the second hash is taken for the body: the caller
+        // must pass the row's own index.
+        assert_eq!(decode_leaf(0, &row).expect("decodes").body.len(), 34);
+        let delete = encode_leaf(b"entry", &hashes[..1], b"");
+        assert_eq!(decode_leaf(0, &delete).expect("decodes").body, b"");
+        // Too short for its hashes, or for its entry.
+        assert!(decode_leaf(1, &delete).is_none());
+        assert!(decode_leaf(0, &row[..4 + 5 + 31]).is_none());
+        assert!(decode_leaf(0, &[0, 0, 0]).is_none());
+        assert!(decode_leaf(0, &[0, 0, 1, 0]).is_none());
     }
 }

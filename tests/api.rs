@@ -753,31 +753,34 @@ async fn reads_history_scan_and_read_proofs() {
         .await
         .expect("earlier versions of deleted documents stay readable");
 
-    // History, paged two at a time.
-    let mut versions = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = s
-            .docs
-            .history(pb::HistoryRequest {
-                ledger: "l".into(),
-                table: "t".into(),
-                id: "d1".into(),
-                page_size: 2,
-                page_token: token,
-                proof: None,
-            })
-            .await
-            .expect("history")
-            .into_inner();
-        assert!(page.revisions.len() <= 2);
-        versions.extend(page.revisions.iter().map(|r| r.version));
-        if page.next_page_token.is_empty() {
-            break;
+    // History, paged: every page size, so a page boundary falls on every version,
+    // the current one included (its row is the current-state row).
+    for page_size in 1..=5 {
+        let mut versions = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = s
+                .docs
+                .history(pb::HistoryRequest {
+                    ledger: "l".into(),
+                    table: "t".into(),
+                    id: "d1".into(),
+                    page_size,
+                    page_token: token,
+                    proof: None,
+                })
+                .await
+                .expect("history")
+                .into_inner();
+            assert!(page.revisions.len() <= page_size as usize);
+            versions.extend(page.revisions.iter().map(|r| r.version));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
         }
-        token = page.next_page_token;
+        assert_eq!(versions, vec![0, 1, 2, 3], "page size {page_size}");
     }
-    assert_eq!(versions, vec![0, 1, 2, 3]);
 
     // Scan: live documents only, by id, paged.
     let mut ids = Vec::new();

@@ -216,44 +216,46 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
             })
         },
     );
-    // A body byte.
+    // A body byte (the body ends the row).
     assert_found(
         data,
         "body byte",
         "index 4: the body does not hash to the entry's body hash",
         |txn| {
-            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
-            let mut body = bodies.get(4).expect("get").expect("row").value().to_vec();
-            body[2] ^= 1;
-            bodies.insert(4, body.as_slice()).expect("insert");
+            edit_leaf(txn, 4, |row| {
+                let at = row.len() - 3;
+                row[at] ^= 1;
+            })
         },
     );
-    // A body removed, and a body added beyond the journal.
+    // A body removed, and a body added to a delete.
     assert_found(
         data,
         "body removed",
         "index 0: the body is missing",
         |txn| {
-            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
-            bodies.remove(0).expect("remove");
+            edit_leaf(txn, 0, |row| {
+                let len = u32::from_be_bytes(row[..4].try_into().unwrap()) as usize;
+                row.truncate(4 + len + 32);
+            })
         },
     );
     assert_found(
         data,
         "body for a delete",
-        "index 6: a delete has a body row",
-        |txn| {
-            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
-            bodies.insert(6, b"{}".as_slice()).expect("insert");
-        },
+        "index 6: a delete has a body",
+        |txn| edit_leaf(txn, 6, |row| row.extend_from_slice(b"{}")),
     );
+    // A row cut inside its tree hashes.
     assert_found(
         data,
-        "extra body",
-        "bodies row 11: beyond the journal",
+        "short row",
+        "index 3: the journal row is malformed (too short for its entry and 3 tree hashes)",
         |txn| {
-            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
-            bodies.insert(11, b"{}".as_slice()).expect("insert");
+            edit_leaf(txn, 3, |row| {
+                let len = u32::from_be_bytes(row[..4].try_into().unwrap()) as usize;
+                row.truncate(4 + len + 2 * 32 + 5);
+            })
         },
     );
     // A stored tree hash: index 3 stores its leaf, [2, 4) and [0, 4).
@@ -263,8 +265,8 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "index 3: stored level 2 tree hash does not match",
         |txn| {
             edit_leaf(txn, 3, |row| {
-                let last = row.len() - 1;
-                row[last] ^= 1;
+                let len = u32::from_be_bytes(row[..4].try_into().unwrap()) as usize;
+                row[4 + len + 3 * 32 - 1] ^= 1;
             })
         },
     );
@@ -285,8 +287,6 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         |txn| {
             let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
             leaves.remove(10).expect("remove");
-            let mut bodies = txn.open_table(storage::BODIES).expect("bodies");
-            bodies.remove(10).expect("remove");
         },
     );
     // Two entry rows swapped (each with its own hashes): 4 and 8 both store one hash, so
@@ -357,7 +357,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
     assert_found(
         data,
         "current row",
-        r#"docs row ("books", "b1", current): says (version 1, index 4, live true), the last revision is (version 2, index 7, live true)"#,
+        r#"docs row ("books", "b1", current): holds version 1; versions are not dense: expected version 2"#,
         |txn| {
             let mut docs = txn.open_table(storage::DOCS).expect("docs");
             docs.insert(("books", "b1", storage::CURRENT), (1, 4, true))
@@ -368,24 +368,34 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
     assert_found(
         data,
         "live flag",
-        r#"docs row ("books", "b3", version 1): says live true, the entry at index 6 is a delete"#,
+        r#"docs row ("books", "b3", current): says live true, the entry at index 6 is a delete"#,
         |txn| {
             let mut docs = txn.open_table(storage::DOCS).expect("docs");
-            docs.insert(("books", "b3", 1), (1, 6, true))
-                .expect("insert");
             docs.insert(("books", "b3", storage::CURRENT), (1, 6, true))
                 .expect("insert");
         },
     );
-    // A revision row removed (with the current row moved back): the entry without a row.
+    // A revision row removed, and the current row moved back onto the one before: every
+    // row is right, but the latest entry has none.
     assert_found(
         data,
         "revision row removed",
         r#"index 7: no docs row ("books", "b1", version 2) points at it"#,
         |txn| {
             let mut docs = txn.open_table(storage::DOCS).expect("docs");
-            docs.remove(("books", "b1", 2)).expect("remove");
+            docs.remove(("books", "b1", 1)).expect("remove");
             docs.insert(("books", "b1", storage::CURRENT), (1, 4, true))
+                .expect("insert");
+        },
+    );
+    // A row for the current version besides the current-state row.
+    assert_found(
+        data,
+        "current version row",
+        r#"docs row ("books", "b5", current): holds version 0; versions are not dense: expected version 1"#,
+        |txn| {
+            let mut docs = txn.open_table(storage::DOCS).expect("docs");
+            docs.insert(("books", "b5", 0), (0, 10, true))
                 .expect("insert");
         },
     );

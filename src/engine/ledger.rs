@@ -21,7 +21,7 @@ use crate::model::{
     ConsistencyProof, DEFAULT_PAGE_SIZE, Head, InclusionProof, JournalItem, LedgerInfo, Page,
     Receipt, Revision, TableInfo, Transaction, check_document_id, check_table_name,
 };
-use crate::storage::{self, StoredHashes, meta_string, meta_u64};
+use crate::storage::{self, CachedHashes, StoredHashes, UpperHashes, meta_string, meta_u64};
 
 /// How many jobs may wait for a sequencer before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 4096;
@@ -39,6 +39,8 @@ pub struct Ledger {
     worker: Mutex<Option<JoinHandle<()>>>,
     /// The durable head; closed when the sequencer stops (shutdown or deletion).
     head: watch::Receiver<Head>,
+    /// Hashes of large subtrees, for proofs.
+    upper: UpperHashes,
 }
 
 impl Ledger {
@@ -84,9 +86,9 @@ impl Ledger {
                 let row = leaves
                     .get(index)?
                     .ok_or_else(|| Error::internal("last journal row vanished"))?;
-                let (entry, _) = storage::decode_leaf(row.value())
+                let leaf = storage::decode_leaf(index, row.value())
                     .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
-                let e = Entry::decode(entry)
+                let e = Entry::decode(leaf.entry)
                     .map_err(|e| Error::internal(format!("journal entry {index}: {e}")))?;
                 (e.tx_id + 1, e.commit_time_micros)
             }
@@ -140,6 +142,7 @@ impl Ledger {
             jobs: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
             head: head_rx,
+            upper: UpperHashes::default(),
         })
     }
 
@@ -380,13 +383,16 @@ impl Ledger {
         }
         let mut out = Vec::new();
         let mut next = None;
-        for row in docs.range((table, id, from)..(table, id, storage::CURRENT))? {
-            let (key, value) = row?;
+        // Earlier revisions by version, then the current one (its row sorts last).
+        for row in docs.range((table, id, from)..=(table, id, storage::CURRENT))? {
+            let (version, index, _) = row?.1.value();
+            if version < from {
+                continue; // the current row, when the token is past the current version
+            }
             if out.len() == limit {
-                next = Some(key.value().2.to_string());
+                next = Some(version.to_string());
                 break;
             }
-            let index = value.value().1;
             let proof_size = snap.proof_size(proof, index)?;
             out.push(snap.revision(index, proof_size)?);
         }
@@ -479,7 +485,7 @@ impl Ledger {
                 snap.size
             )));
         }
-        CompactRange::read(size, &StoredHashes(&snap.leaves))
+        CompactRange::read(size, &snap.hashes())
             .map_err(|e| Error::internal(format!("reading the tree: {e}")))
     }
 
@@ -519,13 +525,13 @@ impl Ledger {
                 .leaves
                 .get(index)?
                 .ok_or_else(|| Error::internal(format!("journal entry {index} is missing")))?;
-            let (entry, hashes) = storage::decode_leaf(row.value())
+            let leaf = storage::decode_leaf(index, row.value())
                 .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
             if !tables.is_empty() {
-                let e = Entry::decode(entry)
+                let e = Entry::decode(leaf.entry)
                     .map_err(|err| Error::internal(format!("journal entry {index}: {err}")))?;
                 if !tables.contains(&e.table) {
-                    let leaf_hash = Hash(hashes[..32].try_into().unwrap_or_default());
+                    let leaf_hash = Hash(leaf.hashes[..32].try_into().unwrap_or_default());
                     out.push(JournalItem::Skipped { index, leaf_hash });
                     bytes += 40;
                     continue;
@@ -566,7 +572,7 @@ impl Ledger {
                 snap.size
             )));
         }
-        let hashes = prove_consistency(old_size, new, &StoredHashes(&snap.leaves))
+        let hashes = prove_consistency(old_size, new, &snap.hashes())
             .map_err(|e| Error::internal(format!("consistency proof: {e}")))?;
         Ok(ConsistencyProof {
             old_size,
@@ -623,6 +629,14 @@ impl<'a> Snapshot<'a> {
         })
     }
 
+    /// The snapshot's stored hashes, through the ledger's cache.
+    fn hashes(&self) -> CachedHashes<'_, redb::ReadOnlyTable<u64, &'static [u8]>> {
+        CachedHashes {
+            table: &self.leaves,
+            cache: &self.ledger.upper,
+        }
+    }
+
     fn require_table(&self, table: &str) -> Result<()> {
         let tables = self.txn.open_table(storage::TABLES)?;
         match tables.get(table)?.map(|v| v.value()) {
@@ -651,7 +665,7 @@ impl<'a> Snapshot<'a> {
         if size == self.size {
             return Ok(self.checkpoint.clone());
         }
-        let root: Hash = tree_hash(size, &StoredHashes(&self.leaves))
+        let root: Hash = tree_hash(size, &self.hashes())
             .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?;
         Checkpoint {
             origin: self.ledger.origin.clone(),
@@ -663,7 +677,7 @@ impl<'a> Snapshot<'a> {
     }
 
     fn inclusion(&self, index: u64, size: u64) -> Result<InclusionProof> {
-        let hashes = prove_inclusion(index, size, &StoredHashes(&self.leaves))
+        let hashes = prove_inclusion(index, size, &self.hashes())
             .map_err(|e| Error::internal(format!("inclusion proof: {e}")))?;
         Ok(InclusionProof {
             index,
@@ -674,18 +688,13 @@ impl<'a> Snapshot<'a> {
     }
 
     fn entry(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-        let bodies = self.txn.open_table(storage::BODIES)?;
         let row = self
             .leaves
             .get(index)?
             .ok_or_else(|| Error::internal(format!("journal entry {index} is missing")))?;
-        let (entry, _) = storage::decode_leaf(row.value())
+        let leaf = storage::decode_leaf(index, row.value())
             .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
-        let body = bodies
-            .get(index)?
-            .map(|v| v.value().to_vec())
-            .unwrap_or_default();
-        Ok((entry.to_vec(), body))
+        Ok((leaf.entry.to_vec(), leaf.body.to_vec()))
     }
 
     fn revision(&self, index: u64, proof_size: Option<u64>) -> Result<Revision> {

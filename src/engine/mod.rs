@@ -315,7 +315,6 @@ fn initialize_database(
         )?;
         meta.insert(storage::META_CHECKPOINT, checkpoint.as_bytes())?;
         txn.open_table(storage::LEAVES)?;
-        txn.open_table(storage::BODIES)?;
         txn.open_table(storage::DOCS)?;
         txn.open_table(storage::TABLES)?;
         txn.open_table(storage::IDEMPOTENCY)?;

@@ -77,7 +77,6 @@ pub(crate) struct Sequencer {
 struct Tables<'txn> {
     meta: Table<'txn, &'static str, &'static [u8]>,
     leaves: Table<'txn, u64, &'static [u8]>,
-    bodies: Table<'txn, u64, &'static [u8]>,
     docs: Table<'txn, (&'static str, &'static str, u64), (u64, u64, bool)>,
     tables: Table<'txn, &'static str, (u64, bool)>,
     idempotency: Table<'txn, &'static str, &'static [u8]>,
@@ -88,7 +87,6 @@ impl<'txn> Tables<'txn> {
         Ok(Tables {
             meta: txn.open_table(storage::META)?,
             leaves: txn.open_table(storage::LEAVES)?,
-            bodies: txn.open_table(storage::BODIES)?,
             docs: txn.open_table(storage::DOCS)?,
             tables: txn.open_table(storage::TABLES)?,
             idempotency: txn.open_table(storage::IDEMPOTENCY)?,
@@ -108,6 +106,7 @@ pub(crate) fn now_micros() -> u64 {
 #[derive(Debug, Clone, Copy)]
 struct DocState {
     version: u64,
+    index: u64,
     live: bool,
 }
 
@@ -333,8 +332,12 @@ impl Sequencer {
                 }
             }
             let state = t.docs.get((table, id, storage::CURRENT))?.map(|v| {
-                let (version, _, live) = v.value();
-                DocState { version, live }
+                let (version, index, live) = v.value();
+                DocState {
+                    version,
+                    index,
+                    live,
+                }
             });
             if let Err(e) = check_op(i, op, state) {
                 return Ok(Err(e));
@@ -389,14 +392,18 @@ impl Sequencer {
             new_hashes.clear();
             self.range
                 .append_stored(leaf_hash(&entry), |_, h| new_hashes.push(h));
-            t.leaves
-                .insert(index, storage::encode_leaf(&entry, &new_hashes).as_slice())?;
-            if let Some(body) = body {
-                t.bodies.insert(index, body)?;
+            let row = storage::encode_leaf(&entry, &new_hashes, body.unwrap_or_default());
+            t.leaves.insert(index, row.as_slice())?;
+            // The revision this one replaces gets a row of its own version; the current
+            // revision lives in the CURRENT row only.
+            if let Some(old) = state {
+                t.docs
+                    .insert((table, id, old.version), (old.version, old.index, old.live))?;
             }
-            let state = (version, index, operation != Operation::Delete);
-            t.docs.insert((table, id, version), state)?;
-            t.docs.insert((table, id, storage::CURRENT), state)?;
+            t.docs.insert(
+                (table, id, storage::CURRENT),
+                (version, index, operation != Operation::Delete),
+            )?;
             results.push(OpResult {
                 table: table.to_owned(),
                 id: id.to_owned(),
