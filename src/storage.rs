@@ -221,7 +221,87 @@ impl<T: ReadableTable<u64, &'static [u8]>> HashReader for CachedHashes<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use graven_verify::leaf_hash;
+    use graven_verify::{CompactRange, leaf_hash, prove_inclusion, stored_hash_index};
+    use redb::ReadableDatabase as _;
+
+    /// A ledger-shaped `leaves` table of `n` leaves, in a temporary redb file.
+    fn journal(n: u64) -> (tempfile::TempDir, redb::Database) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = redb::Database::create(dir.path().join("t.redb")).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut leaves = txn.open_table(LEAVES).expect("leaves");
+            let mut range = CompactRange::new();
+            for i in 0..n {
+                let entry = i.to_be_bytes();
+                let mut hashes = Vec::new();
+                range.append_stored(leaf_hash(&entry), |_, h| hashes.push(h));
+                leaves
+                    .insert(i, encode_leaf(&entry, &hashes, b"{}").as_slice())
+                    .expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        (dir, db)
+    }
+
+    #[test]
+    fn cached_hashes_match_storage_and_keep_only_upper_levels() {
+        let (_dir, db) = journal(1024);
+        let cache = UpperHashes::default();
+        {
+            let txn = db.begin_read().expect("read");
+            let leaves = txn.open_table(LEAVES).expect("leaves");
+            let cached = CachedHashes {
+                table: &leaves,
+                cache: &cache,
+            };
+            for index in [0, 1, 255, 256, 700, 1023] {
+                let a = prove_inclusion(index, 1024, &StoredHashes(&leaves)).expect("proof");
+                let b = prove_inclusion(index, 1024, &cached).expect("cached proof");
+                assert_eq!(a, b, "leaf {index}");
+            }
+        }
+        // Subtrees of 256 and 512 leaves were needed: cached; nothing below level 8 is.
+        let map = cache.0.lock().expect("lock");
+        assert!(!map.is_empty());
+        for &i in map.keys() {
+            assert!(
+                split_stored_hash_index(i).1 >= UPPER_LEVEL,
+                "stored index {i}"
+            );
+        }
+        drop(map);
+
+        // A cached hash is answered from memory: change the row under it and the cache
+        // still gives the hash first read (storage is append-only; this only shows the
+        // cache is what answers).
+        let upper = stored_hash_index(8, 1); // the subtree [256, 512), written by leaf 511
+        let before = {
+            let txn = db.begin_read().expect("read");
+            let leaves = txn.open_table(LEAVES).expect("leaves");
+            StoredHashes(&leaves).read_hashes(&[upper]).expect("read")[0]
+        };
+        assert_eq!(cache.0.lock().expect("lock").get(&upper), Some(&before));
+        let txn = db.begin_write().expect("write");
+        {
+            let mut leaves = txn.open_table(LEAVES).expect("leaves");
+            let mut row = leaves.get(511).expect("get").expect("row").value().to_vec();
+            let at = 4 + 8 + 8 * 32; // entry length, entry, levels 0 to 7
+            row[at] ^= 1;
+            leaves.insert(511, row.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+        let txn = db.begin_read().expect("read");
+        let leaves = txn.open_table(LEAVES).expect("leaves");
+        let cached = CachedHashes {
+            table: &leaves,
+            cache: &cache,
+        };
+        let stored = StoredHashes(&leaves).read_hashes(&[upper]).expect("read")[0];
+        assert_ne!(stored, before, "the row was changed");
+        assert_eq!(cached.read_hashes(&[upper]).expect("read")[0], before);
+    }
 
     #[test]
     fn leaf_rows_round_trip_and_reject_garbage() {
