@@ -1,7 +1,8 @@
 //! Server-side proof generation, in-process (no gRPC): inclusion and consistency proofs
-//! read from a real ledger of 1M revisions, and a read of a document with its proof.
+//! read from real ledgers of 10K and 10M revisions, and a read of a document with its
+//! proof: how proving grows with the journal (`O(log n)` stored hashes).
 //!
-//! The ledger is built once (about a minute) under `target/bench-data/` and reused.
+//! The ledgers are built once (about two minutes) under `target/bench-data/` and reused.
 //! Run: `cargo bench --bench server`.
 
 use std::path::PathBuf;
@@ -11,18 +12,21 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use graven::engine::{Config, Engine, Ledger};
 use graven::model::{Op, Transaction};
 
-const REVISIONS: u64 = 1 << 20;
+/// The journal sizes measured.
+const SIZES: [u64; 2] = [10_000, 10_000_000];
 const PER_TX: u64 = 10_000;
 
-fn ledger() -> (Arc<Engine>, Arc<Ledger>) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data/proofs-1m");
+/// A ledger of `revisions` one-document inserts, in its own data folder.
+fn ledger(revisions: u64) -> (Arc<Engine>, Arc<Ledger>) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/bench-data/proofs-{revisions}"));
     let engine = Arc::new(Engine::open(Config::new(&dir)).expect("engine"));
     let ledger = match engine.ledger("proofs") {
-        Ok(l) if l.info().expect("info").size == REVISIONS => return (engine.clone(), l),
+        Ok(l) if l.info().expect("info").size == revisions => return (engine.clone(), l),
         Ok(_) => {
             drop(engine);
             std::fs::remove_dir_all(&dir).expect("remove stale bench data");
-            return ledger();
+            return ledger(revisions);
         }
         Err(_) => engine.create_ledger("proofs", None, false).expect("create"),
     };
@@ -30,8 +34,8 @@ fn ledger() -> (Arc<Engine>, Arc<Ledger>) {
     rt.block_on(async {
         ledger.create_table("docs").await.expect("table");
         let mut n = 0;
-        while n < REVISIONS {
-            let ops = (n..(n + PER_TX).min(REVISIONS))
+        while n < revisions {
+            let ops = (n..(n + PER_TX).min(revisions))
                 .map(|i| Op::Insert {
                     table: "docs".into(),
                     id: format!("{i:08}"),
@@ -53,45 +57,49 @@ fn ledger() -> (Arc<Engine>, Arc<Ledger>) {
 }
 
 fn proofs(c: &mut Criterion) {
-    let (_engine, ledger) = ledger();
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        // xorshift: spread the indexes over the whole ledger.
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % REVISIONS
-    };
-    let mut group = c.benchmark_group("server proofs at 1M revisions");
-    group.bench_function("prove_inclusion (latest size)", |b| {
-        b.iter_batched(
-            &mut next,
-            |i| ledger.prove_inclusion(i, 0).expect("proof"),
-            BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("prove_inclusion (older size, re-signed checkpoint)", |b| {
-        b.iter_batched(
-            &mut next,
-            |i| ledger.prove_inclusion(i, REVISIONS - 1).expect("proof"),
-            BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("prove_consistency (random old size)", |b| {
-        b.iter_batched(
-            || next().max(1),
-            |old| ledger.prove_consistency(old, 0).expect("proof"),
-            BatchSize::SmallInput,
-        )
-    });
-    group.bench_function("get document with inclusion proof", |b| {
-        b.iter_batched(
-            || format!("{:08}", next()),
-            |id| ledger.get("docs", &id, None, Some(0)).expect("get"),
-            BatchSize::SmallInput,
-        )
-    });
-    group.finish();
+    for revisions in SIZES {
+        let (engine, ledger) = ledger(revisions);
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            // xorshift: spread the indexes over the whole ledger.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % revisions
+        };
+        let mut group = c.benchmark_group(format!("server proofs at {revisions} revisions"));
+        group.bench_function("prove_inclusion (latest size)", |b| {
+            b.iter_batched(
+                &mut next,
+                |i| ledger.prove_inclusion(i, 0).expect("proof"),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("prove_inclusion (older size, re-signed checkpoint)", |b| {
+            b.iter_batched(
+                &mut next,
+                |i| ledger.prove_inclusion(i, revisions - 1).expect("proof"),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("prove_consistency (random old size)", |b| {
+            b.iter_batched(
+                || next().max(1),
+                |old| ledger.prove_consistency(old, 0).expect("proof"),
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function("get document with inclusion proof", |b| {
+            b.iter_batched(
+                || format!("{:08}", next()),
+                |id| ledger.get("docs", &id, None, Some(0)).expect("get"),
+                BatchSize::SmallInput,
+            )
+        });
+        group.finish();
+        drop(ledger);
+        engine.close();
+    }
 }
 
 criterion_group!(benches, proofs);

@@ -154,21 +154,31 @@ impl<T: ReadableTable<u64, &'static [u8]>> HashReader for StoredHashes<'_, T> {
     }
 }
 
-/// The lowest level [`UpperHashes`] keeps: subtrees of 256 leaves and more.
-const UPPER_LEVEL: u8 = 8;
-/// Most hashes [`UpperHashes`] keeps (8 MiB of hashes; all of levels 8 and up of a
-/// journal of 64M leaves). When full it starts again empty.
+/// The lowest level [`UpperHashes`] keeps: subtrees of 64 leaves and more, while they fit.
+const UPPER_LEVEL: u8 = 6;
+/// Most hashes [`UpperHashes`] keeps (8 MiB of hashes). When full it starts again empty.
 const UPPER_MAX: usize = 1 << 18;
 
-/// Tree hashes of large subtrees (level [`UPPER_LEVEL`] and up), kept in memory once read.
+/// The lowest level cached for a tree of `size` leaves: [`UPPER_LEVEL`], raised until all
+/// nodes of that level and above (about `2 * size / 2^level`) fit in [`UPPER_MAX`].
+pub fn upper_level(size: u64) -> u8 {
+    let mut level = UPPER_LEVEL;
+    while level < 63 && (size >> level).saturating_mul(2) > UPPER_MAX as u64 {
+        level += 1;
+    }
+    level
+}
+
+/// Tree hashes of large subtrees (level [`upper_level`] and up), kept in memory once read.
 ///
 /// A proof of a random leaf of an n-leaf tree needs about log2(n) stored hashes. The low
 /// ones lie in rows near the leaf; the high ones each sit in a different row, far apart,
 /// so from storage each costs a B-tree descent to a page that holds little else of use,
-/// and together they are more pages than a page cache keeps. There are only n/256 of
-/// them, every proof wants some, and a stored hash never changes once committed (the
+/// and together they are more pages than a page cache keeps. There are only a few per 64
+/// leaves, every proof wants some, and a stored hash never changes once committed (the
 /// journal is append-only, and readers see only committed snapshots), so a copy here can
-/// never be stale. Memory: 32 bytes per 256 leaves, at most [`UPPER_MAX`] hashes.
+/// never be stale. Memory: at most [`UPPER_MAX`] hashes (about 12 MiB with the map), which
+/// holds levels 6 and up to 8M leaves and higher levels beyond.
 #[derive(Debug, Default)]
 pub struct UpperHashes(std::sync::Mutex<std::collections::HashMap<u64, Hash>>);
 
@@ -178,6 +188,8 @@ pub struct CachedHashes<'a, T> {
     pub table: &'a T,
     /// The ledger's cache.
     pub cache: &'a UpperHashes,
+    /// The snapshot's journal size (it sets the lowest level cached).
+    pub size: u64,
 }
 
 impl<T: ReadableTable<u64, &'static [u8]>> HashReader for CachedHashes<'_, T> {
@@ -193,11 +205,12 @@ impl<T: ReadableTable<u64, &'static [u8]>> HashReader for CachedHashes<'_, T> {
                 .map_err(|_| "hash cache lock poisoned")?;
             indexes.iter().map(|i| map.get(i).copied()).collect()
         };
+        let lowest = upper_level(self.size);
         let mut fresh = Vec::new();
         for (slot, &i) in found.iter_mut().zip(indexes) {
             if slot.is_none() {
                 let (level, hash) = read_stored_hash(self.table, i)?;
-                if level >= UPPER_LEVEL {
+                if level >= lowest {
                     fresh.push((i, hash));
                 }
                 *slot = Some(hash);
@@ -255,6 +268,7 @@ mod tests {
             let cached = CachedHashes {
                 table: &leaves,
                 cache: &cache,
+                size: 1024,
             };
             for index in [0, 1, 255, 256, 700, 1023] {
                 let a = prove_inclusion(index, 1024, &StoredHashes(&leaves)).expect("proof");
@@ -262,7 +276,7 @@ mod tests {
                 assert_eq!(a, b, "leaf {index}");
             }
         }
-        // Subtrees of 256 and 512 leaves were needed: cached; nothing below level 8 is.
+        // Subtrees of 64 leaves and more were needed: cached; nothing below level 6 is.
         let map = cache.0.lock().expect("lock");
         assert!(!map.is_empty());
         for &i in map.keys() {
@@ -270,6 +284,12 @@ mod tests {
                 split_stored_hash_index(i).1 >= UPPER_LEVEL,
                 "stored index {i}"
             );
+        }
+        assert_eq!(upper_level(1024), UPPER_LEVEL);
+        assert_eq!(upper_level(1 << 23), UPPER_LEVEL); // 2^17 nodes of level 6: all fit
+        assert_eq!(upper_level(1 << 24), UPPER_LEVEL + 1);
+        for size in [1u64 << 30, u64::MAX] {
+            assert!((size >> upper_level(size)) * 2 <= UPPER_MAX as u64);
         }
         drop(map);
 
@@ -297,6 +317,7 @@ mod tests {
         let cached = CachedHashes {
             table: &leaves,
             cache: &cache,
+            size: 1024,
         };
         let stored = StoredHashes(&leaves).read_hashes(&[upper]).expect("read")[0];
         assert_ne!(stored, before, "the row was changed");

@@ -634,6 +634,7 @@ impl<'a> Snapshot<'a> {
         CachedHashes {
             table: &self.leaves,
             cache: &self.ledger.upper,
+            size: self.size,
         }
     }
 
