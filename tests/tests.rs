@@ -16,6 +16,8 @@ mod cli_contract;
 mod concurrency;
 /// `graven serve` killed with SIGKILL under write load: acknowledged writes survive.
 mod durability;
+/// Random operation sequences against the engine and an in-memory model, across reopens.
+mod model;
 /// The outbox relay example: each event handed on once, across a restart.
 mod outbox;
 /// The README walk-through, run as written.
