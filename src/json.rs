@@ -106,7 +106,60 @@ pub fn parse_document(text: &[u8]) -> Result<Value, JsonError> {
     if !value.is_object() {
         return Err(JsonError("a document must be a JSON object".into()));
     }
+    if let Some(literal) = unsafe_integer_literal(text) {
+        let shown: String = literal.chars().take(40).collect();
+        let more = if shown.len() < literal.len() {
+            "..."
+        } else {
+            ""
+        };
+        return Err(JsonError(format!(
+            "number {shown}{more} is an integer beyond ±2^53, which JSON cannot carry \
+             exactly (RFC 8785); send it as a string"
+        )));
+    }
     Ok(value)
+}
+
+/// The first integer literal (no fraction, no exponent) beyond ±2^53 in JSON text that
+/// parsed. serde_json reads an integer beyond the 64-bit range as a double, rounding it,
+/// so [`write_number`] cannot tell it from a number written with an exponent.
+fn unsafe_integer_literal(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string (the text is valid JSON: it is terminated).
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            // Outside strings, only numbers hold digits or '-'.
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let literal = &text[start..i];
+                let digits = literal.strip_prefix('-').unwrap_or(literal);
+                if digits.len() >= 16
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                    && digits
+                        .parse::<u128>()
+                        .map_or(true, |v| v > u128::from(MAX_SAFE_INTEGER))
+                {
+                    return Some(literal);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The RFC 8785 canonical form of a value.
@@ -273,6 +326,10 @@ mod tests {
             ("{\"a\":1,\"a\":2}", "duplicate"),
             ("{\"a\":9007199254740993}", "2^53"),
             ("{\"a\":-9007199254740993}", "2^53"),
+            // Beyond the 64-bit range, which serde_json would read as a rounded double.
+            ("{\"a\":18446744073709551616}", "2^53"),
+            ("{\"a\":[1,{\"b\":-9223372036854775809}]}", "2^53"),
+            ("{\"a\":123456789012345678901234567890123456789012}", "2^53"),
             ("{\"a\":1} x", "invalid JSON"),
             ("{\"a\":", "invalid JSON"),
             ("", "invalid JSON"),
@@ -286,6 +343,14 @@ mod tests {
             "{\"a\":9007199254740992}"
         );
         assert_eq!(canon("{\"z\":-0.0,\"a\":1.0}"), "{\"a\":1,\"z\":0}");
+        // Large numbers written as decimals or with exponents are doubles, as RFC 8785
+        // says; digits in strings and names are text.
+        assert_eq!(
+            canon(
+                "{\"e\":1e30,\"f\":18446744073709551616.0,\"s\":\"18446744073709551616\\\"1\",\"18446744073709551616\":-1E300}"
+            ),
+            "{\"18446744073709551616\":-1e+300,\"e\":1e+30,\"f\":18446744073709552000,\"s\":\"18446744073709551616\\\"1\"}"
+        );
     }
 
     #[test]
