@@ -17,6 +17,8 @@ mod concurrency;
 /// The crash harness: `graven serve` SIGKILLed at random moments under write load, rounds
 /// from GRAVEN_CRASH_ROUNDS: acknowledged writes survive, nothing is half visible.
 mod durability;
+/// Bad and hostile input on every RPC (docs/BAD_INPUT.md): the right code, nothing changed.
+mod hostile;
 /// Random operation sequences against the engine and an in-memory model, across reopens.
 mod model;
 /// The outbox relay example: each event handed on once, across a restart.
