@@ -449,6 +449,32 @@ async fn empty_long_and_odd_names() {
             ]
         );
     }
+    // A signing key that does not parse is refused without echoing it (the id is off by
+    // one digit, so the key material itself is well-formed).
+    let signer = graven_verify::Signer::generate("graven.local/keyed").expect("key");
+    let text = signer.to_private_key();
+    let material = text.rsplit('+').next().expect("material").to_owned();
+    let id = text.split('+').nth(3).expect("key id").to_owned();
+    let wrong_id = format!("{:08x}", u32::from_str_radix(&id, 16).expect("hex") ^ 1);
+    let bad_key = text.replace(&format!("+{id}+"), &format!("+{wrong_id}+"));
+    let before = state(&mut s).await;
+    let status = s
+        .admin
+        .create_ledger(pb::CreateLedgerRequest {
+            name: "keyed".into(),
+            signing_key: bad_key,
+            deletion_protection_off: true,
+        })
+        .await
+        .expect_err("a key whose id does not match");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("signing_key: "), "{status:?}");
+    assert!(
+        !status.message().contains(&material),
+        "the error must not echo the private key: {status:?}"
+    );
+    assert_eq!(state(&mut s).await, before);
+
     // An empty id on an insert asks the server for one; elsewhere it is refused.
     refused!(
         s,
