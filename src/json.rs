@@ -146,13 +146,7 @@ fn unsafe_integer_literal(text: &str) -> Option<&str> {
                     i += 1;
                 }
                 let literal = &text[start..i];
-                let digits = literal.strip_prefix('-').unwrap_or(literal);
-                if digits.len() >= 16
-                    && digits.bytes().all(|b| b.is_ascii_digit())
-                    && digits
-                        .parse::<u128>()
-                        .map_or(true, |v| v > u128::from(MAX_SAFE_INTEGER))
-                {
+                if is_unsafe_integer_text(literal) {
                     return Some(literal);
                 }
             }
@@ -238,10 +232,27 @@ fn write_number(n: &Number, out: &mut Vec<u8>, path: &str) -> Result<(), JsonErr
             out.push(b'0');
         } else {
             let mut buf = ryu_js::Buffer::new();
-            out.extend_from_slice(buf.format_finite(f).as_bytes());
+            let text = buf.format_finite(f);
+            // A double below 1e21 is written as an integer when it is one (1e20 is
+            // 100000000000000000000): beyond ±2^53 that text would be refused when sent
+            // back, so refuse the number now (the canonical form must itself be accepted).
+            if is_unsafe_integer_text(text) {
+                return Err(unsafe_integer(path));
+            }
+            out.extend_from_slice(text.as_bytes());
         }
     }
     Ok(())
+}
+
+/// Whether a number's text is an integer (no fraction, no exponent) beyond ±2^53.
+fn is_unsafe_integer_text(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    digits.len() >= 16
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits
+            .parse::<u128>()
+            .map_or(true, |v| v > u128::from(MAX_SAFE_INTEGER))
 }
 
 fn unsafe_integer(path: &str) -> JsonError {
@@ -343,13 +354,31 @@ mod tests {
             "{\"a\":9007199254740992}"
         );
         assert_eq!(canon("{\"z\":-0.0,\"a\":1.0}"), "{\"a\":1,\"z\":0}");
-        // Large numbers written as decimals or with exponents are doubles, as RFC 8785
-        // says; digits in strings and names are text.
+        // Large numbers with exponents are doubles, as RFC 8785 says; digits in strings
+        // and names are text.
         assert_eq!(
             canon(
-                "{\"e\":1e30,\"f\":18446744073709551616.0,\"s\":\"18446744073709551616\\\"1\",\"18446744073709551616\":-1E300}"
+                "{\"e\":1e30,\"f\":1e21,\"s\":\"18446744073709551616\\\"1\",\"18446744073709551616\":-1E300}"
             ),
-            "{\"18446744073709551616\":-1e+300,\"e\":1e+30,\"f\":18446744073709552000,\"s\":\"18446744073709551616\\\"1\"}"
+            "{\"18446744073709551616\":-1e+300,\"e\":1e+30,\"f\":1e+21,\"s\":\"18446744073709551616\\\"1\"}"
+        );
+        // A double whose canonical form is an integer beyond 2^53 is refused too: that
+        // form could not be sent back (found by fuzzing the fixed point).
+        for bad in [
+            "{\"a\":1e20}",
+            "{\"a\":-1.8e19}",
+            "{\"a\":18446744073709551616.0}",
+            "{\"a\":9007199254740994.0}",
+        ] {
+            let err = canonicalize_document(bad.as_bytes()).expect_err(bad);
+            assert!(
+                err.0.contains("number at $.a is an integer beyond ±2^53"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            canon("{\"a\":9007199254740992.0,\"b\":1e15}"),
+            "{\"a\":9007199254740992,\"b\":1000000000000000}"
         );
     }
 

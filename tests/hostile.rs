@@ -207,6 +207,12 @@ async fn deep_nesting_and_extreme_numbers() {
         // Beyond u64 as well: integers, however long, are never rounded to a double.
         ("{\"a\":[1,{\"b\":18446744073709551616}]}".into(), "2^53"),
         ("{\"a\":-99999999999999999999}".into(), "2^53"),
+        // A double that RFC 8785 writes as an integer beyond 2^53 (1e20 is
+        // 100000000000000000000): its canonical form could not be sent back.
+        (
+            "{\"a\":{\"b\":1e20}}".into(),
+            "number at $.a.b is an integer beyond ±2^53",
+        ),
         ("{\"a\":1e400}".into(), "out of range"),
         ("{\"a\":-1e400}".into(), "out of range"),
         (digits, "out of range"),

@@ -1289,8 +1289,10 @@ async fn random_sequences_agree_with_the_model() {
             "model: seed {seed}: {commits} steps committed, {refused} wrote nothing, journal \
              size {size}; transactions: {outcomes:?}"
         );
+        // The generator's mix, so that a change to it cannot quietly stop testing either
+        // side (short runs are too short to say).
         assert!(
-            commits > steps / 10 && refused > steps / 10,
+            steps < 100 || (commits > steps / 10 && refused > steps / 10),
             "seed {seed}: the mix should both commit and refuse often ({commits} committed, \
              {refused} refused)"
         );
