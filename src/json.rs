@@ -106,7 +106,75 @@ pub fn parse_document(text: &[u8]) -> Result<Value, JsonError> {
     if !value.is_object() {
         return Err(JsonError("a document must be a JSON object".into()));
     }
+    // Only a double beyond 2^53 can have come from such a literal: look at the text only
+    // then (the common document has none, and pays for a walk of its values, not a scan
+    // of its bytes).
+    if has_large_double(&value)
+        && let Some(literal) = unsafe_integer_literal(text)
+    {
+        let shown: String = literal.chars().take(40).collect();
+        let more = if shown.len() < literal.len() {
+            "..."
+        } else {
+            ""
+        };
+        return Err(JsonError(format!(
+            "number {shown}{more} is an integer beyond ±2^53, which JSON cannot carry \
+             exactly (RFC 8785); send it as a string"
+        )));
+    }
     Ok(value)
+}
+
+/// Whether a value holds a number parsed as a double of magnitude beyond 2^53 (every such
+/// double is an integer).
+fn has_large_double(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => {
+            !n.is_u64()
+                && !n.is_i64()
+                && n.as_f64()
+                    .is_some_and(|f| f.abs() > MAX_SAFE_INTEGER as f64)
+        }
+        Value::Array(items) => items.iter().any(has_large_double),
+        Value::Object(members) => members.values().any(has_large_double),
+        _ => false,
+    }
+}
+
+/// The first integer literal (no fraction, no exponent) beyond ±2^53 in JSON text that
+/// parsed. serde_json reads an integer beyond the 64-bit range as a double, rounding it,
+/// so [`write_number`] cannot tell it from a number written with an exponent.
+fn unsafe_integer_literal(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string (the text is valid JSON: it is terminated).
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            // Outside strings, only numbers hold digits or '-'.
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let literal = &text[start..i];
+                if is_unsafe_integer_text(literal) {
+                    return Some(literal);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// The RFC 8785 canonical form of a value.
@@ -207,10 +275,27 @@ fn write_number(n: &Number, out: &mut Vec<u8>, path: &Path<'_>) -> Result<(), Js
             out.push(b'0');
         } else {
             let mut buf = ryu_js::Buffer::new();
-            out.extend_from_slice(buf.format_finite(f).as_bytes());
+            let text = buf.format_finite(f);
+            // A double below 1e21 is written as an integer when it is one (1e20 is
+            // 100000000000000000000): beyond ±2^53 that text would be refused when sent
+            // back, so refuse the number now (the canonical form must itself be accepted).
+            if is_unsafe_integer_text(text) {
+                return Err(unsafe_integer(path));
+            }
+            out.extend_from_slice(text.as_bytes());
         }
     }
     Ok(())
+}
+
+/// Whether a number's text is an integer (no fraction, no exponent) beyond ±2^53.
+fn is_unsafe_integer_text(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    digits.len() >= 16
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && digits
+            .parse::<u128>()
+            .map_or(true, |v| v > u128::from(MAX_SAFE_INTEGER))
 }
 
 fn unsafe_integer(path: &Path<'_>) -> JsonError {
@@ -307,6 +392,10 @@ mod tests {
             ("{\"a\":1,\"a\":2}", "duplicate"),
             ("{\"a\":9007199254740993}", "2^53"),
             ("{\"a\":-9007199254740993}", "2^53"),
+            // Beyond the 64-bit range, which serde_json would read as a rounded double.
+            ("{\"a\":18446744073709551616}", "2^53"),
+            ("{\"a\":[1,{\"b\":-9223372036854775809}]}", "2^53"),
+            ("{\"a\":123456789012345678901234567890123456789012}", "2^53"),
             ("{\"a\":1} x", "invalid JSON"),
             ("{\"a\":", "invalid JSON"),
             ("", "invalid JSON"),
@@ -322,6 +411,32 @@ mod tests {
             "{\"a\":9007199254740992}"
         );
         assert_eq!(canon("{\"z\":-0.0,\"a\":1.0}"), "{\"a\":1,\"z\":0}");
+        // Large numbers with exponents are doubles, as RFC 8785 says; digits in strings
+        // and names are text.
+        assert_eq!(
+            canon(
+                "{\"e\":1e30,\"f\":1e21,\"s\":\"18446744073709551616\\\"1\",\"18446744073709551616\":-1E300}"
+            ),
+            "{\"18446744073709551616\":-1e+300,\"e\":1e+30,\"f\":1e+21,\"s\":\"18446744073709551616\\\"1\"}"
+        );
+        // A double whose canonical form is an integer beyond 2^53 is refused too: that
+        // form could not be sent back (found by fuzzing the fixed point).
+        for bad in [
+            "{\"a\":1e20}",
+            "{\"a\":-1.8e19}",
+            "{\"a\":18446744073709551616.0}",
+            "{\"a\":9007199254740994.0}",
+        ] {
+            let err = canonicalize_document(bad.as_bytes()).expect_err(bad);
+            assert!(
+                err.0.contains("number at $.a is an integer beyond ±2^53"),
+                "{bad}: {err}"
+            );
+        }
+        assert_eq!(
+            canon("{\"a\":9007199254740992.0,\"b\":1e15}"),
+            "{\"a\":9007199254740992,\"b\":1000000000000000}"
+        );
     }
 
     #[test]

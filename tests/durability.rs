@@ -1,10 +1,22 @@
-//! Crash durability: `graven serve` as a child process on a real port, a concurrent write
-//! load over TCP, SIGKILL in the middle of it, a restart on the same data folder, then:
-//! every acknowledged transaction is there at the index its receipt named, no transaction
-//! is partly visible, versions are dense, every receipt's checkpoint is a root of the
-//! recovered journal, and the journal is consistent with checkpoints taken before the kill.
+//! Crash durability, the crash harness: `graven serve` as a child process on a real port,
+//! a concurrent write load over TCP, SIGKILL at a random moment of it, a restart on the
+//! same data folder, then: every acknowledged transaction (of every round so far) is there
+//! at the index its receipt named, unchanged; no transaction is partly visible; versions
+//! are dense; every receipt's checkpoint is a root of the recovered journal; the journal
+//! folds to the latest signed checkpoint and is consistent with checkpoints handed out
+//! before the kill; earlier entries read back unchanged; and every few rounds, after a
+//! clean stop, `graven check` re-derives the whole data folder from scratch.
 //!
 //! What is asserted holds for any kill timing; only how much was written varies.
+//!
+//! ```sh
+//! nice -n 19 cargo test --test tests durability                 # CI: 3 rounds
+//! GRAVEN_CRASH_ROUNDS=100 nice -n 19 cargo test --test tests durability -- --nocapture
+//! GRAVEN_CRASH_SEED=N ...        # the same kill moments and writer choices again
+//! GRAVEN_CRASH_CHECK_EVERY=N ... # graven check every N rounds (default 10) and at the end
+//! ```
+//!
+//! docs/HARDENING.md records the long runs.
 //!
 //! The child-process fixtures ([`ServerProcess`], [`graven_bin`], [`verify_bin`]) are
 //! shared with `cli_contract`.
@@ -188,6 +200,33 @@ impl ServerProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// A clean stop: SIGTERM, then wait (at most 30 s) for a successful exit.
+    #[cfg(unix)]
+    pub(crate) fn stop(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill -TERM");
+        assert!(sent.success(), "kill -TERM: {sent}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling graven serve") {
+                assert!(
+                    status.success(),
+                    "graven serve exited with {status} on SIGTERM; its log:\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "graven serve did not stop within 30 s of SIGTERM; its log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL (on Unix, `Child::kill`), then reap the process.
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
@@ -208,8 +247,8 @@ const LEDGER: &str = "crash";
 const TABLES: [&str; 2] = ["alpha", "beta"];
 /// Concurrent writers.
 const TASKS: usize = 16;
-/// The kill comes after this many acknowledged transactions per round, or after
-/// `LOAD_TIME`, whichever is first.
+/// Each round's kill comes after a random number of acknowledged transactions up to this,
+/// or a random time up to `LOAD_TIME`, whichever is first.
 const TARGET_ACKS: u64 = 1500;
 const LOAD_TIME: Duration = Duration::from_millis(1500);
 
@@ -518,12 +557,13 @@ fn receipt_matches(sent: &Sent, r: &pb::Receipt) -> Result<(), String> {
 async fn writer(
     task: usize,
     round: usize,
+    seed: u64,
     mut docs: pb::documents_client::DocumentsClient<Channel>,
     mut owned: Owned,
     killed: Arc<AtomicBool>,
     acks: Arc<AtomicU64>,
 ) -> Outcome {
-    let mut rng = Rng::new(((round as u64) << 32) | task as u64);
+    let mut rng = Rng::new(seed ^ (((round as u64) << 32) | task as u64));
     let mut out = Outcome {
         acked: Vec::new(),
         unacked: None,
@@ -619,6 +659,8 @@ struct Journal {
     bodies: Vec<Vec<u8>>,
     /// `roots[s]` is the root of the first `s` leaves.
     roots: Vec<Hash>,
+    /// The tree of all of them.
+    range: CompactRange,
     /// (table, id, version) -> index.
     revisions: HashMap<(String, String, u64), u64>,
     /// (table, id) -> every (version, index), in journal order.
@@ -626,8 +668,24 @@ struct Journal {
 }
 
 impl Journal {
-    async fn fetch(c: &Clients, size: u64) -> Journal {
-        let fetched = concurrently((0..size).collect(), {
+    fn new() -> Journal {
+        Journal {
+            raw: Vec::new(),
+            entries: Vec::new(),
+            bodies: Vec::new(),
+            roots: vec![EMPTY_ROOT],
+            range: CompactRange::new(),
+            revisions: HashMap::new(),
+            docs: BTreeMap::new(),
+        }
+    }
+
+    /// Fetches the entries from the current end up to `size` and folds them in. (Earlier
+    /// entries were fetched after an earlier restart; the caller checks the server still
+    /// has them, through the signed root and by re-reading a sample.)
+    async fn extend(&mut self, c: &Clients, size: u64) {
+        let from = self.size();
+        let fetched = concurrently((from..size).collect(), {
             let proofs = c.proofs.clone();
             move |index| {
                 let mut proofs = proofs.clone();
@@ -644,17 +702,7 @@ impl Journal {
             }
         })
         .await;
-        let mut j = Journal {
-            raw: Vec::new(),
-            entries: Vec::new(),
-            bodies: Vec::new(),
-            roots: vec![EMPTY_ROOT],
-            revisions: HashMap::new(),
-            docs: BTreeMap::new(),
-        };
-        let mut range = CompactRange::new();
-        for (index, got) in fetched.into_iter().enumerate() {
-            let index = index as u64;
+        for (index, got) in (from..).zip(fetched) {
             let e = Entry::decode(&got.entry)
                 .unwrap_or_else(|err| panic!("entry {index} does not decode: {err}"));
             // The body is the one the entry commits to.
@@ -667,22 +715,21 @@ impl Journal {
                 ),
                 _ => panic!("entry {index}: body hash and operation disagree"),
             }
-            range.append(leaf_hash(&got.entry));
-            j.roots.push(range.root());
+            self.range.append(leaf_hash(&got.entry));
+            self.roots.push(self.range.root());
             let key = (e.table.clone(), e.id.clone());
             assert!(
-                j.revisions
+                self.revisions
                     .insert((e.table.clone(), e.id.clone(), e.version), index)
                     .is_none(),
                 "entry {index}: version {} of {key:?} is in the journal twice",
                 e.version
             );
-            j.docs.entry(key).or_default().push((e.version, index));
-            j.raw.push(got.entry);
-            j.entries.push(e);
-            j.bodies.push(got.json);
+            self.docs.entry(key).or_default().push((e.version, index));
+            self.raw.push(got.entry);
+            self.entries.push(e);
+            self.bodies.push(got.json);
         }
-        j
     }
 
     fn size(&self) -> u64 {
@@ -808,19 +855,26 @@ async fn check_consistent_with(
     .unwrap_or_else(|e| panic!("consistency from {what} against the local roots: {e}"));
 }
 
-/// Everything the restarted server must show. `anchors` are signed checkpoint notes taken
-/// before the kill (the early checkpoint, the last receipt's). The whole journal and every
-/// receipt are checked; the per-document reads (GetDocument, History), slower, only for
-/// revisions from index `since` on (the earlier ones were read after the previous kill).
-/// Returns the journal.
+/// Earlier entries re-read after each restart, at random, to check they are unchanged.
+const SAMPLE_OLD_ENTRIES: usize = 64;
+
+/// Everything the restarted server must show. `j` holds the journal as read after the
+/// previous restart and is extended to the recovered one; `anchors` are signed checkpoint
+/// notes taken before the kill (the early checkpoint, the last receipt's). The whole
+/// journal and every receipt are checked; the per-document reads (GetDocument, History),
+/// slower, only for revisions from index `since` on (the earlier ones were read after the
+/// previous kill).
+#[allow(clippy::too_many_arguments)]
 async fn check_recovered(
     c: &mut Clients,
+    j: &mut Journal,
+    rng: &mut Rng,
     vkey: &str,
     acked: &[Acked],
     unacked: &[Sent],
     anchors: &[(&str, String)],
     since: u64,
-) -> Journal {
+) {
     let key = Verifier::parse(vkey).expect("vkey");
     let got_vkey = c
         .proofs
@@ -843,9 +897,17 @@ async fn check_recovered(
         .await
         .expect("GetCheckpoint")
         .into_inner();
-    let j = Journal::fetch(c, head.size).await;
+    assert!(
+        head.size >= j.size(),
+        "the journal shrank from {} to {} entries: durable entries were lost",
+        j.size(),
+        head.size
+    );
+    let earlier = j.size();
+    j.extend(c, head.size).await;
 
-    // The whole journal folds to the latest checkpoint's root.
+    // The whole journal (the entries read after earlier restarts and the new ones) folds
+    // to the latest checkpoint's root ...
     let latest = open_checkpoint(head.checkpoint.as_bytes(), std::slice::from_ref(&key))
         .expect("latest checkpoint opens with the ledger key")
         .checkpoint;
@@ -854,6 +916,32 @@ async fn check_recovered(
         latest.root, j.roots[head.size as usize],
         "the recovered journal's root is not the latest checkpoint's"
     );
+    // ... and the server still serves the earlier entries byte for byte (a sample).
+    let sample: Vec<u64> = (0..SAMPLE_OLD_ENTRIES)
+        .filter(|_| earlier > 0)
+        .map(|_| rng.below(earlier))
+        .collect();
+    let reread = concurrently(sample.clone(), {
+        let proofs = c.proofs.clone();
+        move |index| {
+            let mut proofs = proofs.clone();
+            async move {
+                proofs
+                    .get_entry(pb::GetEntryRequest {
+                        ledger: LEDGER.into(),
+                        index,
+                    })
+                    .await
+                    .unwrap_or_else(|e| panic!("GetEntry {index}: {e:?}"))
+                    .into_inner()
+            }
+        }
+    })
+    .await;
+    for (index, got) in sample.into_iter().zip(reread) {
+        assert_eq!(got.entry, j.raw[index as usize], "entry {index} changed");
+        assert_eq!(got.json, j.bodies[index as usize], "body {index} changed");
+    }
     // Reading past the end is NOT_FOUND, not some leftover entry.
     let past = c
         .proofs
@@ -1030,9 +1118,8 @@ async fn check_recovered(
     .await;
     // Checkpoints taken before the kill are prefixes of the recovered journal.
     for (what, note) in anchors {
-        check_consistent_with(c, &j, &key, note, &head.checkpoint, what).await;
+        check_consistent_with(c, j, &key, note, &head.checkpoint, what).await;
     }
-    j
 }
 
 /// The writer that owns a document id (`tNN-...`).
@@ -1066,9 +1153,59 @@ async fn checkpoint(c: &mut Clients) -> pb::GetCheckpointResponse {
         .into_inner()
 }
 
-/// Two rounds of: write load, SIGKILL, restart, check everything acknowledged so far.
+/// Reads a number from the environment.
+fn env_u64(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    Some(
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text:?} is not a number")),
+    )
+}
+
+/// `graven check --data DATA` on the stopped server's folder: everything re-derived from
+/// the journal, from scratch. (A folder killed mid-write needs the repair redb makes when
+/// the server opens it, so this runs after a restart and a clean stop.)
+fn offline_check(data: &Path, round: usize) {
+    let out = graven_command()
+        .arg("check")
+        .arg("--data")
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running graven check");
+    assert!(
+        out.status.success(),
+        "round {round}: graven check: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Rounds of: write load, SIGKILL at a random moment, `graven check` on the stopped
+/// folder, restart, check everything acknowledged so far. `GRAVEN_CRASH_ROUNDS` rounds
+/// (default 3), kill moments from `GRAVEN_CRASH_SEED` (default: from the clock; printed).
+/// See docs/HARDENING.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_writes_survive_sigkill() {
+    let rounds = env_u64("GRAVEN_CRASH_ROUNDS").unwrap_or(3) as usize;
+    let check_every = env_u64("GRAVEN_CRASH_CHECK_EVERY").unwrap_or(10).max(1) as usize;
+    let mut offline_checks = 0;
+    let seed = env_u64("GRAVEN_CRASH_SEED").unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    eprintln!(
+        "crash harness: {rounds} rounds, seed {seed} (GRAVEN_CRASH_SEED={seed} repeats the kill \
+         moments and the writers' choices; the process timing still varies)"
+    );
+    let mut rng = Rng::new(seed);
+    let harness_started = Instant::now();
+    let mut journal = Journal::new();
+    let (mut in_flight, mut in_flight_committed) = (0usize, 0usize);
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
@@ -1116,7 +1253,7 @@ async fn acknowledged_writes_survive_sigkill() {
 
     let mut all_acked: Vec<Acked> = Vec::new();
     let mut owned: Vec<Owned> = (0..TASKS).map(|_| Owned::new()).collect();
-    for round in 0..2 {
+    for round in 0..rounds {
         let early = checkpoint(&mut c).await;
         assert!(early.size > 0);
 
@@ -1128,16 +1265,23 @@ async fn acknowledged_writes_survive_sigkill() {
             writers.push(tokio::spawn(writer(
                 task,
                 round,
+                seed,
                 c.docs.clone(),
                 mine.clone(),
                 killed.clone(),
                 acks.clone(),
             )));
         }
+        // A random moment: after a random number of acknowledgements or a random time,
+        // whichever comes first, then a random sub-millisecond delay.
+        let kill_acks = 1 + rng.below(TARGET_ACKS);
+        let kill_after = Duration::from_micros(rng.below(LOAD_TIME.as_micros() as u64));
+        let jitter = Duration::from_micros(rng.below(1000));
         let started = Instant::now();
-        while acks.load(Ordering::SeqCst) < TARGET_ACKS && started.elapsed() < LOAD_TIME {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        while acks.load(Ordering::SeqCst) < kill_acks && started.elapsed() < kill_after {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        std::thread::sleep(jitter);
         killed.store(true, Ordering::SeqCst);
         server.kill();
         let mut unacked = Vec::new();
@@ -1150,26 +1294,23 @@ async fn acknowledged_writes_survive_sigkill() {
             acked_now.extend(outcome.acked);
             unacked.extend(outcome.unacked);
         }
-        assert!(
-            !acked_now.is_empty(),
-            "round {round}: nothing was acknowledged before the kill"
-        );
-        let last = acked_now
-            .iter()
-            .max_by_key(|a| a.seq)
-            .expect("an acknowledged transaction")
-            .receipt
-            .checkpoint
-            .clone();
-        let largest = acked_now
-            .iter()
-            .max_by_key(|a| a.receipt.first_index)
-            .expect("an acknowledged transaction")
-            .receipt
-            .checkpoint
-            .clone();
+        // Checkpoints handed out before the kill: the restarted journal must extend them.
+        let mut anchors = vec![("the early checkpoint", early.checkpoint)];
+        if let Some(last) = acked_now.iter().max_by_key(|a| a.seq) {
+            anchors.push((
+                "the last receipt's checkpoint",
+                last.receipt.checkpoint.clone(),
+            ));
+        }
+        if let Some(largest) = acked_now.iter().max_by_key(|a| a.receipt.first_index) {
+            anchors.push((
+                "the largest receipt's checkpoint",
+                largest.receipt.checkpoint.clone(),
+            ));
+        }
         let summary = format!(
-            "round {round}: killed after {:?}, {} transactions acknowledged, {} in flight",
+            "round {round}: killed after {:?} (at {kill_acks} acknowledgements or {kill_after:?}), \
+             {} transactions acknowledged, {} in flight",
             started.elapsed(),
             acked_now.len(),
             unacked.len(),
@@ -1179,13 +1320,19 @@ async fn acknowledged_writes_survive_sigkill() {
         // Restart on the same data folder and check everything.
         server = ServerProcess::start(&data, &log);
         c = connect(&server.url).await;
-        let anchors = [
-            ("the early checkpoint", early.checkpoint),
-            ("the last receipt's checkpoint", last),
-            ("the largest receipt's checkpoint", largest),
-        ];
-        let j = check_recovered(&mut c, &vkey, &all_acked, &unacked, &anchors, early.size).await;
-        let in_flight_committed = unacked
+        check_recovered(
+            &mut c,
+            &mut journal,
+            &mut rng,
+            &vkey,
+            &all_acked,
+            &unacked,
+            &anchors,
+            early.size,
+        )
+        .await;
+        let j = &journal;
+        let committed_in_flight = unacked
             .iter()
             .filter(|s| {
                 s.writes().all(|p| {
@@ -1194,7 +1341,9 @@ async fn acknowledged_writes_survive_sigkill() {
                 })
             })
             .count();
-        eprintln!("{summary} ({in_flight_committed} of them committed)");
+        in_flight += unacked.len();
+        in_flight_committed += committed_in_flight;
+        eprintln!("{summary} ({committed_in_flight} of them committed)");
 
         // Retrying an in-flight keyed transaction tells whether it committed: a replay if
         // (and only if) its revisions are in the journal.
@@ -1286,7 +1435,7 @@ async fn acknowledged_writes_survive_sigkill() {
 
         // The next round's writers start from what the journal says they own, plus the
         // retries just committed.
-        owned = owned_from(&j);
+        owned = owned_from(j);
         for sent in &committed_now {
             for p in sent.writes() {
                 let task = owner(&p.id).expect("a writer's document");
@@ -1300,5 +1449,30 @@ async fn acknowledged_writes_survive_sigkill() {
                 }
             }
         }
+
+        // Every few rounds and after the last: stop cleanly, and check the whole folder
+        // from scratch with `graven check`.
+        if (round + 1) % check_every == 0 || round + 1 == rounds {
+            server.stop();
+            offline_check(&data, round);
+            offline_checks += 1;
+            if round + 1 < rounds {
+                server = ServerProcess::start(&data, &log);
+                c = connect(&server.url).await;
+            }
+        }
     }
+    assert!(
+        !all_acked.is_empty(),
+        "no transaction was acknowledged in {rounds} rounds"
+    );
+    eprintln!(
+        "crash harness: seed {seed}: {rounds} rounds in {:?}; {} acknowledged transactions \
+         checked after every later restart; {in_flight} in flight at a kill, \
+         {in_flight_committed} of them committed, none partly; journal {} entries; \
+         graven check passed {offline_checks} times",
+        harness_started.elapsed(),
+        all_acked.len(),
+        journal.size()
+    );
 }

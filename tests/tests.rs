@@ -14,8 +14,13 @@ mod check;
 mod cli_contract;
 /// Many clients, expected versions: no lost update, one winner per conflict.
 mod concurrency;
-/// `graven serve` killed with SIGKILL under write load: acknowledged writes survive.
+/// The crash harness: `graven serve` SIGKILLed at random moments under write load, rounds
+/// from GRAVEN_CRASH_ROUNDS: acknowledged writes survive, nothing is half visible.
 mod durability;
+/// Bad and hostile input on every RPC (docs/BAD_INPUT.md): the right code, nothing changed.
+mod hostile;
+/// Random operation sequences against the engine and an in-memory model, across reopens.
+mod model;
 /// The outbox relay example: each event handed on once, across a restart.
 mod outbox;
 /// The README walk-through, run as written.
