@@ -3,7 +3,8 @@
 # many one-document revisions (128-byte documents, graven bench w5's preload), then
 # records
 #   * the server's resident memory (RSS) after the load,
-#   * reads with an inclusion proof (w5, 32 clients) and the size of one proof,
+#   * reads with an inclusion proof (w5: 32 clients, and 1 client for the latency of one
+#     read without queueing) and the size of one proof,
 #   * the restart time (SIGTERM, start again, until the API answers) and the RSS and
 #     reads after the restart (cold caches).
 # One JSON object per size goes to OUT/scale.jsonl; BENCHMARKS.md quotes them.
@@ -53,6 +54,8 @@ for n in $SIZES; do
   start "$data"
   loaded=$("$bin" --server "$url" bench --json --workload w5 --preload "$n" --duration "$DURATION")
   ledger=$(echo "$loaded" | field ledger)
+  # One client: the latency of a read with its proof, without queueing.
+  single=$("$bin" --server "$url" bench --json --workload w5 --ledger "$ledger" --clients 1 --duration "$DURATION")
   rss_loaded=$(rss_kb)
   proof_bytes=$("$bin" --server "$url" proof inclusion "$ledger" $((n / 2)) | wc -c)
   disk=$(du -sb "$data" | cut -f1)
@@ -63,7 +66,7 @@ for n in $SIZES; do
   cold=$("$bin" --server "$url" bench --json --workload w5 --ledger "$ledger" --duration "$DURATION")
   rss_after=$(rss_kb)
   stop
-  echo "{\"revisions\":$n,\"disk_bytes\":$disk,\"rss_loaded_kb\":$rss_loaded,\"proof_bytes\":$proof_bytes,\"restart_s\":$restart_s,\"rss_restarted_kb\":$rss_restarted,\"rss_after_reads_kb\":$rss_after,\"reads\":$loaded,\"reads_after_restart\":$cold}" \
+  echo "{\"revisions\":$n,\"disk_bytes\":$disk,\"rss_loaded_kb\":$rss_loaded,\"proof_bytes\":$proof_bytes,\"restart_s\":$restart_s,\"rss_restarted_kb\":$rss_restarted,\"rss_after_reads_kb\":$rss_after,\"reads\":$loaded,\"reads_one_client\":$single,\"reads_after_restart\":$cold}" \
     | tee -a "$OUT/scale.jsonl"
   rm -rf "$data"
 done
