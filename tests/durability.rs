@@ -855,6 +855,10 @@ async fn check_consistent_with(
     .unwrap_or_else(|e| panic!("consistency from {what} against the local roots: {e}"));
 }
 
+/// Receipts per round whose checkpoints get a consistency proof after the restart (beyond
+/// the last and the largest).
+const RANDOM_ANCHORS: usize = 4;
+
 /// Earlier entries re-read after each restart, at random, to check they are unchanged.
 const SAMPLE_OLD_ENTRIES: usize = 64;
 
@@ -1306,6 +1310,15 @@ async fn acknowledged_writes_survive_sigkill() {
             anchors.push((
                 "the largest receipt's checkpoint",
                 largest.receipt.checkpoint.clone(),
+            ));
+        }
+        // Every receipt's checkpoint is compared with the recovered roots; a few, at
+        // random, also get a consistency proof from the restarted server.
+        for _ in 0..RANDOM_ANCHORS.min(acked_now.len()) {
+            let a = &acked_now[rng.below(acked_now.len() as u64) as usize];
+            anchors.push((
+                "a random receipt's checkpoint",
+                a.receipt.checkpoint.clone(),
             ));
         }
         let summary = format!(
