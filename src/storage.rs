@@ -85,14 +85,21 @@ pub fn stored_hashes_of(index: u64) -> usize {
 /// [`stored_hashes_of`]`(index)` of them. The body is the revision's canonical JSON, empty
 /// for a delete (a document is an object, so a body is never empty).
 pub fn encode_leaf(entry: &[u8], hashes: &[Hash], body: &[u8]) -> Vec<u8> {
-    let mut row = Vec::with_capacity(4 + entry.len() + 32 * hashes.len() + body.len());
+    let mut row = Vec::new();
+    encode_leaf_into(&mut row, entry, hashes, body);
+    row
+}
+
+/// [`encode_leaf`] into a reused buffer (cleared first).
+pub fn encode_leaf_into(row: &mut Vec<u8>, entry: &[u8], hashes: &[Hash], body: &[u8]) {
+    row.clear();
+    row.reserve(4 + entry.len() + 32 * hashes.len() + body.len());
     row.extend_from_slice(&(entry.len() as u32).to_be_bytes());
     row.extend_from_slice(entry);
     for h in hashes {
         row.extend_from_slice(&h.0);
     }
     row.extend_from_slice(body);
-    row
 }
 
 /// A [`LEAVES`] row taken apart.
@@ -154,8 +161,9 @@ impl<T: ReadableTable<u64, &'static [u8]>> HashReader for StoredHashes<'_, T> {
     }
 }
 
-/// The lowest level [`UpperHashes`] keeps: subtrees of 64 leaves and more, while they fit.
-const UPPER_LEVEL: u8 = 6;
+/// The lowest level [`UpperHashes`] keeps: subtrees of 16 leaves and more, while they fit.
+/// Below it a proof's hashes lie within 15 rows of the leaf, mostly on the leaf's own page.
+const UPPER_LEVEL: u8 = 4;
 /// Most hashes [`UpperHashes`] keeps (8 MiB of hashes). When full it starts again empty.
 const UPPER_MAX: usize = 1 << 18;
 
@@ -174,11 +182,11 @@ pub fn upper_level(size: u64) -> u8 {
 /// A proof of a random leaf of an n-leaf tree needs about log2(n) stored hashes. The low
 /// ones lie in rows near the leaf; the high ones each sit in a different row, far apart,
 /// so from storage each costs a B-tree descent to a page that holds little else of use,
-/// and together they are more pages than a page cache keeps. There are only a few per 64
+/// and together they are more pages than a page cache keeps. There are only about two per 16
 /// leaves, every proof wants some, and a stored hash never changes once committed (the
 /// journal is append-only, and readers see only committed snapshots), so a copy here can
 /// never be stale. Memory: at most [`UPPER_MAX`] hashes (about 12 MiB with the map), which
-/// holds levels 6 and up to 8M leaves and higher levels beyond.
+/// holds levels 4 and up to 2M leaves, 7 and up at 10M, and so on.
 #[derive(Debug, Default)]
 pub struct UpperHashes(std::sync::Mutex<std::collections::HashMap<u64, Hash>>);
 
@@ -276,7 +284,7 @@ mod tests {
                 assert_eq!(a, b, "leaf {index}");
             }
         }
-        // Subtrees of 64 leaves and more were needed: cached; nothing below level 6 is.
+        // Subtrees of 16 leaves and more were needed: cached; nothing below level 4 is.
         let map = cache.0.lock().expect("lock");
         assert!(!map.is_empty());
         for &i in map.keys() {
@@ -286,8 +294,9 @@ mod tests {
             );
         }
         assert_eq!(upper_level(1024), UPPER_LEVEL);
-        assert_eq!(upper_level(1 << 23), UPPER_LEVEL); // 2^17 nodes of level 6: all fit
-        assert_eq!(upper_level(1 << 24), UPPER_LEVEL + 1);
+        assert_eq!(upper_level(1 << 21), UPPER_LEVEL); // 2^17 nodes of level 4: all fit
+        assert_eq!(upper_level(1 << 22), UPPER_LEVEL + 1);
+        assert_eq!(upper_level(10_000_000), 7);
         for size in [1u64 << 30, u64::MAX] {
             assert!((size >> upper_level(size)) * 2 <= UPPER_MAX as u64);
         }

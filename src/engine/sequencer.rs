@@ -352,6 +352,7 @@ impl Sequencer {
         let mut results = Vec::with_capacity(tx.ops.len());
         let mut position = 0u32;
         let mut new_hashes: Vec<Hash> = Vec::with_capacity(8);
+        let mut row = Vec::new(); // one leaf row buffer for the whole transaction
         for ((op, state), body_hash) in tx.ops.iter().zip(states).zip(&prepared.body_hashes) {
             let (table, id) = op.target();
             let Some(operation) = op.operation() else {
@@ -392,7 +393,7 @@ impl Sequencer {
             new_hashes.clear();
             self.range
                 .append_stored(leaf_hash(&entry), |_, h| new_hashes.push(h));
-            let row = storage::encode_leaf(&entry, &new_hashes, body.unwrap_or_default());
+            storage::encode_leaf_into(&mut row, &entry, &new_hashes, body.unwrap_or_default());
             t.leaves.insert(index, row.as_slice())?;
             // The revision this one replaces gets a row of its own version; the current
             // revision lives in the CURRENT row only.
