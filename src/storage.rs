@@ -164,7 +164,8 @@ impl<T: ReadableTable<u64, &'static [u8]>> HashReader for StoredHashes<'_, T> {
 /// The lowest level [`UpperHashes`] keeps: subtrees of 16 leaves and more, while they fit.
 /// Below it a proof's hashes lie within 15 rows of the leaf, mostly on the leaf's own page.
 const UPPER_LEVEL: u8 = 4;
-/// Most hashes [`UpperHashes`] keeps (8 MiB of hashes). When full it starts again empty.
+/// Most hashes [`UpperHashes`] keeps (8 MiB of hashes; about 21 MiB in the map). When full
+/// it starts again empty.
 const UPPER_MAX: usize = 1 << 18;
 
 /// The lowest level cached for a tree of `size` leaves: [`UPPER_LEVEL`], raised until all
@@ -185,7 +186,7 @@ pub fn upper_level(size: u64) -> u8 {
 /// and together they are more pages than a page cache keeps. There are only about two per 16
 /// leaves, every proof wants some, and a stored hash never changes once committed (the
 /// journal is append-only, and readers see only committed snapshots), so a copy here can
-/// never be stale. Memory: at most [`UPPER_MAX`] hashes (about 12 MiB with the map), which
+/// never be stale. Memory: at most [`UPPER_MAX`] hashes (about 21 MiB with the map), which
 /// holds levels 4 and up to 2M leaves, 7 and up at 10M, and so on.
 #[derive(Debug, Default)]
 pub struct UpperHashes(std::sync::Mutex<std::collections::HashMap<u64, Hash>>);
