@@ -15,6 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tonic::transport::Channel;
 
+use crate::auth::Bearer;
 use crate::engine::Config;
 use crate::pb;
 use crate::server::MAX_MESSAGE_BYTES;
@@ -190,6 +191,14 @@ pub enum Command {
     /// every entry, tree hash, body and index row against the signed checkpoint. Exits 0
     /// when all is well, 1 on a discrepancy, 2 when it cannot run.
     Check(crate::check::CheckArgs),
+    /// Make a bearer token for a principal: prints the token on stdout (give it to the
+    /// client, which reads it from GRAVEN_TOKEN or the file named by GRAVEN_TOKEN_FILE)
+    /// and, on stderr, the entry for `graven serve --auth FILE`, which stores only its
+    /// SHA-256.
+    Token {
+        /// The principal's name.
+        name: String,
+    },
 }
 
 /// `graven serve` options.
@@ -216,6 +225,10 @@ pub struct ServeArgs {
     /// redb cache per ledger, in MiB.
     #[arg(long, default_value_t = 64)]
     pub cache_mib: usize,
+    /// Turn authentication on: principals, token hashes and roles per ledger from this
+    /// TOML file (see `graven token`). Off by default: every request is allowed.
+    #[arg(long, env = "GRAVEN_AUTH", value_name = "FILE")]
+    pub auth: Option<PathBuf>,
 }
 
 /// Retry safety for single-operation commands.
@@ -327,11 +340,14 @@ impl ServeArgs {
 
 /// Connected clients of the three services.
 pub struct Client {
-    admin: pb::admin_client::AdminClient<Channel>,
-    docs: pb::documents_client::DocumentsClient<Channel>,
-    proofs: pb::proofs_client::ProofsClient<Channel>,
-    stream: pb::stream_client::StreamClient<Channel>,
+    admin: pb::admin_client::AdminClient<Conn>,
+    docs: pb::documents_client::DocumentsClient<Conn>,
+    proofs: pb::proofs_client::ProofsClient<Conn>,
+    stream: pb::stream_client::StreamClient<Conn>,
 }
+
+/// A channel that carries the bearer token, if one is configured.
+pub type Conn = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 impl Client {
     /// Connects to `server` (an http:// URL).
@@ -342,11 +358,13 @@ impl Client {
             .connect()
             .await
             .with_context(|| format!("cannot connect to {server}"))?;
-        Ok(Client::from_channel(channel))
+        let bearer = Bearer::from_env().map_err(anyhow::Error::msg)?;
+        Ok(Client::from_channel(channel, bearer))
     }
 
-    /// Clients over an existing channel.
-    pub fn from_channel(channel: Channel) -> Client {
+    /// Clients over an existing channel, sending `bearer`'s token.
+    pub fn from_channel(channel: Channel, bearer: Bearer) -> Client {
+        let channel = tonic::service::interceptor::InterceptedService::new(channel, bearer);
         Client {
             admin: pb::admin_client::AdminClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -742,6 +760,15 @@ pub async fn run_client(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     use pb::operation::Kind;
+    if let Command::Token { name } = &command {
+        let (token, hash) = crate::auth::new_token().map_err(anyhow::Error::msg)?;
+        writeln!(out, "{token}")?;
+        eprintln!(
+            "# for the auth file of graven serve --auth (set the roles: reader, writer or \
+             admin, per ledger or \"*\"):\n[[principal]]\nname = {name:?}\ntoken_sha256 = \"{hash}\"\nroles = {{ }}"
+        );
+        return Ok(());
+    }
     if let Command::Bench(args) = &command {
         let report = crate::bench::run(server, args).await?;
         if args.json {
@@ -753,7 +780,7 @@ pub async fn run_client(
     }
     let mut c = Client::connect(server).await?;
     match command {
-        Command::Serve(_) | Command::Bench(_) | Command::Check(_) => {
+        Command::Serve(_) | Command::Bench(_) | Command::Check(_) | Command::Token { .. } => {
             bail!("not a client command")
         }
         Command::Export {

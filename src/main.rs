@@ -34,7 +34,13 @@ fn main() -> ExitCode {
                     .with_writer(std::io::stderr)
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .init();
-                server::serve(args.config(), args.listen, server::shutdown_signal()).await
+                let auth = match &args.auth {
+                    Some(path) => Some(std::sync::Arc::new(
+                        graven::auth::Auth::load(path).map_err(anyhow::Error::msg)?,
+                    )),
+                    None => None,
+                };
+                server::serve(args.config(), args.listen, auth, server::shutdown_signal()).await
             }
             command => {
                 let mut stdout = std::io::stdout().lock();

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
 
+use crate::auth::Auth;
 use crate::engine::{Config, Engine};
 use crate::pb;
 use crate::service::GravenService;
@@ -18,9 +19,13 @@ use crate::service::GravenService;
 /// plus framing.
 pub const MAX_MESSAGE_BYTES: usize = 20 << 20;
 
-/// The gRPC router: the three graven services, health and reflection.
-pub async fn router(engine: Arc<Engine>) -> anyhow::Result<Router> {
-    let service = GravenService::new(engine);
+/// The gRPC router: the graven services, health and reflection. With `auth`, the graven
+/// services admit only its principals, by role (health and reflection stay open).
+pub async fn router(engine: Arc<Engine>, auth: Option<Arc<Auth>>) -> anyhow::Result<Router> {
+    let service = match auth {
+        Some(auth) => GravenService::with_auth(engine, auth),
+        None => GravenService::new(engine),
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<pb::admin_server::AdminServer<GravenService>>()
@@ -75,10 +80,11 @@ pub async fn open_engine(config: Config) -> anyhow::Result<Arc<Engine>> {
     Ok(Arc::new(engine))
 }
 
-/// Serves on `addr` until `shutdown` completes.
+/// Serves on `addr` until `shutdown` completes; with `auth`, to its principals only.
 pub async fn serve(
     config: Config,
     addr: SocketAddr,
+    auth: Option<Arc<Auth>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let engine = open_engine(config).await?;
@@ -97,7 +103,14 @@ pub async fn serve(
         shutdown.await;
         let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     };
-    let result = router(engine)
+    match &auth {
+        Some(a) => tracing::info!(principals = ?a, "authentication on"),
+        None => tracing::warn!(
+            "authentication off: every request is allowed and recorded as \"anonymous\" \
+             (graven serve --auth FILE turns it on)"
+        ),
+    }
+    let result = router(engine, auth)
         .await?
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

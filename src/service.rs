@@ -7,6 +7,7 @@ use graven_verify::Hash;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Auth, Caller, Role};
 use crate::engine::{Engine, Ledger};
 use crate::error::{Error, ErrorKind, Result};
 use crate::json::canonicalize_document;
@@ -40,12 +41,65 @@ pub fn status(e: Error) -> Status {
 #[derive(Clone)]
 pub struct GravenService {
     engine: Arc<Engine>,
+    /// Principals and roles; `None`: authentication off, everyone is [`ANONYMOUS`].
+    auth: Option<Arc<Auth>>,
 }
 
 impl GravenService {
-    /// Services over `engine`.
+    /// Services over `engine`, open to everyone.
     pub fn new(engine: Arc<Engine>) -> GravenService {
-        GravenService { engine }
+        GravenService { engine, auth: None }
+    }
+
+    /// Services over `engine` that admit only `auth`'s principals, by role.
+    pub fn with_auth(engine: Arc<Engine>, auth: Arc<Auth>) -> GravenService {
+        GravenService {
+            engine,
+            auth: Some(auth),
+        }
+    }
+
+    /// The caller of a request, `None` when authentication is off.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Option<Caller>, Status> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        match auth.authenticate(header) {
+            Ok(caller) => Ok(Some(caller)),
+            Err(_) => Err(Status::unauthenticated(
+                "authentication required: send \"authorization: Bearer <token>\" with a \
+                 token the server knows",
+            )),
+        }
+    }
+
+    /// Checks that the caller may do `what` (needing `needed`) on `ledger`, and returns
+    /// the principal to record for it.
+    fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        ledger: &str,
+        needed: Role,
+        what: &str,
+    ) -> Result<String, Status> {
+        let Some(caller) = self.caller(request)? else {
+            return Ok(ANONYMOUS.to_owned());
+        };
+        if caller.may(ledger, needed) {
+            return Ok(caller.name);
+        }
+        let has = caller
+            .role(ledger)
+            .map_or_else(|| "no role".to_owned(), |r| format!("the {r} role"));
+        Err(Status::permission_denied(format!(
+            "principal {:?} may not {what} ledger {ledger:?}: that needs the {needed} role, \
+             it has {has} there",
+            caller.name
+        )))
     }
 
     fn ledger(&self, name: &str) -> Result<Arc<Ledger>, Status> {
@@ -365,6 +419,7 @@ impl pb::admin_server::Admin for GravenService {
         &self,
         request: Request<pb::CreateLedgerRequest>,
     ) -> Result<Response<pb::LedgerInfo>, Status> {
+        self.authorize(&request, &request.get_ref().name, Role::Admin, "create")?;
         let r = request.into_inner();
         let info = self
             .blocking(move |engine| {
@@ -379,12 +434,20 @@ impl pb::admin_server::Admin for GravenService {
 
     async fn list_ledgers(
         &self,
-        _request: Request<pb::ListLedgersRequest>,
+        request: Request<pb::ListLedgersRequest>,
     ) -> Result<Response<pb::ListLedgersResponse>, Status> {
+        // With authentication on: the ledgers the caller holds a role on.
+        let caller = self.caller(&request)?;
+        let visible = |name: &str| caller.as_ref().is_none_or(|c| c.may(name, Role::Reader));
         let ledgers = self
             .engine
             .ledgers()
-            .and_then(|ls| ls.iter().map(|l| l.info().map(ledger_info)).collect())
+            .and_then(|ls| {
+                ls.iter()
+                    .map(|l| l.info().map(ledger_info))
+                    .filter(|info| info.as_ref().map_or(true, |i| visible(&i.name)))
+                    .collect()
+            })
             .map_err(status)?;
         Ok(Response::new(pb::ListLedgersResponse { ledgers }))
     }
@@ -393,6 +456,7 @@ impl pb::admin_server::Admin for GravenService {
         &self,
         request: Request<pb::DescribeLedgerRequest>,
     ) -> Result<Response<pb::LedgerInfo>, Status> {
+        self.authorize(&request, &request.get_ref().name, Role::Reader, "describe")?;
         let ledger = self.ledger(&request.into_inner().name)?;
         Ok(Response::new(ledger_info(ledger.info().map_err(status)?)))
     }
@@ -401,6 +465,7 @@ impl pb::admin_server::Admin for GravenService {
         &self,
         request: Request<pb::UpdateLedgerRequest>,
     ) -> Result<Response<pb::LedgerInfo>, Status> {
+        self.authorize(&request, &request.get_ref().name, Role::Admin, "update")?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.name)?;
         if let Some(on) = r.deletion_protection {
@@ -413,6 +478,7 @@ impl pb::admin_server::Admin for GravenService {
         &self,
         request: Request<pb::DeleteLedgerRequest>,
     ) -> Result<Response<pb::DeleteLedgerResponse>, Status> {
+        self.authorize(&request, &request.get_ref().name, Role::Admin, "delete")?;
         let name = request.into_inner().name;
         self.blocking(move |engine| engine.delete_ledger(&name))
             .await?;
@@ -423,6 +489,12 @@ impl pb::admin_server::Admin for GravenService {
         &self,
         request: Request<pb::CreateTableRequest>,
     ) -> Result<Response<pb::TableInfo>, Status> {
+        self.authorize(
+            &request,
+            &request.get_ref().ledger,
+            Role::Admin,
+            "create tables in",
+        )?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         let info = ledger.create_table(&r.table).await.map_err(status)?;
@@ -433,6 +505,12 @@ impl pb::admin_server::Admin for GravenService {
         &self,
         request: Request<pb::ListTablesRequest>,
     ) -> Result<Response<pb::ListTablesResponse>, Status> {
+        self.authorize(
+            &request,
+            &request.get_ref().ledger,
+            Role::Reader,
+            "list the tables of",
+        )?;
         let ledger = self.ledger(&request.into_inner().ledger)?;
         let tables = ledger.tables().map_err(status)?;
         Ok(Response::new(pb::ListTablesResponse {
@@ -444,6 +522,12 @@ impl pb::admin_server::Admin for GravenService {
         &self,
         request: Request<pb::DropTableRequest>,
     ) -> Result<Response<pb::DropTableResponse>, Status> {
+        self.authorize(
+            &request,
+            &request.get_ref().ledger,
+            Role::Admin,
+            "drop tables of",
+        )?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         ledger.drop_table(&r.table).await.map_err(status)?;
@@ -457,8 +541,10 @@ impl pb::documents_server::Documents for GravenService {
         &self,
         request: Request<pb::TransactRequest>,
     ) -> Result<Response<pb::Receipt>, Status> {
+        let principal =
+            self.authorize(&request, &request.get_ref().ledger, Role::Writer, "write")?;
         let (name, tx) =
-            transaction(request.into_inner(), self.engine.limits(), ANONYMOUS).map_err(status)?;
+            transaction(request.into_inner(), self.engine.limits(), &principal).map_err(status)?;
         let ledger = self.ledger(&name)?;
         let r = ledger.transact(tx).await.map_err(status)?;
         Ok(Response::new(receipt(r)))
@@ -468,6 +554,7 @@ impl pb::documents_server::Documents for GravenService {
         &self,
         request: Request<pb::GetDocumentRequest>,
     ) -> Result<Response<pb::GetDocumentResponse>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         let rev = ledger
@@ -482,6 +569,7 @@ impl pb::documents_server::Documents for GravenService {
         &self,
         request: Request<pb::HistoryRequest>,
     ) -> Result<Response<pb::HistoryResponse>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         let page = ledger
@@ -503,6 +591,7 @@ impl pb::documents_server::Documents for GravenService {
         &self,
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         let page = ledger
@@ -521,6 +610,7 @@ impl pb::proofs_server::Proofs for GravenService {
         &self,
         request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let ledger = self.ledger(&request.into_inner().ledger)?;
         let (checkpoint, size) = ledger.checkpoint().map_err(status)?;
         Ok(Response::new(pb::GetCheckpointResponse {
@@ -533,6 +623,7 @@ impl pb::proofs_server::Proofs for GravenService {
         &self,
         request: Request<pb::GetKeyRequest>,
     ) -> Result<Response<pb::GetKeyResponse>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let ledger = self.ledger(&request.into_inner().ledger)?;
         Ok(Response::new(pb::GetKeyResponse {
             vkey: ledger.vkey().to_owned(),
@@ -543,6 +634,7 @@ impl pb::proofs_server::Proofs for GravenService {
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::GetEntryResponse>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         let (entry, json) = ledger.entry(r.index).map_err(status)?;
@@ -553,6 +645,7 @@ impl pb::proofs_server::Proofs for GravenService {
         &self,
         request: Request<pb::ProveInclusionRequest>,
     ) -> Result<Response<pb::InclusionProof>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         let proof = ledger
@@ -565,6 +658,7 @@ impl pb::proofs_server::Proofs for GravenService {
         &self,
         request: Request<pb::ProveConsistencyRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         let p = ledger
@@ -706,6 +800,7 @@ impl pb::stream_server::Stream for GravenService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
         let ledger = self.ledger(&r.ledger)?;
         for table in &r.tables {

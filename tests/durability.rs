@@ -127,6 +127,17 @@ impl ServerProcess {
     /// Its stderr goes to `log` (appended). Retries on another port if the one picked was
     /// taken in the meantime.
     pub(crate) fn start(data: &Path, log: &Path) -> ServerProcess {
+        ServerProcess::start_with(data, log, &[], &[])
+    }
+
+    /// [`ServerProcess::start`] with environment variables for the server (`server_env`)
+    /// and for the readiness probe (`probe_env`, e.g. a token when authentication is on).
+    pub(crate) fn start_with(
+        data: &Path,
+        log: &Path,
+        server_env: &[(&str, &str)],
+        probe_env: &[(&str, &str)],
+    ) -> ServerProcess {
         for _attempt in 0..5 {
             let port = free_port();
             let url = format!("http://127.0.0.1:{port}");
@@ -141,6 +152,7 @@ impl ServerProcess {
                 .arg(data)
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
+                .envs(server_env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log_file)
@@ -151,7 +163,7 @@ impl ServerProcess {
                 url,
                 log: log.to_owned(),
             };
-            if server.wait_ready(Duration::from_secs(20)) {
+            if server.wait_ready(Duration::from_secs(20), probe_env) {
                 return server;
             }
             // It exited: a port taken between picking and binding is worth a retry.
@@ -165,7 +177,7 @@ impl ServerProcess {
     }
 
     /// Polls `graven ledger list` until it succeeds. False if the server exited.
-    fn wait_ready(&mut self, timeout: Duration) -> bool {
+    fn wait_ready(&mut self, timeout: Duration, env: &[(&str, &str)]) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
             if self
@@ -178,6 +190,7 @@ impl ServerProcess {
             }
             let ok = graven_command()
                 .args(["--server", &self.url, "ledger", "list"])
+                .envs(env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

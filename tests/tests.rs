@@ -6,6 +6,8 @@ mod util;
 mod api;
 /// export then audit, tail piped to stream, the consistency --state loop, with the binaries.
 mod audit_flow;
+/// Authentication and roles: tokens, each role's rights, the principal in the journal.
+mod auth;
 /// `graven bench`, every workload briefly against a real server: the JSON contract.
 mod bench_smoke;
 /// `graven check`: a clean data folder passes; each kind of tampering is found and named.

@@ -44,8 +44,16 @@ pub async fn start_with(config: Config, dir: tempfile::TempDir) -> TestServer {
 
 /// Serves the engine over an in-memory pipe and returns a channel to it.
 pub async fn connect(engine: Arc<Engine>) -> Channel {
+    connect_with_auth(engine, None).await
+}
+
+/// [`connect`], with authentication on when `auth` is given.
+pub async fn connect_with_auth(
+    engine: Arc<Engine>,
+    auth: Option<Arc<graven::auth::Auth>>,
+) -> Channel {
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
-    let router = graven::server::router(engine).await.expect("router");
+    let router = graven::server::router(engine, auth).await.expect("router");
     tokio::spawn(async move {
         let _ = router
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))

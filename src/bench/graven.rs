@@ -10,6 +10,7 @@ use super::{
     BenchArgs, Client, DEFAULT_PRELOAD, HOT_SET, Ids, Outcome, PRELOAD_PREFIX, Plan, Progress,
     Remembered, Report, Rng, TABLE, Workload, document, drive,
 };
+use crate::auth::Bearer;
 use crate::pb;
 use crate::server::MAX_MESSAGE_BYTES;
 
@@ -20,13 +21,19 @@ const PRELOAD_BATCH_BYTES: usize = 8 << 20;
 /// Preload transactions in flight at once.
 const PRELOAD_PARALLEL: usize = 4;
 
-type Docs = pb::documents_client::DocumentsClient<Channel>;
+type Conn = crate::cli::Conn;
+type Docs = pb::documents_client::DocumentsClient<Conn>;
 
 fn status_text(s: &tonic::Status) -> String {
     format!("{:?}: {}", s.code(), s.message())
 }
 
-fn docs_client(channel: Channel) -> Docs {
+/// A channel carrying the token of `GRAVEN_TOKEN` or `GRAVEN_TOKEN_FILE`, if set.
+fn conn(channel: Channel, bearer: &Bearer) -> Conn {
+    tonic::service::interceptor::InterceptedService::new(channel, bearer.clone())
+}
+
+fn docs_client(channel: Conn) -> Docs {
     pb::documents_client::DocumentsClient::new(channel)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -162,15 +169,15 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
         .connections
         .unwrap_or(plan.clients.div_ceil(32))
         .clamp(1, plan.clients);
-    let mut channels: Vec<Channel> = Vec::new();
+    let bearer = Bearer::from_env().map_err(anyhow::Error::msg)?;
+    let mut channels: Vec<Conn> = Vec::new();
     for _ in 0..connections {
-        channels.push(
-            Endpoint::from_shared(server.to_owned())?
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .with_context(|| format!("cannot connect to {server}"))?,
-        );
+        let channel = Endpoint::from_shared(server.to_owned())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .with_context(|| format!("cannot connect to {server}"))?;
+        channels.push(conn(channel, &bearer));
     }
     let mut admin = pb::admin_client::AdminClient::new(channels[0].clone());
     let run_id = crate::service::generate_id()?;
@@ -369,7 +376,7 @@ async fn existing_ids(docs: &mut Docs, ledger: &str) -> anyhow::Result<Option<Id
 
 /// Inserts documents `w5-0` to `w5-{total-1}` in big transactions, a few in flight.
 async fn preload(
-    channels: &[Channel],
+    channels: &[Conn],
     ledger: &str,
     total: u64,
     doc_bytes: usize,
