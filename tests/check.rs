@@ -435,3 +435,54 @@ async fn check_refuses_to_run_on_a_folder_in_use_or_missing() {
         .expect("run");
     assert_eq!(code(&out), Some(2));
 }
+
+/// The server's own start-up check: a ledger whose stored tree does not match its latest
+/// signed checkpoint is not served, and the error says how to find out more.
+#[tokio::test]
+async fn the_server_refuses_a_ledger_whose_tree_does_not_match_its_checkpoint() {
+    let clean = clean_folder().await;
+    let key_text =
+        std::fs::read_to_string(clean.path().join("ledgers/books/signing.key")).expect("key");
+    let signer = Signer::parse(&key_text).expect("key parses");
+    type Tamper<'a> = Box<dyn Fn(&redb::WriteTransaction) + 'a>;
+    let tampered: [(&str, Tamper<'_>); 2] = [
+        // A right-edge tree hash changed: the size 11 range reads leaves 7, 9 and 10.
+        (
+            "tree hash",
+            Box::new(|txn| {
+                edit_leaf(txn, 10, |row| {
+                    let len = u32::from_be_bytes(row[..4].try_into().unwrap()) as usize;
+                    row[4 + len] ^= 1;
+                })
+            }),
+        ),
+        // The checkpoint replaced by a validly signed one of another root.
+        (
+            "checkpoint",
+            Box::new(|txn| {
+                let mut head = stored_checkpoint(txn, &signer);
+                head.root = graven_verify::EMPTY_ROOT;
+                set_checkpoint(txn, &head.sign(&signer).expect("sign"));
+            }),
+        ),
+    ];
+    for (what, tamper) in tampered {
+        let copy = copy_folder(clean.path());
+        {
+            let db = redb::Database::open(db_path(copy.path(), "books")).expect("open redb");
+            let txn = db.begin_write().expect("write txn");
+            tamper(&txn);
+            txn.commit().expect("commit");
+        }
+        let err = graven::engine::Engine::open(graven::engine::Config::new(copy.path()))
+            .err()
+            .unwrap_or_else(|| panic!("{what}: a tampered ledger was opened"));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("opening ledger \"books\"")
+                && msg.contains("does not match the latest signed checkpoint")
+                && msg.contains("graven check --data"),
+            "{what}: {msg}"
+        );
+    }
+}

@@ -101,7 +101,8 @@ impl Ledger {
         if head.size != size || head.root != range.root() {
             return Err(Error::internal(format!(
                 "stored tree (size {size}, root {}) does not match the latest signed \
-                 checkpoint (size {}, root {}): the data folder was modified or damaged",
+                 checkpoint (size {}, root {}): the data folder was modified or damaged; \
+                 with the server stopped, `graven check --data DIR` names what differs",
                 range.root(),
                 head.size,
                 head.root
