@@ -229,6 +229,84 @@ pub struct ServeArgs {
     /// TOML file (see `graven token`). Off by default: every request is allowed.
     #[arg(long, env = "GRAVEN_AUTH", value_name = "FILE")]
     pub auth: Option<PathBuf>,
+    /// Serve TLS (rustls) with this PEM certificate chain; needs --tls-key. Clients then
+    /// use an https:// server address.
+    #[arg(
+        long,
+        env = "GRAVEN_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "GRAVEN_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: accept only clients with a certificate issued by this PEM CA.
+    #[arg(
+        long,
+        env = "GRAVEN_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The TLS settings, read from the files named, or `None` for plain TCP.
+    pub fn tls(&self) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+        if let Some(ca) = &self.tls_client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(Some(tls))
+    }
+}
+
+/// Connects to a server address: `http://` plain, `https://` over TLS checked against the
+/// PEM CA named by `GRAVEN_CA_FILE`, presenting the client certificate of
+/// `GRAVEN_CLIENT_CERT` and `GRAVEN_CLIENT_KEY` if set (mutual TLS).
+pub async fn connect_channel(server: &str) -> anyhow::Result<Channel> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut endpoint = tonic::transport::Endpoint::from_shared(server.to_owned())
+        .with_context(|| format!("invalid server address {server:?}"))?
+        .tcp_nodelay(true);
+    if server.starts_with("https://") {
+        let read = |var: &str| -> anyhow::Result<Option<Vec<u8>>> {
+            match std::env::var_os(var) {
+                None => Ok(None),
+                Some(p) => std::fs::read(&p)
+                    .map(Some)
+                    .with_context(|| format!("{var} {}", std::path::Path::new(&p).display())),
+            }
+        };
+        let ca = read("GRAVEN_CA_FILE")?.ok_or_else(|| {
+            anyhow!(
+                "an https:// server needs GRAVEN_CA_FILE: the PEM CA its certificate is issued by"
+            )
+        })?;
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        match (read("GRAVEN_CLIENT_CERT")?, read("GRAVEN_CLIENT_KEY")?) {
+            (Some(cert), Some(key)) => tls = tls.identity(Identity::from_pem(cert, key)),
+            (None, None) => {}
+            _ => bail!("set both GRAVEN_CLIENT_CERT and GRAVEN_CLIENT_KEY, or neither"),
+        }
+        endpoint = endpoint.tls_config(tls).context("TLS settings")?;
+    }
+    endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to {server}"))
 }
 
 /// Retry safety for single-operation commands.
@@ -352,12 +430,7 @@ pub type Conn = tonic::service::interceptor::InterceptedService<Channel, Bearer>
 impl Client {
     /// Connects to `server` (an http:// URL).
     pub async fn connect(server: &str) -> anyhow::Result<Client> {
-        let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
-            .with_context(|| format!("invalid server address {server:?}"))?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {server}"))?;
+        let channel = connect_channel(server).await?;
         let bearer = Bearer::from_env().map_err(anyhow::Error::msg)?;
         Ok(Client::from_channel(channel, bearer))
     }

@@ -40,7 +40,14 @@ fn main() -> ExitCode {
                     )),
                     None => None,
                 };
-                server::serve(args.config(), args.listen, auth, server::shutdown_signal()).await
+                server::serve(
+                    args.config(),
+                    args.listen,
+                    auth,
+                    args.tls()?,
+                    server::shutdown_signal(),
+                )
+                .await
             }
             command => {
                 let mut stdout = std::io::stdout().lock();

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use tonic::transport::Server;
 use tonic::transport::server::Router;
+use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::auth::Auth;
 use crate::engine::{Config, Engine};
@@ -22,6 +22,15 @@ pub const MAX_MESSAGE_BYTES: usize = 20 << 20;
 /// The gRPC router: the graven services, health and reflection. With `auth`, the graven
 /// services admit only its principals, by role (health and reflection stay open).
 pub async fn router(engine: Arc<Engine>, auth: Option<Arc<Auth>>) -> anyhow::Result<Router> {
+    router_with(engine, auth, None).await
+}
+
+/// [`router`], serving TLS when `tls` is given.
+pub async fn router_with(
+    engine: Arc<Engine>,
+    auth: Option<Arc<Auth>>,
+    tls: Option<ServerTlsConfig>,
+) -> anyhow::Result<Router> {
     let service = match auth {
         Some(auth) => GravenService::with_auth(engine, auth),
         None => GravenService::new(engine),
@@ -44,7 +53,11 @@ pub async fn router(engine: Arc<Engine>, auth: Option<Arc<Auth>>) -> anyhow::Res
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("building the reflection service")?;
-    Ok(Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls).context("TLS settings")?;
+    }
+    Ok(builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -85,6 +98,7 @@ pub async fn serve(
     config: Config,
     addr: SocketAddr,
     auth: Option<Arc<Auth>>,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let engine = open_engine(config).await?;
@@ -110,7 +124,10 @@ pub async fn serve(
              (graven serve --auth FILE turns it on)"
         ),
     }
-    let result = router(engine, auth)
+    if tls.is_none() {
+        tracing::info!("TLS off (graven serve --tls-cert FILE --tls-key FILE turns it on)");
+    }
+    let result = router_with(engine, auth, tls)
         .await?
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -138,9 +138,14 @@ impl ServerProcess {
         server_env: &[(&str, &str)],
         probe_env: &[(&str, &str)],
     ) -> ServerProcess {
+        let scheme = if server_env.iter().any(|(k, _)| *k == "GRAVEN_TLS_CERT") {
+            "https"
+        } else {
+            "http"
+        };
         for _attempt in 0..5 {
             let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
+            let url = format!("{scheme}://127.0.0.1:{port}");
             let log_file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)

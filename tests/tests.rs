@@ -29,3 +29,5 @@ mod outbox;
 mod readme;
 /// The change stream: order, gaps, checkpoints, resume, filters, slow subscribers, ends.
 mod stream;
+/// TLS and mutual TLS between the CLI and `graven serve`.
+mod tls;

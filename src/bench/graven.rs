@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use anyhow::{Context as _, bail};
-use tonic::transport::{Channel, Endpoint};
+use anyhow::bail;
+use tonic::transport::Channel;
 
 use super::{
     BenchArgs, Client, DEFAULT_PRELOAD, HOT_SET, Ids, Outcome, PRELOAD_PREFIX, Plan, Progress,
@@ -172,11 +172,7 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
     let bearer = Bearer::from_env().map_err(anyhow::Error::msg)?;
     let mut channels: Vec<Conn> = Vec::new();
     for _ in 0..connections {
-        let channel = Endpoint::from_shared(server.to_owned())?
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .with_context(|| format!("cannot connect to {server}"))?;
+        let channel = crate::cli::connect_channel(server).await?;
         channels.push(conn(channel, &bearer));
     }
     let mut admin = pb::admin_client::AdminClient::new(channels[0].clone());
