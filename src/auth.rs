@@ -92,20 +92,34 @@ impl fmt::Debug for Auth {
     }
 }
 
-/// Who a request was made by, once its token is known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The principal's name, recorded in journal entries.
-    pub name: String,
-    roles: BTreeMap<String, Role>,
+/// Who a request was made by, once its token is known: a view of its principal.
+#[derive(Clone, Copy)]
+pub struct Caller<'a>(&'a Principal);
+
+impl fmt::Debug for Caller<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Caller").field(&self.0.name).finish()
+    }
 }
 
-impl Caller {
+impl PartialEq for Caller<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl<'a> Caller<'a> {
+    /// The principal's name, recorded in journal entries.
+    pub fn name(&self) -> &'a str {
+        &self.0.name
+    }
+
     /// The caller's role on `ledger`: its own entry, else the `"*"` one.
     pub fn role(&self, ledger: &str) -> Option<Role> {
-        self.roles
+        let roles = &self.0.roles;
+        roles
             .get(ledger)
-            .or_else(|| self.roles.get(ALL_LEDGERS))
+            .or_else(|| roles.get(ALL_LEDGERS))
             .copied()
     }
 
@@ -115,13 +129,12 @@ impl Caller {
     }
 }
 
-/// Why a request was refused.
+/// Why a request was refused. (Whether a known principal may do something is the
+/// caller's [`Caller::may`].)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denied {
     /// No token, a malformed header, or a token no principal has.
     Unauthenticated,
-    /// A known principal without the role.
-    Forbidden(String),
 }
 
 fn decode_hash(text: &str) -> Option<[u8; 32]> {
@@ -197,7 +210,7 @@ impl Auth {
     }
 
     /// The caller behind an `authorization` header value, if its token is known.
-    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Caller, Denied> {
+    pub fn authenticate(&self, header: Option<&[u8]>) -> Result<Caller<'_>, Denied> {
         let token = header
             .and_then(|h| h.strip_prefix(b"Bearer "))
             .ok_or(Denied::Unauthenticated)?;
@@ -209,11 +222,7 @@ impl Auth {
                 found = Some(p);
             }
         }
-        let p = found.ok_or(Denied::Unauthenticated)?;
-        Ok(Caller {
-            name: p.name.clone(),
-            roles: p.roles.clone(),
-        })
+        found.map(Caller).ok_or(Denied::Unauthenticated)
     }
 }
 
@@ -322,7 +331,7 @@ roles = {{ shop = "writer", "*" = "reader" }}
         let orders = auth
             .authenticate(Some(b"Bearer orders-token"))
             .expect("known token");
-        assert_eq!(orders.name, "orders");
+        assert_eq!(orders.name(), "orders");
         assert!(orders.may("shop", Role::Writer));
         assert!(!orders.may("shop", Role::Admin));
         assert!(orders.may("other", Role::Reader));

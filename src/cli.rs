@@ -428,7 +428,7 @@ pub struct Client {
 pub type Conn = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
 
 impl Client {
-    /// Connects to `server` (an http:// URL).
+    /// Connects to `server` (see [`connect_channel`]) with the token of the environment.
     pub async fn connect(server: &str) -> anyhow::Result<Client> {
         let channel = connect_channel(server).await?;
         let bearer = Bearer::from_env().map_err(anyhow::Error::msg)?;

@@ -20,13 +20,9 @@ use crate::service::GravenService;
 pub const MAX_MESSAGE_BYTES: usize = 20 << 20;
 
 /// The gRPC router: the graven services, health and reflection. With `auth`, the graven
-/// services admit only its principals, by role (health and reflection stay open).
-pub async fn router(engine: Arc<Engine>, auth: Option<Arc<Auth>>) -> anyhow::Result<Router> {
-    router_with(engine, auth, None).await
-}
-
-/// [`router`], serving TLS when `tls` is given.
-pub async fn router_with(
+/// services admit only its principals, by role (health and reflection stay open); with
+/// `tls`, it serves TLS.
+pub async fn router(
     engine: Arc<Engine>,
     auth: Option<Arc<Auth>>,
     tls: Option<ServerTlsConfig>,
@@ -127,7 +123,7 @@ pub async fn serve(
     if tls.is_none() {
         tracing::info!("TLS off (graven serve --tls-cert FILE --tls-key FILE turns it on)");
     }
-    let result = router_with(engine, auth, tls)
+    let result = router(engine, auth, tls)
         .await?
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

@@ -60,7 +60,7 @@ impl GravenService {
     }
 
     /// The caller of a request, `None` when authentication is off.
-    fn caller<T>(&self, request: &Request<T>) -> Result<Option<Caller>, Status> {
+    fn caller<T>(&self, request: &Request<T>) -> Result<Option<Caller<'_>>, Status> {
         let Some(auth) = &self.auth else {
             return Ok(None);
         };
@@ -85,12 +85,12 @@ impl GravenService {
         ledger: &str,
         needed: Role,
         what: &str,
-    ) -> Result<String, Status> {
+    ) -> Result<&str, Status> {
         let Some(caller) = self.caller(request)? else {
-            return Ok(ANONYMOUS.to_owned());
+            return Ok(ANONYMOUS);
         };
         if caller.may(ledger, needed) {
-            return Ok(caller.name);
+            return Ok(caller.name());
         }
         let has = caller
             .role(ledger)
@@ -98,7 +98,7 @@ impl GravenService {
         Err(Status::permission_denied(format!(
             "principal {:?} may not {what} ledger {ledger:?}: that needs the {needed} role, \
              it has {has} there",
-            caller.name
+            caller.name()
         )))
     }
 
@@ -544,7 +544,7 @@ impl pb::documents_server::Documents for GravenService {
         let principal =
             self.authorize(&request, &request.get_ref().ledger, Role::Writer, "write")?;
         let (name, tx) =
-            transaction(request.into_inner(), self.engine.limits(), &principal).map_err(status)?;
+            transaction(request.into_inner(), self.engine.limits(), principal).map_err(status)?;
         let ledger = self.ledger(&name)?;
         let r = ledger.transact(tx).await.map_err(status)?;
         Ok(Response::new(receipt(r)))

@@ -84,14 +84,8 @@ pub fn stored_hashes_of(index: u64) -> usize {
 /// hash, then the node of each subtree the leaf completes, lowest level first,
 /// [`stored_hashes_of`]`(index)` of them. The body is the revision's canonical JSON, empty
 /// for a delete (a document is an object, so a body is never empty).
-pub fn encode_leaf(entry: &[u8], hashes: &[Hash], body: &[u8]) -> Vec<u8> {
-    let mut row = Vec::new();
-    encode_leaf_into(&mut row, entry, hashes, body);
-    row
-}
-
-/// [`encode_leaf`] into a reused buffer (cleared first).
-pub fn encode_leaf_into(row: &mut Vec<u8>, entry: &[u8], hashes: &[Hash], body: &[u8]) {
+/// It is written into `row`, cleared first, so that one buffer serves a whole batch.
+pub fn encode_leaf(row: &mut Vec<u8>, entry: &[u8], hashes: &[Hash], body: &[u8]) {
     row.clear();
     row.reserve(4 + entry.len() + 32 * hashes.len() + body.len());
     row.extend_from_slice(&(entry.len() as u32).to_be_bytes());
@@ -254,13 +248,13 @@ mod tests {
         {
             let mut leaves = txn.open_table(LEAVES).expect("leaves");
             let mut range = CompactRange::new();
+            let mut row = Vec::new();
             for i in 0..n {
                 let entry = i.to_be_bytes();
                 let mut hashes = Vec::new();
                 range.append_stored(leaf_hash(&entry), |_, h| hashes.push(h));
-                leaves
-                    .insert(i, encode_leaf(&entry, &hashes, b"{}").as_slice())
-                    .expect("insert");
+                encode_leaf(&mut row, &entry, &hashes, b"{}");
+                leaves.insert(i, row.as_slice()).expect("insert");
             }
         }
         txn.commit().expect("commit");
@@ -338,7 +332,8 @@ mod tests {
     fn leaf_rows_round_trip_and_reject_garbage() {
         let hashes = [leaf_hash(b"a"), leaf_hash(b"b")];
         // Leaf 1 completes the subtree [0, 2): two hashes.
-        let row = encode_leaf(b"entry", &hashes, b"{}");
+        let mut row = Vec::new();
+        encode_leaf(&mut row, b"entry", &hashes, b"{}");
         let leaf = decode_leaf(1, &row).expect("decodes");
         assert_eq!(leaf.entry, b"entry");
         assert_eq!(leaf.hashes.len(), 64);
@@ -347,7 +342,8 @@ mod tests {
         // Read as leaf 0 (one hash), the second hash is taken for the body: the caller
         // must pass the row's own index.
         assert_eq!(decode_leaf(0, &row).expect("decodes").body.len(), 34);
-        let delete = encode_leaf(b"entry", &hashes[..1], b"");
+        let mut delete = Vec::new();
+        encode_leaf(&mut delete, b"entry", &hashes[..1], b"");
         assert_eq!(decode_leaf(0, &delete).expect("decodes").body, b"");
         // Too short for its hashes, or for its entry.
         assert!(decode_leaf(1, &delete).is_none());

@@ -53,7 +53,9 @@ pub async fn connect_with_auth(
     auth: Option<Arc<graven::auth::Auth>>,
 ) -> Channel {
     let (client_io, server_io) = tokio::io::duplex(1 << 20);
-    let router = graven::server::router(engine, auth).await.expect("router");
+    let router = graven::server::router(engine, auth, None)
+        .await
+        .expect("router");
     tokio::spawn(async move {
         let _ = router
             .serve_with_incoming(tokio_stream::once(Ok::<_, std::io::Error>(server_io)))

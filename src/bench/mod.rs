@@ -226,10 +226,10 @@ impl Plan {
         })
     }
 
-    /// Whether a client's step is a read: `reads` percent of steps, once it has written
-    /// something to read.
-    fn read_now(&self, rng: &mut Rng, have_ids: bool) -> bool {
-        self.reads > 0 && have_ids && rng.below(100) < u64::from(self.reads)
+    /// Whether a client's step is a read: `reads` percent of steps (a client with nothing
+    /// written yet to read writes instead: [`Remembered::pick`] is `None`).
+    fn read_now(&self, rng: &mut Rng) -> bool {
+        self.reads > 0 && rng.below(100) < u64::from(self.reads)
     }
 }
 

@@ -174,7 +174,7 @@ impl Client for Worker {
         let plan = self.plan.clone();
         match plan.workload {
             Workload::W1 | Workload::W2 | Workload::W3 => {
-                if plan.read_now(&mut self.rng, !self.written.0.is_empty())
+                if plan.read_now(&mut self.rng)
                     && let Some(id) = self.written.pick(&mut self.rng)
                 {
                     return self.read(&id).await;

@@ -26,7 +26,7 @@ fn step(
     rng: &mut Rng,
     written: &mut Remembered<u64>,
 ) -> anyhow::Result<Outcome> {
-    if plan.read_now(rng, !written.0.is_empty())
+    if plan.read_now(rng)
         && let Some(key) = written.pick(rng)
     {
         let txn = db.begin_read()?;

@@ -393,7 +393,7 @@ impl Sequencer {
             new_hashes.clear();
             self.range
                 .append_stored(leaf_hash(&entry), |_, h| new_hashes.push(h));
-            storage::encode_leaf_into(&mut row, &entry, &new_hashes, body.unwrap_or_default());
+            storage::encode_leaf(&mut row, &entry, &new_hashes, body.unwrap_or_default());
             t.leaves.insert(index, row.as_slice())?;
             // The revision this one replaces gets a row of its own version; the current
             // revision lives in the CURRENT row only.
