@@ -14,8 +14,9 @@
 //! with UNAUTHENTICATED; a principal without the role an operation needs gets
 //! PERMISSION_DENIED. Roles are ordered: a reader reads (documents, history, scans,
 //! proofs, checkpoints, entries, the change stream); a writer also transacts; an admin also
-//! creates and deletes its ledgers and their tables and changes their settings. The
-//! principal's name is what the journal records as the writer of each revision.
+//! creates and deletes its ledgers and their tables, changes their settings and runs the
+//! online check. The principal's name is what the journal records as the writer of each
+//! revision.
 //!
 //! Tokens are compared by their SHA-256, in constant time against every principal, and
 //! never appear in errors, logs or debug output.
@@ -35,7 +36,8 @@ pub enum Role {
     Reader,
     /// Also transactions.
     Writer,
-    /// Also creating and deleting the ledger and its tables, and its settings.
+    /// Also creating and deleting the ledger and its tables, its settings, and the online
+    /// check (`CheckLedger`, which reads everything).
     Admin,
 }
 

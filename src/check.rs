@@ -1,5 +1,5 @@
-//! `graven check`: an offline tamper check of a data folder, run while the server is
-//! stopped.
+//! `graven check`: a tamper check of a data folder, offline (the server stopped) or online
+//! (`--online`: the running server checks a snapshot, the `CheckLedger` call).
 //!
 //! The server's start-up check (`Ledger::open`) reads only the `O(log n)` stored hashes of
 //! the tree's right edge and compares their root with the latest signed checkpoint. This
@@ -25,10 +25,16 @@
 //!
 //! Not checked: the `idempotency` receipts and the `tables` rows' own contents.
 //!
+//! Online, the same checks run inside the server over one redb read transaction: a
+//! consistent snapshot, while writes go on. There `signing.key` is read from disk as
+//! offline and must also be the key the server signs with. The online check sees the
+//! database through the server's page cache, so bytes changed on disk under a running
+//! server may go unseen until it restarts; the offline check reads the file.
+//!
 //! The first discrepancy of a ledger is reported (one line on stderr, naming the index or
 //! table row) and the check moves on to the next ledger. Exit codes follow graven-verify:
 //! 0 all good, 1 a discrepancy found, 2 the check could not run (unreadable folder, a
-//! ledger in use by a running server, bad arguments).
+//! ledger in use by a running server, bad arguments; online: no server, refused).
 
 use std::fs;
 use std::io::{IsTerminal as _, Write as _};
@@ -42,15 +48,19 @@ use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::engine::{DB_FILE, KEY_FILE};
+use crate::engine::{DB_FILE, KEY_FILE, Ledger};
 use crate::storage;
 
 /// `graven check` options.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Data folder.
+    /// Data folder (offline).
     #[arg(long, env = "GRAVEN_DATA", default_value = "./graven-data")]
     pub data: PathBuf,
+    /// Ask the running server at --server to check a snapshot of each ledger while it
+    /// serves (needs the admin role), instead of reading --data with the server stopped.
+    #[arg(long)]
+    pub online: bool,
     /// Check only this ledger (repeat for several; default: every ledger).
     #[arg(long = "ledger")]
     pub ledgers: Vec<String>,
@@ -61,7 +71,7 @@ pub struct CheckArgs {
 
 /// Why a ledger did not pass.
 #[derive(Debug)]
-enum Fail {
+pub enum Fail {
     /// A discrepancy: the data does not match itself or its checkpoint (exit 1).
     Bad(String),
     /// The check could not run (exit 2).
@@ -106,15 +116,29 @@ impl From<redb::TransactionError> for Fail {
 
 /// What a ledger that passed holds.
 #[derive(Debug)]
-struct Summary {
-    entries: u64,
-    documents: u64,
-    live: u64,
-    size: u64,
-    root: Hash,
+pub struct Summary {
+    /// Journal entries.
+    pub entries: u64,
+    /// Documents, deleted ones included.
+    pub documents: u64,
+    /// Documents whose current revision is not a delete.
+    pub live: u64,
+    /// The signed checkpoint's tree size (equal to `entries`).
+    pub size: u64,
+    /// The signed checkpoint's root.
+    pub root: Hash,
 }
 
-/// Runs `graven check`; the exit code is 0, 1 or 2 (see the module documentation).
+/// A ledger's outcome, as `graven check` prints it.
+pub type Outcome = std::result::Result<Summary, Fail>;
+
+/// Progress of a check, called every few thousand rows with the phase ("journal entry",
+/// "document row"), rows done and rows in all. An error stops the check with that reason
+/// ([`Fail::Cannot`]).
+pub type Report<'a> = dyn FnMut(&str, u64, u64) -> std::result::Result<(), String> + 'a;
+
+/// Runs `graven check` offline; the exit code is 0, 1 or 2 (see the module
+/// documentation).
 pub fn run(args: &CheckArgs) -> ExitCode {
     let root = args.data.join("ledgers");
     let mut names = Vec::new();
@@ -157,12 +181,118 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     if names.is_empty() {
         eprintln!("graven check: no ledgers in {}", args.data.display());
     }
-    let progress = std::io::stderr().is_terminal();
-    let (mut any_bad, mut any_cannot) = (false, false);
-    let mut stdout = std::io::stdout().lock();
+    let mut results = Results::new(args.json);
     for name in &names {
-        let result = check_ledger(name, &root.join(name), progress);
-        let line = match (&result, args.json) {
+        let mut line = ProgressLine::new(name);
+        let outcome = check_ledger(&root.join(name), &mut |what, done, total| {
+            line.show(what, done, total);
+            Ok(())
+        });
+        drop(line);
+        if results.print(name, &outcome).is_err() {
+            return ExitCode::from(2);
+        }
+    }
+    results.exit_code()
+}
+
+/// Runs `graven check --online` against the server at `server`: each ledger checked by
+/// the server itself ([`check_open_ledger`] through `CheckLedger`), with the same output
+/// and exit codes as offline.
+pub async fn run_online(server: &str, args: &CheckArgs) -> ExitCode {
+    use crate::pb::check_ledger_event::Kind;
+    let mut admin = match crate::cli::Client::connect(server).await {
+        Ok(c) => c.admin,
+        Err(e) => {
+            eprintln!("graven check: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let names = if args.ledgers.is_empty() {
+        match admin.list_ledgers(crate::pb::ListLedgersRequest {}).await {
+            Ok(r) => r.into_inner().ledgers.into_iter().map(|l| l.name).collect(),
+            Err(s) => {
+                eprintln!(
+                    "graven check: listing ledgers: {:?}: {}",
+                    s.code(),
+                    s.message()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        args.ledgers.clone()
+    };
+    if names.is_empty() {
+        eprintln!("graven check: no ledgers on {server}");
+    }
+    let mut results = Results::new(args.json);
+    for name in &names {
+        let mut line = ProgressLine::new(name);
+        let outcome = async {
+            let request = crate::pb::CheckLedgerRequest { name: name.clone() };
+            let mut events = admin
+                .check_ledger(request)
+                .await
+                .map_err(cannot)?
+                .into_inner();
+            while let Some(event) = events.message().await.map_err(cannot)? {
+                match event.kind {
+                    Some(Kind::Progress(p)) => line.show(&p.phase, p.done, p.total),
+                    Some(Kind::Result(r)) if r.ok => {
+                        let root = <[u8; 32]>::try_from(r.root.as_slice()).map_err(|_| {
+                            Fail::Cannot("the server's result has no 32-byte root".into())
+                        })?;
+                        return Ok(Summary {
+                            entries: r.entries,
+                            documents: r.documents,
+                            live: r.live,
+                            size: r.size,
+                            root: Hash(root),
+                        });
+                    }
+                    Some(Kind::Result(r)) => return Err(Fail::Bad(r.problem)),
+                    None => {}
+                }
+            }
+            Err(Fail::Cannot(
+                "the server ended the check without a result".into(),
+            ))
+        }
+        .await;
+        drop(line);
+        if results.print(name, &outcome).is_err() {
+            return ExitCode::from(2);
+        }
+    }
+    results.exit_code()
+}
+
+fn cannot(s: tonic::Status) -> Fail {
+    Fail::Cannot(format!("{:?}: {}", s.code(), s.message()))
+}
+
+/// The output of a run: a line per ledger on stdout, problems on stderr, and the exit
+/// code of the worst outcome.
+struct Results {
+    json: bool,
+    any_bad: bool,
+    any_cannot: bool,
+    stdout: std::io::StdoutLock<'static>,
+}
+
+impl Results {
+    fn new(json: bool) -> Results {
+        Results {
+            json,
+            any_bad: false,
+            any_cannot: false,
+            stdout: std::io::stdout().lock(),
+        }
+    }
+
+    fn print(&mut self, name: &str, outcome: &Outcome) -> std::io::Result<()> {
+        let line = match (outcome, self.json) {
             (Ok(s), true) => json!({
                 "ledger": name, "status": "ok", "entries": s.entries, "documents": s.documents,
                 "live": s.live, "size": s.size, "root": s.root.to_base64(),
@@ -185,66 +315,75 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             (Err(Fail::Bad(_)), false) => format!("{name}: FAILED"),
             (Err(Fail::Cannot(_)), false) => format!("{name}: not checked"),
         };
-        match &result {
+        match outcome {
             Ok(_) => {}
             Err(Fail::Bad(msg)) => {
-                any_bad = true;
+                self.any_bad = true;
                 eprintln!("ledger {name}: {msg}");
             }
             Err(Fail::Cannot(msg)) => {
-                any_cannot = true;
+                self.any_cannot = true;
                 eprintln!("ledger {name}: cannot check: {msg}");
             }
         }
-        if writeln!(stdout, "{line}")
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            return ExitCode::from(2);
-        }
+        writeln!(self.stdout, "{line}")?;
+        self.stdout.flush()
     }
-    if any_bad {
-        ExitCode::from(1)
-    } else if any_cannot {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
+
+    fn exit_code(&self) -> ExitCode {
+        if self.any_bad {
+            ExitCode::from(1)
+        } else if self.any_cannot {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        }
     }
 }
 
-/// A progress line on stderr (a terminal), at most a few times a second.
-struct Progress {
+/// A progress line on stderr when it is a terminal, at most a few times a second; cleared
+/// when dropped.
+struct ProgressLine<'a> {
     on: bool,
-    name: String,
+    name: &'a str,
     last: Instant,
     shown: bool,
 }
 
-impl Progress {
-    fn tick(&mut self, what: &str, done: u64, total: u64) {
-        if !self.on
-            || !done.is_multiple_of(4096)
-            || self.last.elapsed() < Duration::from_millis(250)
-        {
+impl ProgressLine<'_> {
+    fn new(name: &str) -> ProgressLine<'_> {
+        ProgressLine {
+            on: std::io::stderr().is_terminal(),
+            name,
+            last: Instant::now(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, what: &str, done: u64, total: u64) {
+        if !self.on || self.last.elapsed() < Duration::from_millis(250) {
             return;
         }
         self.last = Instant::now();
         self.shown = true;
         eprint!("\rchecking {}: {what} {done} of {total}\x1b[K", self.name);
     }
+}
 
-    fn clear(&mut self) {
+impl Drop for ProgressLine<'_> {
+    fn drop(&mut self) {
         if self.shown {
             eprint!("\r\x1b[K");
-            self.shown = false;
         }
     }
 }
 
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.clear();
+/// Calls `report` every 4,096 rows.
+fn tick(report: &mut Report<'_>, what: &str, done: u64, total: u64) -> Res<()> {
+    if done.is_multiple_of(4096) {
+        report(what, done, total).map_err(Fail::Cannot)?;
     }
+    Ok(())
 }
 
 /// Opens a ledger's database read-only (it is never modified).
@@ -260,9 +399,11 @@ fn open_database(path: &Path) -> Res<redb::ReadOnlyDatabase> {
         .set_cache_size(64 << 20)
         .open_read_only(path)
         .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => {
-                Fail::Cannot("the ledger is in use (is graven serve running?)".into())
-            }
+            redb::DatabaseError::DatabaseAlreadyOpen => Fail::Cannot(
+                "the ledger is in use (is graven serve running? `graven check --online` \
+                 checks a running server)"
+                    .into(),
+            ),
             redb::DatabaseError::RepairAborted => Fail::Cannot(
                 "the database was not closed cleanly and needs the repair redb makes when \
                  graven serve opens it: start and stop the server once, then check again"
@@ -273,13 +414,8 @@ fn open_database(path: &Path) -> Res<redb::ReadOnlyDatabase> {
         })
 }
 
-fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
-    let mut progress = Progress {
-        on: progress,
-        name: name.to_owned(),
-        last: Instant::now(),
-        shown: false,
-    };
+/// Reads and parses a ledger's `signing.key`.
+fn read_key(dir: &Path) -> Res<Signer> {
     let key_text = match fs::read_to_string(dir.join(KEY_FILE)) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -287,10 +423,35 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
         }
         Err(e) => return Err(Fail::Cannot(format!("reading {KEY_FILE}: {e}"))),
     };
-    let signer = Signer::parse(&key_text).map_err(|e| Fail::Bad(format!("{KEY_FILE}: {e}")))?;
-    let db = open_database(&dir.join(DB_FILE))?;
-    let rtxn = db.begin_read()?;
+    Signer::parse(&key_text).map_err(|e| Fail::Bad(format!("{KEY_FILE}: {e}")))
+}
 
+/// Checks the stopped ledger in folder `dir`.
+fn check_ledger(dir: &Path, report: &mut Report<'_>) -> Outcome {
+    let signer = read_key(dir)?;
+    let db = open_database(&dir.join(DB_FILE))?;
+    check_snapshot(&db.begin_read()?, &signer, report)
+}
+
+/// Checks a ledger the server has open, in one read snapshot while writes go on. Its
+/// `signing.key` on disk must also be the key the server signs with.
+pub fn check_open_ledger(ledger: &Ledger, report: &mut Report<'_>) -> Outcome {
+    let signer = read_key(ledger.dir())?;
+    if signer.verifier().to_vkey() != ledger.vkey() {
+        return bad(format!(
+            "{KEY_FILE} on disk is not the key the server signs with (it was replaced \
+             while the server ran)"
+        ));
+    }
+    check_snapshot(&ledger.database().begin_read()?, &signer, report)
+}
+
+/// Every check of the module documentation over one read transaction.
+fn check_snapshot(
+    rtxn: &redb::ReadTransaction,
+    signer: &Signer,
+    report: &mut Report<'_>,
+) -> Outcome {
     // meta: format, origin, the signed checkpoint.
     let meta = rtxn.open_table(storage::META)?;
     let format = meta
@@ -347,7 +508,7 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
                 "the journal row is missing (the next row is index {key})"
             )));
         }
-        progress.tick("journal entry", index, total);
+        tick(report, "journal entry", index, total)?;
         let Some(leaf) = storage::decode_leaf(index, value.value()) else {
             return Err(at(format!(
                 "the journal row is malformed (too short for its entry and {} tree hashes)",
@@ -445,7 +606,6 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
             head.root.to_base64()
         ));
     }
-    progress.clear();
 
     // The document index, in key order; entries read by index.
     let docs = rtxn.open_table(storage::DOCS)?;
@@ -460,7 +620,7 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
         let (key, value) = row?;
         let (table, id, version) = key.value();
         let (v, index, live) = value.value();
-        progress.tick("document row", n as u64, doc_rows);
+        tick(report, "document row", n as u64, doc_rows)?;
         let is_current = version == storage::CURRENT;
         let shown = if is_current {
             "current".to_owned()
@@ -569,7 +729,6 @@ fn check_ledger(name: &str, dir: &Path, progress: bool) -> Res<Summary> {
         }
         return bad(format!("docs: {rows} rows for {size} journal entries"));
     }
-    progress.clear();
     Ok(Summary {
         entries: size,
         documents,

@@ -187,9 +187,10 @@ pub enum Command {
     },
     /// Load-test a server (or raw redb) and report throughput and latency.
     Bench(crate::bench::BenchArgs),
-    /// Check a data folder offline for tampering or damage (the server must be stopped):
-    /// every entry, tree hash, body and index row against the signed checkpoint. Exits 0
-    /// when all is well, 1 on a discrepancy, 2 when it cannot run.
+    /// Check ledgers for tampering or damage: every entry, tree hash, body and index row
+    /// against the signed checkpoint. Offline on a data folder (the server stopped), or
+    /// with --online by the running server on a snapshot. Exits 0 when all is well, 1 on a
+    /// discrepancy, 2 when it cannot run.
     Check(crate::check::CheckArgs),
     /// Make a bearer token for a principal: prints the token on stdout (give it to the
     /// client, which reads it from GRAVEN_TOKEN or the file named by GRAVEN_TOKEN_FILE)
@@ -418,10 +419,14 @@ impl ServeArgs {
 
 /// Connected clients of the three services.
 pub struct Client {
-    admin: pb::admin_client::AdminClient<Conn>,
-    docs: pb::documents_client::DocumentsClient<Conn>,
-    proofs: pb::proofs_client::ProofsClient<Conn>,
-    stream: pb::stream_client::StreamClient<Conn>,
+    /// Ledgers, tables, the online check.
+    pub admin: pb::admin_client::AdminClient<Conn>,
+    /// Transactions and reads.
+    pub docs: pb::documents_client::DocumentsClient<Conn>,
+    /// Checkpoints, entries, proofs.
+    pub proofs: pb::proofs_client::ProofsClient<Conn>,
+    /// The change stream.
+    pub stream: pb::stream_client::StreamClient<Conn>,
 }
 
 /// A channel that carries the bearer token, if one is configured.

@@ -10,7 +10,9 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The offline check needs neither a server nor a runtime.
-    if let Command::Check(args) = &cli.command {
+    if let Command::Check(args) = &cli.command
+        && !args.online
+    {
         return graven::check::run(args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -23,6 +25,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Check(args) = &cli.command {
+        return runtime.block_on(graven::check::run_online(&cli.server, args));
+    }
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => {

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Auth, Caller, Role};
+use crate::check;
 use crate::engine::{Engine, Ledger};
 use crate::error::{Error, ErrorKind, Result};
 use crate::json::canonicalize_document;
@@ -533,7 +534,82 @@ impl pb::admin_server::Admin for GravenService {
         ledger.drop_table(&r.table).await.map_err(status)?;
         Ok(Response::new(pb::DropTableResponse {}))
     }
+
+    type CheckLedgerStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::CheckLedgerEvent, Status>>;
+
+    async fn check_ledger(
+        &self,
+        request: Request<pb::CheckLedgerRequest>,
+    ) -> Result<Response<Self::CheckLedgerStream>, Status> {
+        use pb::check_ledger_event::Kind;
+        self.authorize(&request, &request.get_ref().name, Role::Admin, "check")?;
+        let ledger = self.ledger(&request.into_inner().name)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let send = |tx: &tokio::sync::mpsc::Sender<_>, kind| {
+            let _ = tx.blocking_send(Ok(pb::CheckLedgerEvent { kind: Some(kind) }));
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut last = std::time::Instant::now();
+            let outcome = check::check_open_ledger(&ledger, &mut |phase, done, total| {
+                if ledger.is_closed() {
+                    return Err("the server is shutting down or the ledger was deleted".into());
+                }
+                if tx.is_closed() {
+                    return Err("the client went away".into());
+                }
+                if last.elapsed() >= CHECK_PROGRESS_EVERY {
+                    last = std::time::Instant::now();
+                    send(
+                        &tx,
+                        Kind::Progress(pb::CheckProgress {
+                            phase: phase.to_owned(),
+                            done,
+                            total,
+                        }),
+                    );
+                }
+                Ok(())
+            });
+            let result = match outcome {
+                Ok(s) => pb::CheckResult {
+                    ok: true,
+                    problem: String::new(),
+                    entries: s.entries,
+                    documents: s.documents,
+                    live: s.live,
+                    size: s.size,
+                    root: s.root.0.to_vec(),
+                },
+                Err(check::Fail::Bad(problem)) => {
+                    tracing::error!(ledger = %ledger.name(), %problem, "online check failed");
+                    pb::CheckResult {
+                        ok: false,
+                        problem,
+                        ..Default::default()
+                    }
+                }
+                Err(check::Fail::Cannot(_)) if tx.is_closed() => return,
+                Err(check::Fail::Cannot(reason)) => {
+                    let _ = tx.blocking_send(Err(if ledger.is_closed() {
+                        Status::unavailable(reason)
+                    } else {
+                        tracing::error!(ledger = %ledger.name(), %reason, "online check");
+                        Status::internal(reason)
+                    }));
+                    return;
+                }
+            };
+            send(&tx, Kind::Result(result));
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
 }
+
+/// How often a running check reports its progress.
+const CHECK_PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[tonic::async_trait]
 impl pb::documents_server::Documents for GravenService {

@@ -259,6 +259,35 @@ async fn tokens_and_roles_decide_every_request() {
         Code::PermissionDenied,
         "writer drops a table",
     );
+    // The online check reads the whole ledger: an admin's, not a writer's.
+    let check = |token: &str| {
+        as_(
+            token,
+            pb::CheckLedgerRequest {
+                name: "shop".into(),
+            },
+        )
+    };
+    assert_code(
+        c.admin.check_ledger(check("orders-secret")).await,
+        Code::PermissionDenied,
+        "writer checks the ledger",
+    );
+    let mut events = c
+        .admin
+        .check_ledger(check("ops-secret"))
+        .await
+        .expect("admin checks the ledger")
+        .into_inner();
+    let mut result = None;
+    while let Some(e) = events.message().await.expect("check events") {
+        if let Some(pb::check_ledger_event::Kind::Result(r)) = e.kind {
+            result = Some(r);
+        }
+    }
+    let result = result.expect("a result");
+    assert!(result.ok, "{}", result.problem);
+    assert_eq!(result.size, after.size, "the check saw the whole ledger");
     // Its "*" reader role lets it read hr, not write there.
     c.proofs
         .get_checkpoint(as_("orders-secret", checkpoint_req("hr")))

@@ -8,7 +8,7 @@ use graven::storage;
 use graven_verify::{Checkpoint, Signer, open_checkpoint};
 use redb::ReadableTable;
 
-use crate::durability::graven_command;
+use crate::durability::{ServerProcess, graven_command};
 use crate::util::{delete, insert, start, update};
 
 /// Builds a stopped data folder with two ledgers. `books` (table `books`, `authors`):
@@ -410,7 +410,8 @@ async fn check_refuses_to_run_on_a_folder_in_use_or_missing() {
     assert_eq!(code(&out), Some(2), "stderr: {}", stderr(&out));
     assert!(
         stderr(&out).contains(
-            "ledger books: cannot check: the ledger is in use (is graven serve running?)"
+            "ledger books: cannot check: the ledger is in use (is graven serve running? \
+             `graven check --online` checks a running server)"
         ),
         "{}",
         stderr(&out)
@@ -485,4 +486,121 @@ async fn the_server_refuses_a_ledger_whose_tree_does_not_match_its_checkpoint() 
             "{what}: {msg}"
         );
     }
+}
+
+/// Runs `graven --server URL check --online` with extra arguments.
+fn check_online(url: &str, extra: &[&str]) -> Output {
+    graven_command()
+        .args(["--server", url, "check", "--online"])
+        .args(extra)
+        .output()
+        .expect("running graven check --online")
+}
+
+/// The ledger's size, as `graven ledger describe` reports it.
+fn described_size(url: &str, ledger: &str) -> u64 {
+    let out = graven_command()
+        .args(["--server", url, "ledger", "describe", ledger])
+        .output()
+        .expect("running graven ledger describe");
+    assert!(out.status.success(), "describe: {}", stderr(&out));
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("describe JSON");
+    info["size"].as_u64().expect("size")
+}
+
+/// `graven check --online`: the running server checks each ledger in one read snapshot
+/// while writes go on, and finds what the start-up check (the tree's right edge only)
+/// lets through: a changed body, a signing key replaced under the running server.
+#[tokio::test]
+async fn the_online_check_reads_a_snapshot_of_a_running_server() {
+    let clean = clean_folder().await;
+    let logs = tempfile::tempdir().expect("temp dir");
+
+    // Tampered before the start: a body byte of index 4 (the server starts, as its check
+    // reads only the right edge); then, while it runs, notes' signing.key replaced.
+    let copy = copy_folder(clean.path());
+    {
+        let db = redb::Database::open(db_path(copy.path(), "books")).expect("open redb");
+        let txn = db.begin_write().expect("write txn");
+        edit_leaf(&txn, 4, |row| *row.last_mut().expect("a body") ^= 1);
+        txn.commit().expect("commit");
+    }
+    let server = ServerProcess::start(copy.path(), &logs.path().join("tampered.log"));
+    let out = check_online(&server.url, &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), Some(1), "stderr: {err}");
+    assert_eq!(
+        err.trim(),
+        "ledger books: index 4: the body does not hash to the entry's body hash"
+    );
+    assert!(stdout(&out).contains("notes: ok"), "{}", stdout(&out));
+    let other = Signer::generate("graven.local/notes").expect("key");
+    std::fs::write(
+        copy.path().join("ledgers/notes/signing.key"),
+        other.to_private_key(),
+    )
+    .expect("replace the key");
+    let out = check_online(&server.url, &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("ledger books: index 4: the body does not hash to the entry's body hash"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ledger notes: signing.key on disk is not the key the server signs with"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("books: FAILED"), "{}", stdout(&out));
+    // One ledger at a time, and unknown ones refused (exit 2).
+    let out = check_online(&server.url, &["--ledger", "nope", "--json"]);
+    assert_eq!(code(&out), Some(2), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(r#""status":"error""#),
+        "{}",
+        stdout(&out)
+    );
+    drop(server);
+
+    // Clean, and checked while 4 clients write: the check sees one consistent state, of a
+    // size between the ledger's before and after.
+    let copy = copy_folder(clean.path());
+    let mut server = ServerProcess::start(copy.path(), &logs.path().join("clean.log"));
+    let bench = |args: &[&str]| {
+        graven_command()
+            .args(["--server", &server.url, "bench", "--ledger", "books"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("running graven bench")
+    };
+    // Enough entries that the check takes a while.
+    let status = bench(&["--workload", "w3", "--count", "8", "--ops", "1000"])
+        .wait()
+        .expect("bench");
+    assert!(status.success());
+    let mut writers = bench(&["--workload", "w2", "--clients", "4", "--duration", "4"]);
+    let start = described_size(&server.url, "books");
+    while described_size(&server.url, "books") < start + 20 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let before = described_size(&server.url, "books");
+    let out = check_online(&server.url, &["--ledger", "books", "--json"]);
+    let after = described_size(&server.url, "books");
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON line");
+    let checked = result["entries"].as_u64().expect("entries");
+    assert!(
+        (before..=after).contains(&checked) && checked >= 8_011,
+        "checked {checked} entries, the ledger had {before} before and {after} after"
+    );
+    assert!(writers.wait().expect("bench").success());
+    assert!(
+        described_size(&server.url, "books") > checked,
+        "writes went on"
+    );
+    server.stop();
+    let out = check(copy.path(), &[]);
+    assert_eq!(code(&out), Some(0), "offline after: {}", stderr(&out));
 }

@@ -634,6 +634,13 @@ async fn unknown_ledgers_and_tables_on_every_rpc() {
                 "ledger \"nope\""
             ),
             (
+                s.admin
+                    .check_ledger(pb::CheckLedgerRequest { name: n() })
+                    .await,
+                Code::NotFound,
+                "ledger \"nope\""
+            ),
+            (
                 s.docs
                     .get_document(pb::GetDocumentRequest {
                         ledger: n(),

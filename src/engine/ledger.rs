@@ -2,7 +2,7 @@
 //! read path (redb read transactions, never waiting for the writer).
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -30,6 +30,8 @@ const QUEUE_DEPTH: usize = 4096;
 pub struct Ledger {
     name: String,
     origin: String,
+    /// Its folder (the database and the signing key).
+    dir: PathBuf,
     db: Arc<Database>,
     signer: Signer,
     vkey: String,
@@ -135,6 +137,7 @@ impl Ledger {
         Ok(Ledger {
             name: name.to_owned(),
             origin,
+            dir: dir.to_owned(),
             db,
             vkey: verifier.to_vkey(),
             signer,
@@ -145,6 +148,21 @@ impl Ledger {
             head: head_rx,
             upper: UpperHashes::default(),
         })
+    }
+
+    /// The ledger's folder.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The ledger's database, for the online check's read snapshot.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Whether the ledger was closed (server shutdown or deletion).
+    pub fn is_closed(&self) -> bool {
+        self.jobs.lock().map_or(true, |jobs| jobs.is_none())
     }
 
     /// The ledger's name.
