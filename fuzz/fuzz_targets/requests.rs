@@ -303,9 +303,9 @@ impl Fixture {
     /// Brings the engine back within bounds after an input, `now` being its state: beyond
     /// `MAX_LEDGERS` ledgers, all but the base one are deleted; a missing base ledger, or
     /// one past `MAX_BASE_ENTRIES` entries or `MAX_BASE_TABLES` tables, is made anew by
-    /// `create_base`; otherwise its table is re-created if dropped and its deletion
-    /// protection put back on (its documents stay as written). Through the service,
-    /// authentication off.
+    /// `create_base`; otherwise its table is re-created if dropped (its documents and
+    /// deletion protection stay as the inputs left them, so that an input can turn the
+    /// protection off and a later one delete it). Through the service, authentication off.
     fn restore(&self, now: State) {
         let State { ledgers, base } = now;
         let service = &self.open;
@@ -323,7 +323,7 @@ impl Fixture {
                     delete_ledger(service, BASE).await;
                     create_base(service).await;
                 }
-                Some((_, _, tables, protection)) => {
+                Some((_, _, tables, _)) => {
                     if !tables.iter().any(|t| t.name == TABLE) {
                         service
                             .create_table(Request::new(pb::CreateTableRequest {
@@ -333,27 +333,21 @@ impl Fixture {
                             .await
                             .expect("re-creating the base table");
                     }
-                    if !protection {
-                        set_protection(service, BASE, true).await;
-                    }
                 }
             }
         });
     }
 }
 
-async fn set_protection(service: &GravenService, name: &str, on: bool) {
+/// Deletes a ledger, turning its deletion protection off first.
+async fn delete_ledger(service: &GravenService, name: &str) {
     service
         .update_ledger(Request::new(pb::UpdateLedgerRequest {
             name: name.into(),
-            deletion_protection: Some(on),
+            deletion_protection: Some(false),
         }))
         .await
-        .expect("setting deletion protection");
-}
-
-async fn delete_ledger(service: &GravenService, name: &str) {
-    set_protection(service, name, false).await;
+        .expect("turning deletion protection off");
     service
         .delete_ledger(Request::new(pb::DeleteLedgerRequest { name: name.into() }))
         .await
