@@ -12,7 +12,9 @@
 //!    checkpoint, active tables and deletion protection are as they were;
 //! 3. a request without a known token, or with the reader's, changes none of those,
 //!    whatever the answer; without a known token the answer is UNAUTHENTICATED, and the
-//!    reader's writes are PERMISSION_DENIED (SECURITY.md).
+//!    reader's writes are PERMISSION_DENIED (SECURITY.md);
+//! 4. the online check (CheckLedger, read to its end) passes on every ledger: whatever
+//!    sequence of requests built them, ledgers made through the API are consistent.
 //!
 //! Requests that succeed may create, change and delete ledgers, the base one included.
 //! After each input the fixture is brought back within bounds (see `Fixture::restore`),
@@ -45,7 +47,8 @@ const MAX_BASE_TABLES: usize = 8;
 /// Data folders are `<parent>/graven-fuzz-requests-<pid>`.
 const FOLDER_PREFIX: &str = "graven-fuzz-requests-";
 
-/// The requests, in the order of graven.proto: byte 0 (modulo their number) picks one.
+/// The requests (in the order of graven.proto, CheckLedger last, so that seeds made before
+/// it was added keep their meaning): byte 0 (modulo their number) picks one.
 #[derive(Debug, Clone, Copy)]
 enum Rpc {
     CreateLedger,
@@ -66,9 +69,10 @@ enum Rpc {
     ProveInclusion,
     ProveConsistency,
     Subscribe,
+    CheckLedger,
 }
 
-const RPCS: [Rpc; 18] = [
+const RPCS: [Rpc; 19] = [
     Rpc::CreateLedger,
     Rpc::ListLedgers,
     Rpc::DescribeLedger,
@@ -87,11 +91,12 @@ const RPCS: [Rpc; 18] = [
     Rpc::ProveInclusion,
     Rpc::ProveConsistency,
     Rpc::Subscribe,
+    Rpc::CheckLedger,
 ];
 
 impl Rpc {
     /// Whether the request needs more than the reader role.
-    fn writes(self) -> bool {
+    fn beyond_reader(self) -> bool {
         matches!(
             self,
             Rpc::CreateLedger
@@ -100,6 +105,7 @@ impl Rpc {
                 | Rpc::CreateTable
                 | Rpc::DropTable
                 | Rpc::Transact
+                | Rpc::CheckLedger
         )
     }
 }
@@ -257,7 +263,8 @@ impl Fixture {
 
     /// Decodes `bytes` as an `rpc` request and has the service answer it for `caller`;
     /// `None` when the bytes are not such a request. A Subscribe stream is dropped at
-    /// once, which ends its producer task.
+    /// once, which ends its producer task; a CheckLedger stream is read to its end, and
+    /// its result must be a pass.
     fn call(&self, rpc: Rpc, caller: Caller, bytes: &[u8]) -> Option<Result<(), Status>> {
         let (service, header) = match caller {
             Caller::Anyone => (&self.open, None),
@@ -267,14 +274,20 @@ impl Fixture {
             Caller::Writer => (&self.guarded, Some(&self.writer)),
             Caller::Admin => (&self.guarded, Some(&self.admin)),
         };
-        macro_rules! answer {
-            ($handler:ident, $message:ty) => {{
+        macro_rules! request {
+            ($message:ty) => {{
                 let mut request = Request::new(<$message>::decode(bytes).ok()?);
                 if let Some(value) = header {
                     request
                         .metadata_mut()
                         .insert("authorization", value.clone());
                 }
+                request
+            }};
+        }
+        macro_rules! answer {
+            ($handler:ident, $message:ty) => {{
+                let request = request!($message);
                 self.runtime.block_on(service.$handler(request)).map(drop)
             }};
         }
@@ -297,6 +310,27 @@ impl Fixture {
             Rpc::ProveInclusion => answer!(prove_inclusion, pb::ProveInclusionRequest),
             Rpc::ProveConsistency => answer!(prove_consistency, pb::ProveConsistencyRequest),
             Rpc::Subscribe => answer!(subscribe, pb::SubscribeRequest),
+            Rpc::CheckLedger => {
+                let request = request!(pb::CheckLedgerRequest);
+                self.runtime.block_on(async {
+                    let name = request.get_ref().name.clone();
+                    let mut events = service
+                        .check_ledger(request)
+                        .await?
+                        .into_inner()
+                        .into_inner();
+                    while let Some(event) = events.recv().await {
+                        if let Some(pb::check_ledger_event::Kind::Result(r)) = event?.kind {
+                            assert!(
+                                r.ok,
+                                "ledger {name:?} fails the online check: {}",
+                                r.problem
+                            );
+                        }
+                    }
+                    Ok(())
+                })
+            }
         })
     }
 
@@ -444,7 +478,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
             Some(Code::Unauthenticated),
             "{rpc:?} by {caller:?}: {answer:?}"
         ),
-        Caller::Reader if rpc.writes() => assert_eq!(
+        Caller::Reader if rpc.beyond_reader() => assert_eq!(
             code,
             Some(Code::PermissionDenied),
             "{rpc:?} by {caller:?}: {answer:?}"
