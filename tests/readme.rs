@@ -68,6 +68,7 @@ fn readme_walkthrough_runs_as_written() {
         "verified inclusion: origin graven.local/shop index 1 size 3 root ",
         "verified consistency: origin graven.local/shop old size 3 size 4 root ",
         "verified export: origin graven.local/shop entries 4",
+        "shop: ok: 4 entries, 3 documents (3 live), checkpoint size 4, root ",
     ] {
         assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
     }
