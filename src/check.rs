@@ -78,7 +78,7 @@ pub enum Fail {
     Cannot(String),
 }
 
-type Res<T> = std::result::Result<T, Fail>;
+pub(crate) type Res<T> = std::result::Result<T, Fail>;
 
 fn bad<T>(msg: impl Into<String>) -> Res<T> {
     Err(Fail::Bad(msg.into()))
@@ -343,7 +343,7 @@ impl Results {
 
 /// A progress line on stderr when it is a terminal, at most a few times a second; cleared
 /// when dropped.
-struct ProgressLine<'a> {
+pub(crate) struct ProgressLine<'a> {
     on: bool,
     name: &'a str,
     last: Instant,
@@ -351,7 +351,7 @@ struct ProgressLine<'a> {
 }
 
 impl ProgressLine<'_> {
-    fn new(name: &str) -> ProgressLine<'_> {
+    pub(crate) fn new(name: &str) -> ProgressLine<'_> {
         ProgressLine {
             on: std::io::stderr().is_terminal(),
             name,
@@ -360,7 +360,7 @@ impl ProgressLine<'_> {
         }
     }
 
-    fn show(&mut self, what: &str, done: u64, total: u64) {
+    pub(crate) fn show(&mut self, what: &str, done: u64, total: u64) {
         if !self.on || self.last.elapsed() < Duration::from_millis(250) {
             return;
         }
@@ -447,7 +447,7 @@ pub fn check_open_ledger(ledger: &Ledger, report: &mut Report<'_>) -> Outcome {
 }
 
 /// Every check of the module documentation over one read transaction.
-fn check_snapshot(
+pub(crate) fn check_snapshot(
     rtxn: &redb::ReadTransaction,
     signer: &Signer,
     report: &mut Report<'_>,

@@ -192,6 +192,10 @@ pub enum Command {
     /// with --online by the running server on a snapshot. Exits 0 when all is well, 1 on a
     /// discrepancy, 2 when it cannot run.
     Check(crate::check::CheckArgs),
+    /// Rebuild a ledger from a whole journal export and its signing key, offline (no
+    /// server may be using the data folder): a restore, with the same tree and checkpoint.
+    /// Exits 0 when imported, 1 when the export does not verify, 2 when it cannot run.
+    Import(crate::import::ImportArgs),
     /// Make a bearer token for a principal: prints the token on stdout (give it to the
     /// client, which reads it from GRAVEN_TOKEN or the file named by GRAVEN_TOKEN_FILE)
     /// and, on stderr, the entry for `graven serve --auth FILE`, which stores only its
@@ -858,7 +862,11 @@ pub async fn run_client(
     }
     let mut c = Client::connect(server).await?;
     match command {
-        Command::Serve(_) | Command::Bench(_) | Command::Check(_) | Command::Token { .. } => {
+        Command::Serve(_)
+        | Command::Bench(_)
+        | Command::Check(_)
+        | Command::Import(_)
+        | Command::Token { .. } => {
             bail!("not a client command")
         }
         Command::Export {

@@ -23,6 +23,7 @@ pub mod check;
 pub mod cli;
 pub mod engine;
 pub mod error;
+pub mod import;
 pub mod json;
 pub mod model;
 pub mod server;

@@ -9,11 +9,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The offline check needs neither a server nor a runtime.
-    if let Command::Check(args) = &cli.command
-        && !args.online
-    {
-        return graven::check::run(args);
+    // The offline check and the import need neither a server nor a runtime.
+    match &cli.command {
+        Command::Check(args) if !args.online => return graven::check::run(args),
+        Command::Import(args) => return graven::import::run(args),
+        _ => {}
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

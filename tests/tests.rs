@@ -21,6 +21,8 @@ mod concurrency;
 mod durability;
 /// Bad and hostile input on every RPC (docs/BAD_INPUT.md): the right code, nothing changed.
 mod hostile;
+/// `graven import`: a whole export and its key restore a ledger; bad exports are refused.
+mod import;
 /// Random operation sequences against the engine and an in-memory model, across reopens.
 mod model;
 /// The outbox relay example: each event handed on once, across a restart.

@@ -67,10 +67,46 @@ pub struct Engine {
     catalog: Mutex<()>,
     /// Set by [`Engine::close`]: every request is then refused as UNAVAILABLE.
     closed: AtomicBool,
+    /// The data folder's lock, held until [`Engine::close`].
+    lock: Mutex<Option<fs::File>>,
+}
+
+/// File name of the data folder's lock, held by the server (and `graven import`) while
+/// it uses the folder.
+pub const LOCK_FILE: &str = "graven.lock";
+
+/// Takes the data folder's lock (an exclusive advisory lock on [`LOCK_FILE`], released
+/// when the file is closed, so also when the process dies), creating the folder if need
+/// be. Refused while another process holds it.
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<fs::File> {
+    fs::create_dir_all(dir.join("ledgers"))
+        .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    }
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::internal(format!("opening {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::unavailable(format!(
+            "data folder {} is in use by another graven process (a running graven serve?)",
+            dir.display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => {
+            Err(Error::internal(format!("locking {}: {e}", path.display())))
+        }
+    }
 }
 
 /// Creates a file readable and writable by its owner only, failing if it exists.
-fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -82,7 +118,7 @@ fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
 }
 
 /// Makes a directory's entries (new files, renames) durable.
-fn sync_dir(path: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
     fs::File::open(path)?.sync_all()
 }
 
@@ -95,14 +131,8 @@ impl Engine {
                 config.server_name
             )));
         }
+        let lock = lock_data_dir(&config.data_dir)?;
         let root = config.data_dir.join("ledgers");
-        fs::create_dir_all(&root)
-            .map_err(|e| Error::internal(format!("creating {}: {e}", root.display())))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = fs::set_permissions(&config.data_dir, fs::Permissions::from_mode(0o700));
-        }
         let mut ledgers = BTreeMap::new();
         let mut names: Vec<String> = Vec::new();
         for dirent in fs::read_dir(&root)
@@ -129,6 +159,7 @@ impl Engine {
             ledgers: RwLock::new(ledgers),
             catalog: Mutex::new(()),
             closed: AtomicBool::new(false),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -276,11 +307,14 @@ impl Engine {
         for ledger in ledgers.values() {
             ledger.close();
         }
+        if let Ok(mut lock) = self.lock.lock() {
+            lock.take();
+        }
     }
 }
 
 /// Writes the metadata and an empty, signed tree into a new database file.
-fn initialize_database(
+pub(crate) fn initialize_database(
     path: &Path,
     origin: &str,
     signer: &Signer,
