@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# What the tamper check costs: a fresh release server preloads one ledger of REVISIONS
+# What the tamper check and a restore cost: a fresh release server preloads one ledger of REVISIONS
 # revisions (graven bench w3, 10,000-operation transactions), then
 #   * `graven check --online`, three times, with the server otherwise idle;
 #   * W2 (16 clients, DURATION s) alone, three times;
 #   * W2 again while `graven check --online` runs back to back, three times;
-#   * `graven check --data` on the stopped server's folder, three times.
+#   * `graven export` of the ledger (grown by the W2 runs) while the server runs, once;
+#   * `graven check --data` on the stopped server's folder, three times;
+#   * `graven import` of the export into a new folder, three times.
 # Plain text on stdout; docs/HARDENING.md quotes the medians.
 #
 #   benches/check.sh                      # REVISIONS=1000000 DURATION=10
@@ -50,10 +52,18 @@ for _ in 1 2 3; do
   wait "$bench"
   echo "W2 during checks: $(cat "$work/w2")"
 done
+/usr/bin/time -f "export: %e s, client RSS %M KB" \
+  "$bin" export big --out "$work/big.export"
+echo "export size: $(stat -c %s "$work/big.export") bytes"
 echo "server peak RSS: $(grep VmHWM "/proc/$server/status" | tr -s ' ' | cut -d' ' -f2-)"
 kill -TERM "$server"
 wait "$server" || true
 server=""
 for _ in 1 2 3; do
   /usr/bin/time -f "offline check: %e s, RSS %M KB" "$bin" check --data "$work/data" --ledger big
+done
+key="$work/data/ledgers/big/signing.key"
+for i in 1 2 3; do
+  /usr/bin/time -f "import: %e s, RSS %M KB" \
+    "$bin" import "$work/big.export" --signing-key "$key" --data "$work/restored-$i"
 done
