@@ -183,7 +183,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     }
     let mut results = Results::new(args.json);
     for name in &names {
-        let mut line = ProgressLine::new(name);
+        let mut line = ProgressLine::new("checking", name);
         let outcome = check_ledger(&root.join(name), &mut |what, done, total| {
             line.show(what, done, total);
             Ok(())
@@ -228,7 +228,7 @@ pub async fn run_online(server: &str, args: &CheckArgs) -> ExitCode {
     }
     let mut results = Results::new(args.json);
     for name in &names {
-        let mut line = ProgressLine::new(name);
+        let mut line = ProgressLine::new("checking", name);
         let outcome = async {
             let request = crate::pb::CheckLedgerRequest { name: name.clone() };
             let mut events = admin
@@ -345,14 +345,17 @@ impl Results {
 /// when dropped.
 pub(crate) struct ProgressLine<'a> {
     on: bool,
+    /// What is being done ("checking"), and to which ledger.
+    verb: &'static str,
     name: &'a str,
     last: Instant,
     shown: bool,
 }
 
 impl ProgressLine<'_> {
-    pub(crate) fn new(name: &str) -> ProgressLine<'_> {
+    pub(crate) fn new<'a>(verb: &'static str, name: &'a str) -> ProgressLine<'a> {
         ProgressLine {
+            verb,
             on: std::io::stderr().is_terminal(),
             name,
             last: Instant::now(),
@@ -366,7 +369,10 @@ impl ProgressLine<'_> {
         }
         self.last = Instant::now();
         self.shown = true;
-        eprint!("\rchecking {}: {what} {done} of {total}\x1b[K", self.name);
+        eprint!(
+            "\r{} {}: {what} {done} of {total}\x1b[K",
+            self.verb, self.name
+        );
     }
 }
 

@@ -167,11 +167,11 @@ fn import(args: &ImportArgs) -> Res<(String, Summary)> {
             .set_cache_size(64 << 20)
             .open(&db_path)
             .map_err(|e| Fail::Cannot(format!("{}: {e}", db_path.display())))?;
-        let mut line = ProgressLine::new(&name);
+        let mut line = ProgressLine::new("importing", &name);
         fill(&db, reader, &signer, &mut line)?;
         let summary =
             check::check_snapshot(&db.begin_read()?, &signer, &mut |what, done, total| {
-                line.show(&format!("checking: {what}"), done, total);
+                line.show(&format!("checking {what}"), done, total);
                 Ok(())
             })?;
         drop(line);
@@ -266,7 +266,7 @@ fn fill(
                 leaves.insert(index, row.as_slice())?;
                 batch += row.len();
                 if index.is_multiple_of(4096) {
-                    line.show("importing: journal entry", index, total);
+                    line.show("journal entry", index, total);
                 }
             }
         }
