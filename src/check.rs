@@ -213,9 +213,8 @@ pub async fn run_online(server: &str, args: &CheckArgs) -> ExitCode {
             Ok(r) => r.into_inner().ledgers.into_iter().map(|l| l.name).collect(),
             Err(s) => {
                 eprintln!(
-                    "graven check: listing ledgers: {:?}: {}",
-                    s.code(),
-                    s.message()
+                    "graven check: listing ledgers: {}",
+                    crate::cli::status_line(&s)
                 );
                 return ExitCode::from(2);
             }
@@ -269,7 +268,7 @@ pub async fn run_online(server: &str, args: &CheckArgs) -> ExitCode {
 }
 
 fn cannot(s: tonic::Status) -> Fail {
-    Fail::Cannot(format!("{:?}: {}", s.code(), s.message()))
+    Fail::Cannot(crate::cli::status_line(&s))
 }
 
 /// The output of a run: a line per ledger on stdout, problems on stderr, and the exit

@@ -466,7 +466,12 @@ impl Client {
 
 /// Turns a gRPC status into one readable line.
 fn rpc(status: tonic::Status) -> anyhow::Error {
-    anyhow!("{:?}: {}", status.code(), status.message())
+    anyhow!(status_line(&status))
+}
+
+/// A gRPC status as one line: its code, then its message.
+pub(crate) fn status_line(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
 }
 
 /// A document argument: the JSON itself, or `-` for standard input.

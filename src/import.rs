@@ -22,6 +22,7 @@
 //! tampered, or signed by another key), 2 the import could not run (bad arguments, the
 //! folder in use, the ledger exists).
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use graven_verify::export::{ExportReader, Record};
-use graven_verify::{CompactRange, Entry, Hash, Operation, Signer, leaf_hash, open_checkpoint};
+use graven_verify::{CompactRange, Entry, Operation, Signer, open_checkpoint};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
 
 use crate::check::{self, Fail, ProgressLine, Res, Summary};
@@ -204,8 +205,9 @@ fn fill(
     let total = reader.header().to;
     let mut range = CompactRange::new();
     let mut record = Record::default();
-    let mut hashes: Vec<Hash> = Vec::with_capacity(64);
-    let mut row = Vec::new();
+    let mut buffers = storage::RowBuffers::default();
+    // Tables already given their row.
+    let mut known_tables: HashSet<String> = HashSet::new();
     let mut more = true;
     while more {
         let mut txn = db.begin_write()?;
@@ -245,26 +247,26 @@ fn fill(
                         entry.operation, entry.version
                     )));
                 }
-                if let Some(old) = current {
-                    docs.insert((table, id, old.0), old)?;
-                }
-                docs.insert(
-                    (table, id, storage::CURRENT),
-                    (entry.version, index, entry.operation != Operation::Delete),
-                )?;
-                if tables.get(table)?.is_none() {
+                if !known_tables.contains(table) {
                     tables.insert(table, (entry.commit_time_micros, true))?;
+                    known_tables.insert(table.to_owned());
                 }
-                hashes.clear();
-                range.append_stored(leaf_hash(&record.entry), |_, h| hashes.push(h));
-                storage::encode_leaf(
-                    &mut row,
-                    &record.entry,
-                    &hashes,
-                    record.body().unwrap_or_default(),
-                );
-                leaves.insert(index, row.as_slice())?;
-                batch += row.len();
+                storage::append_revision(
+                    &mut leaves,
+                    &mut docs,
+                    &mut range,
+                    &mut buffers,
+                    &storage::Revision {
+                        entry: &record.entry,
+                        body: record.body().unwrap_or_default(),
+                        table,
+                        id,
+                        version: entry.version,
+                        live: entry.operation != Operation::Delete,
+                        previous: current,
+                    },
+                )?;
+                batch += record.entry.len() + record.body.len();
                 if index.is_multiple_of(4096) {
                     line.show("journal entry", index, total);
                 }

@@ -11,8 +11,8 @@
 //!
 //! Nothing here decides policy; it only reads and writes what the engine tells it to.
 
-use graven_verify::{Hash, HashReader, split_stored_hash_index};
-use redb::{ReadableTable, TableDefinition};
+use graven_verify::{CompactRange, Hash, HashReader, leaf_hash, split_stored_hash_index};
+use redb::{ReadableTable, Table, TableDefinition};
 
 /// Settings and the latest checkpoint, by name (see the `META_*` keys).
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -94,6 +94,54 @@ pub fn encode_leaf(row: &mut Vec<u8>, entry: &[u8], hashes: &[Hash], body: &[u8]
         row.extend_from_slice(&h.0);
     }
     row.extend_from_slice(body);
+}
+
+/// One revision to append with [`append_revision`].
+#[derive(Debug, Clone, Copy)]
+pub struct Revision<'a> {
+    /// The encoded journal entry (the leaf's bytes).
+    pub entry: &'a [u8],
+    /// Its canonical JSON; empty for a delete.
+    pub body: &'a [u8],
+    /// The document's table and id.
+    pub table: &'a str,
+    pub id: &'a str,
+    /// The entry's version, and whether the document is live after it (not a delete).
+    pub version: u64,
+    pub live: bool,
+    /// The document's CURRENT row before this revision: (version, index, live).
+    pub previous: Option<(u64, u64, bool)>,
+}
+
+/// Buffers [`append_revision`] reuses from one revision to the next.
+#[derive(Debug, Default)]
+pub struct RowBuffers {
+    row: Vec<u8>,
+    hashes: Vec<Hash>,
+}
+
+/// Writes `rev` at journal index `range.size()` and returns that index: its [`LEAVES`]
+/// row (the entry, the tree hashes it completes, its body), and its [`DOCS`] rows: the
+/// revision it replaces gets a row of its own version, and the CURRENT row points at this
+/// one. `range` grows by the leaf. The one way revisions are stored: by the sequencer, and
+/// by `graven import`.
+pub fn append_revision(
+    leaves: &mut Table<'_, u64, &'static [u8]>,
+    docs: &mut Table<'_, (&'static str, &'static str, u64), (u64, u64, bool)>,
+    range: &mut CompactRange,
+    buffers: &mut RowBuffers,
+    rev: &Revision<'_>,
+) -> Result<u64, redb::StorageError> {
+    let index = range.size();
+    buffers.hashes.clear();
+    range.append_stored(leaf_hash(rev.entry), |_, h| buffers.hashes.push(h));
+    encode_leaf(&mut buffers.row, rev.entry, &buffers.hashes, rev.body);
+    leaves.insert(index, buffers.row.as_slice())?;
+    if let Some(old) = rev.previous {
+        docs.insert((rev.table, rev.id, old.0), old)?;
+    }
+    docs.insert((rev.table, rev.id, CURRENT), (rev.version, index, rev.live))?;
+    Ok(index)
 }
 
 /// A [`LEAVES`] row taken apart.

@@ -24,10 +24,6 @@ const PRELOAD_PARALLEL: usize = 4;
 type Conn = crate::cli::Conn;
 type Docs = pb::documents_client::DocumentsClient<Conn>;
 
-fn status_text(s: &tonic::Status) -> String {
-    format!("{:?}: {}", s.code(), s.message())
-}
-
 /// A channel carrying the token of `GRAVEN_TOKEN` or `GRAVEN_TOKEN_FILE`, if set.
 fn conn(channel: Channel, bearer: &Bearer) -> Conn {
     tonic::service::interceptor::InterceptedService::new(channel, bearer.clone())
@@ -88,7 +84,7 @@ impl Client for Worker {
                         }
                         Outcome::Wrote(plan.ops as u64)
                     }
-                    Err(s) => Outcome::Failed(status_text(&s)),
+                    Err(s) => Outcome::Failed(crate::cli::status_line(&s)),
                 }
             }
             Workload::W4 => {
@@ -108,7 +104,7 @@ impl Client for Worker {
                 match self.transact(vec![op]).await {
                     Ok(_) => Outcome::Wrote(1),
                     Err(s) if s.code() == tonic::Code::FailedPrecondition => Outcome::Aborted,
-                    Err(s) => Outcome::Failed(status_text(&s)),
+                    Err(s) => Outcome::Failed(crate::cli::status_line(&s)),
                 }
             }
             Workload::W5 => {
@@ -155,7 +151,7 @@ impl Worker {
                 .into_inner()
                 .revision
                 .ok_or_else(|| format!("no revision in the response for {TABLE}/{id}")),
-            Err(s) => Err(status_text(&s)),
+            Err(s) => Err(crate::cli::status_line(&s)),
         }
     }
 }
@@ -414,7 +410,7 @@ async fn preload(
                     .await;
                 if let Err(s) = sent {
                     failed.store(true, Ordering::Relaxed);
-                    bail!("preload: {}", status_text(&s));
+                    bail!("preload: {}", crate::cli::status_line(&s));
                 }
                 count.fetch_add(len, Ordering::Relaxed);
             }

@@ -15,9 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use graven_verify::{
-    Checkpoint, CompactRange, Entry, Hash, Operation, Signer, leaf_hash, tree_hash,
-};
+use graven_verify::{Checkpoint, CompactRange, Entry, Hash, Operation, Signer, tree_hash};
 use redb::{Database, ReadableTable, Table, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -351,8 +349,7 @@ impl Sequencer {
         let revisions = tx.ops.iter().filter(|op| op.operation().is_some()).count() as u32;
         let mut results = Vec::with_capacity(tx.ops.len());
         let mut position = 0u32;
-        let mut new_hashes: Vec<Hash> = Vec::with_capacity(8);
-        let mut row = Vec::new(); // one leaf row buffer for the whole transaction
+        let mut buffers = storage::RowBuffers::default(); // for the whole transaction
         for ((op, state), body_hash) in tx.ops.iter().zip(states).zip(&prepared.body_hashes) {
             let (table, id) = op.target();
             let Some(operation) = op.operation() else {
@@ -389,21 +386,20 @@ impl Sequencer {
             }
             .encode()
             .map_err(|e| Error::invalid(e.to_string()))?;
-            let index = self.range.size();
-            new_hashes.clear();
-            self.range
-                .append_stored(leaf_hash(&entry), |_, h| new_hashes.push(h));
-            storage::encode_leaf(&mut row, &entry, &new_hashes, body.unwrap_or_default());
-            t.leaves.insert(index, row.as_slice())?;
-            // The revision this one replaces gets a row of its own version; the current
-            // revision lives in the CURRENT row only.
-            if let Some(old) = state {
-                t.docs
-                    .insert((table, id, old.version), (old.version, old.index, old.live))?;
-            }
-            t.docs.insert(
-                (table, id, storage::CURRENT),
-                (version, index, operation != Operation::Delete),
+            let index = storage::append_revision(
+                &mut t.leaves,
+                &mut t.docs,
+                &mut self.range,
+                &mut buffers,
+                &storage::Revision {
+                    entry: &entry,
+                    body: body.unwrap_or_default(),
+                    table,
+                    id,
+                    version,
+                    live: operation != Operation::Delete,
+                    previous: state.map(|s| (s.version, s.index, s.live)),
+                },
             )?;
             results.push(OpResult {
                 table: table.to_owned(),
