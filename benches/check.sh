@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the tamper check and a restore cost: a fresh release server preloads one ledger of REVISIONS
-# revisions (graven bench w3, 10,000-operation transactions), then
+# revisions (graven-bench w3, 10,000-operation transactions), then
 #   * `graven check --online`, three times, with the server otherwise idle;
 #   * W2 (16 clients, DURATION s) alone, three times;
 #   * W2 again while `graven check --online` runs back to back, three times;
@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 REVISIONS=${REVISIONS:-1000000}
 DURATION=${DURATION:-10}
 PORT=${PORT:-7498}
-cargo build --release --quiet --bin graven
+cargo build --release --quiet --bin graven --bin graven-bench
 bin=$PWD/target/release/graven
+bench=$PWD/target/release/graven-bench
 work=$(mktemp -d)
 server=""
 cleanup() {
@@ -32,10 +33,10 @@ export GRAVEN_SERVER="http://127.0.0.1:$PORT"
 server=$!
 until "$bin" ledger list >/dev/null 2>&1; do sleep 0.1; done
 "$bin" ledger create big >/dev/null
-"$bin" bench --workload w3 --clients 2 --count $((REVISIONS / 10000)) --ops 10000 \
+"$bench" --workload w3 --clients 2 --count $((REVISIONS / 10000)) --ops 10000 \
   --ledger big --json >/dev/null
 w2() {
-  "$bin" bench --workload w2 --clients 16 --duration "$DURATION" --ledger big --json |
+  "$bench" --workload w2 --clients 16 --duration "$DURATION" --ledger big --json |
     python3 -c 'import json,sys; d=json.load(sys.stdin); print(round(d["throughput"]), "tx/s, p99", d["p99_ms"], "ms")'
 }
 for _ in 1 2 3; do

@@ -3,11 +3,11 @@
 #
 #   * graven over gRPC (a release server on a temporary data folder, loopback only);
 #   * raw redb: the same inserts, same sizes and batch shape, Durability::Immediate, no
-#     ledger work (graven bench --raw-redb), the storage engine's floor;
+#     ledger work (graven-bench --raw-redb), the storage engine's floor;
 #   * PostgreSQL with the design AWS recommends to QLDB users: a current-state table, an
 #     audit table filled by a trigger, a SHA-256 hash chain over the audit rows (pgcrypto),
 #     synchronous_commit=on; and the same without the chain, to show what it costs
-#     (graven bench --postgres, see src/bench/postgres.rs);
+#     (graven-bench --postgres, see bench/src/postgres.rs);
 #   * sha256sum on the same export file that graven-verify audit checks.
 #
 # Every workload runs RUNS times, the peers interleaved with graven; then a concurrency
@@ -37,7 +37,7 @@ if [ ! -x "$pgbin/initdb" ]; then
   exit 2
 fi
 
-cargo build --release --quiet -p graven -p graven-verify --bins
+cargo build --release --quiet -p graven -p graven-verify -p graven-bench --bins
 bin=target/release
 mkdir -p "$OUT"
 results="$OUT/results.jsonl"
@@ -86,12 +86,12 @@ pg="postgresql://bench@127.0.0.1:$PG_PORT/postgres"
 echo "postgres settings: synchronous_commit=on fsync=on shared_buffers=1GB max_connections=400" \
   >>"$OUT/machine.txt"
 
-# One measurement: graven bench ARGS, its JSON report tagged with the phase and run.
+# One measurement: graven-bench ARGS, its JSON report tagged with the phase and run.
 bench() {
   local phase=$1 run=$2
   shift 2
   local report
-  report=$("$bin/graven" --server "$url" bench --json "$@")
+  report=$("$bin/graven-bench" --server "$url" --json "$@")
   echo "{\"phase\":\"$phase\",\"run\":$run,\"report\":$report}" >>"$results"
   echo "$phase run $run: $report" >&2
 }

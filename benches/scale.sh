@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How graven grows: for each journal size, a fresh release server preloads a ledger of that
-# many one-document revisions (128-byte documents, graven bench w5's preload), then
+# many one-document revisions (128-byte documents, graven-bench w5's preload), then
 # records
 #   * the server's resident memory (RSS) after the load,
 #   * reads with an inclusion proof (w5: 32 clients, and 1 client for the latency of one
@@ -17,8 +17,9 @@ SIZES=${SIZES:-10000 1000000 10000000}
 DURATION=${DURATION:-10}
 PORT=${PORT:-7497}
 OUT=${1:-target/scale}
-cargo build --release --quiet --bin graven
+cargo build --release --quiet --bin graven --bin graven-bench
 bin=target/release/graven
+bench=target/release/graven-bench
 url="http://127.0.0.1:$PORT"
 mkdir -p "$OUT"
 : >"$OUT/scale.jsonl"
@@ -52,10 +53,10 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
 for n in $SIZES; do
   data="$work/data-$n"
   start "$data"
-  loaded=$("$bin" --server "$url" bench --json --workload w5 --preload "$n" --duration "$DURATION")
+  loaded=$("$bench" --server "$url" --json --workload w5 --preload "$n" --duration "$DURATION")
   ledger=$(echo "$loaded" | field ledger)
   # One client: the latency of a read with its proof, without queueing.
-  single=$("$bin" --server "$url" bench --json --workload w5 --ledger "$ledger" --clients 1 --duration "$DURATION")
+  single=$("$bench" --server "$url" --json --workload w5 --ledger "$ledger" --clients 1 --duration "$DURATION")
   rss_loaded=$(rss_kb)
   proof_bytes=$("$bin" --server "$url" proof inclusion "$ledger" $((n / 2)) | wc -c)
   disk=$(du -sb "$data" | cut -f1)
@@ -63,7 +64,7 @@ for n in $SIZES; do
   start "$data"
   restart_s=$started
   rss_restarted=$(rss_kb)
-  cold=$("$bin" --server "$url" bench --json --workload w5 --ledger "$ledger" --duration "$DURATION")
+  cold=$("$bench" --server "$url" --json --workload w5 --ledger "$ledger" --duration "$DURATION")
   rss_after=$(rss_kb)
   stop
   echo "{\"revisions\":$n,\"disk_bytes\":$disk,\"rss_loaded_kb\":$rss_loaded,\"proof_bytes\":$proof_bytes,\"restart_s\":$restart_s,\"rss_restarted_kb\":$rss_restarted,\"rss_after_reads_kb\":$rss_after,\"reads\":$loaded,\"reads_one_client\":$single,\"reads_after_restart\":$cold}" \

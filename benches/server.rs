@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use graven::engine::prepare::prepare;
 use graven::engine::{Config, Engine, Ledger};
-use graven::model::{Op, Transaction};
+use graven::model::{Limits, RequestOp, TransactRequest, TreeSize};
 
 /// The journal sizes measured.
 const SIZES: [u64; 2] = [10_000, 10_000_000];
@@ -36,20 +37,18 @@ fn ledger(revisions: u64) -> (Arc<Engine>, Arc<Ledger>) {
         let mut n = 0;
         while n < revisions {
             let ops = (n..(n + PER_TX).min(revisions))
-                .map(|i| Op::Insert {
+                .map(|i| RequestOp::Insert {
                     table: "docs".into(),
-                    id: format!("{i:08}"),
-                    body: format!("{{\"n\":{i}}}").into_bytes(),
+                    id: Some(format!("{i:08}")),
+                    json: format!("{{\"n\":{i}}}").into_bytes(),
                 })
                 .collect();
-            ledger
-                .transact(Transaction {
-                    ops,
-                    idempotency: None,
-                    principal: "bench".into(),
-                })
-                .await
-                .expect("transact");
+            let request = TransactRequest {
+                ops,
+                idempotency_key: None,
+            };
+            let tx = prepare(request, &Limits::default(), "bench").expect("valid");
+            ledger.transact(tx).await.expect("transact");
             n += PER_TX;
         }
     });
@@ -71,7 +70,7 @@ fn proofs(c: &mut Criterion) {
         group.bench_function("prove_inclusion (latest size)", |b| {
             b.iter_batched(
                 &mut next,
-                |i| ledger.prove_inclusion(i, 0).expect("proof"),
+                |i| ledger.prove_inclusion(i, TreeSize::Latest).expect("proof"),
                 BatchSize::SmallInput,
             )
         });
@@ -81,7 +80,7 @@ fn proofs(c: &mut Criterion) {
                 // The older tree has one leaf fewer: the index must be below its size.
                 |i| {
                     ledger
-                        .prove_inclusion(i % (revisions - 1), revisions - 1)
+                        .prove_inclusion(i % (revisions - 1), TreeSize::At(revisions - 1))
                         .expect("proof")
                 },
                 BatchSize::SmallInput,
@@ -90,14 +89,22 @@ fn proofs(c: &mut Criterion) {
         group.bench_function("prove_consistency (random old size)", |b| {
             b.iter_batched(
                 || next().max(1),
-                |old| ledger.prove_consistency(old, 0).expect("proof"),
+                |old| {
+                    ledger
+                        .prove_consistency(old, TreeSize::Latest)
+                        .expect("proof")
+                },
                 BatchSize::SmallInput,
             )
         });
         group.bench_function("get document with inclusion proof", |b| {
             b.iter_batched(
                 || format!("{:08}", next()),
-                |id| ledger.get("docs", &id, None, Some(0)).expect("get"),
+                |id| {
+                    ledger
+                        .get("docs", &id, None, Some(TreeSize::Latest))
+                        .expect("get")
+                },
                 BatchSize::SmallInput,
             )
         });

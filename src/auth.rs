@@ -140,13 +140,8 @@ pub enum Denied {
 }
 
 fn decode_hash(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
@@ -157,10 +152,7 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// The lower-case hex SHA-256 of a token: what an auth file stores.
 pub fn token_hash_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 impl Auth {
@@ -225,73 +217,6 @@ impl Auth {
             }
         }
         found.map(Caller).ok_or(Denied::Unauthenticated)
-    }
-}
-
-/// The client side: adds `authorization: Bearer <token>` to every request when a token
-/// is configured. The token comes from the environment, never from a command-line
-/// argument (which other users can see and shells log): `GRAVEN_TOKEN`, or the first line
-/// of the file named by `GRAVEN_TOKEN_FILE`.
-#[derive(Clone, Default)]
-pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl fmt::Debug for Bearer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Bearer(<token>)"
-        } else {
-            "Bearer(none)"
-        })
-    }
-}
-
-impl Bearer {
-    /// The token from `GRAVEN_TOKEN` or `GRAVEN_TOKEN_FILE`, if either is set.
-    pub fn from_env() -> Result<Bearer, String> {
-        let token = match (
-            std::env::var("GRAVEN_TOKEN").ok(),
-            std::env::var_os("GRAVEN_TOKEN_FILE"),
-        ) {
-            (Some(_), Some(_)) => {
-                return Err("set GRAVEN_TOKEN or GRAVEN_TOKEN_FILE, not both".into());
-            }
-            (Some(t), None) => t,
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    format!("GRAVEN_TOKEN_FILE {}: {e}", Path::new(&path).display())
-                })?;
-                text.lines().next().unwrap_or("").trim().to_owned()
-            }
-            (None, None) => return Ok(Bearer(None)),
-        };
-        Bearer::new(&token).map_err(|e| format!("the token {e}"))
-    }
-
-    /// A bearer of `token`.
-    pub fn new(token: &str) -> Result<Bearer, String> {
-        if token.is_empty() {
-            return Err("is empty".into());
-        }
-        let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
-            format!("Bearer {token}")
-                .parse()
-                .map_err(|_| "holds characters a header cannot carry".to_owned())?;
-        value.set_sensitive(true);
-        Ok(Bearer(Some(value)))
-    }
-}
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request
-                .metadata_mut()
-                .insert("authorization", value.clone());
-        }
-        Ok(request)
     }
 }
 

@@ -1,14 +1,23 @@
 //! The engine's errors: a small set of kinds, each message naming the field or operation.
-//! `service.rs` maps each kind to one gRPC code, in one place.
+//! The gRPC adapter maps each kind to one gRPC code, in one place (`service::status`).
+//!
+//! Messages quote what the caller sent only through [`Quote`], which shows at most a short
+//! prefix: an error about a 100,000-byte id must not itself be 100,000 bytes (gRPC clients
+//! refuse status messages over a few KiB, and would see a transport error instead).
 
 use std::fmt;
+use std::sync::Arc;
 
-/// What went wrong, as a client can act on it.
+/// What went wrong, as a client can act on it. Each kind is one gRPC code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
-    /// Bad input: malformed JSON, bad names, out-of-range sizes.
+    /// Bad input that can never succeed: malformed JSON, bad names, inconsistent sizes.
     InvalidArgument,
-    /// No such ledger, table, document, version or index.
+    /// Past the end of the journal as it is now: an index or size that may become valid
+    /// once the ledger grows.
+    OutOfRange,
+    /// No such ledger, table, document or version.
     NotFound,
     /// The ledger, table or document already exists.
     AlreadyExists,
@@ -16,19 +25,25 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// Over a configured limit.
     ResourceExhausted,
+    /// No credentials the server knows.
+    Unauthenticated,
+    /// Credentials known, but their role does not allow the request.
+    PermissionDenied,
     /// Shutting down, or the ledger is going away.
     Unavailable,
     /// Storage failure. Nothing was acknowledged.
     Internal,
 }
 
-/// An engine error: a kind and a message for people.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An engine error: a kind, a message for people, and the error that caused it, if any.
+#[derive(Debug, Clone)]
 pub struct Error {
     /// The kind.
     pub kind: ErrorKind,
     /// What went wrong, naming the field or operation.
     pub message: String,
+    /// The underlying failure (a storage or I/O error), kept for logs and `source()`.
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -37,12 +52,18 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            source: None,
         }
     }
 
     /// [`ErrorKind::InvalidArgument`].
     pub fn invalid(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// [`ErrorKind::OutOfRange`].
+    pub fn out_of_range(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::OutOfRange, message)
     }
 
     /// [`ErrorKind::NotFound`].
@@ -75,6 +96,18 @@ impl Error {
         Error::new(ErrorKind::Internal, message)
     }
 
+    /// An [`ErrorKind::Internal`] error caused by `source`: `what: source`.
+    pub fn internal_from(
+        what: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error {
+            kind: ErrorKind::Internal,
+            message: format!("{what}: {source}"),
+            source: Some(Arc::new(source)),
+        }
+    }
+
     /// The same error with `context: ` in front of its message.
     pub fn context(mut self, context: impl fmt::Display) -> Error {
         self.message = format!("{context}: {}", self.message);
@@ -88,28 +121,65 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
-
-/// Storage errors are internal: they are logged and reported without detail of the data.
-macro_rules! storage_error {
-    ($($t:ty),*) => {$(
-        impl From<$t> for Error {
-            fn from(e: $t) -> Error {
-                Error::internal(format!("storage: {e}"))
-            }
-        }
-    )*};
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
-storage_error!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    std::io::Error
-);
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::internal_from("i/o", e)
+    }
+}
 
 /// Shorthand for engine results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The most characters of a caller's value an error message quotes.
+const QUOTE_CHARS: usize = 64;
+
+/// A value the caller sent, quoted for an error message: as Rust's `{:?}` writes a string,
+/// cut to its first 64 characters with its length in bytes after it when longer, e.g.
+/// `"xxxx…"… (100000 bytes)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Quote<'a>(pub &'a str);
+
+impl fmt::Display for Quote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.char_indices().nth(QUOTE_CHARS) {
+            None => write!(f, "{:?}", self.0),
+            Some((cut, _)) => write!(f, "{:?}… ({} bytes)", &self.0[..cut], self.0.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_short() {
+        assert_eq!(Quote("a\"b").to_string(), r#""a\"b""#);
+        let exact = "x".repeat(QUOTE_CHARS);
+        assert_eq!(Quote(&exact).to_string(), format!("{exact:?}"));
+        let long = "é".repeat(100_000);
+        let shown = Quote(&long).to_string();
+        assert!(shown.len() < 200, "{shown}");
+        assert!(shown.ends_with("… (200000 bytes)"), "{shown}");
+    }
+
+    #[test]
+    fn the_source_is_kept() {
+        use std::error::Error as _;
+        let io = std::io::Error::other("disk on fire");
+        let e = Error::internal_from("writing", io);
+        assert_eq!(e.message, "writing: disk on fire");
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("disk on fire")
+        );
+    }
+}

@@ -87,7 +87,10 @@ impl<'de> Visitor<'de> for StrictVisitor {
         while let Some(key) = map.next_key::<String>()? {
             let Strict(value) = map.next_value()?;
             if members.insert(key.clone(), value).is_some() {
-                return Err(de::Error::custom(format!("duplicate member name {key:?}")));
+                return Err(de::Error::custom(format!(
+                    "duplicate member name {}",
+                    crate::error::Quote(&key)
+                )));
             }
         }
         Ok(Value::Object(members))

@@ -4,28 +4,33 @@
 //! in an append-only journal; the journal is the leaf sequence of an RFC 6962 Merkle tree
 //! whose head is published as an Ed25519-signed C2SP checkpoint.
 //!
-//! * [`engine`]: ledgers on disk (redb), the sequencer (group commit) and the read path.
-//! * [`model`]: domain types and limits; [`error`]: the engine's errors.
-//! * [`json`]: strict JSON parsing and RFC 8785 canonical form.
-//! * [`storage`]: the redb table layout.
-//! * [`service`]: the tonic adapter, the only module that speaks gRPC types to the engine.
-//! * [`server`]: `graven serve`; [`cli`]: the client commands; [`bench`]: the load tool.
-//! * [`check`]: `graven check`, the offline tamper check of a stopped server's data folder.
+//! The modules are layers, each importing only from the ones above it in this list:
 //!
-//! Hashing, proofs, checkpoints, keys and the journal entry format come from
-//! `graven-verify` (re-exported as [`verify`]), the small crate auditors run.
+//! * `graven-verify` (re-exported as [`verify`]): hashing, proofs, checkpoints, keys and
+//!   the journal entry format, the small crate auditors run.
+//! * The domain: [`model`] (types and limits), [`json`] (strict JSON, RFC 8785),
+//!   [`error`] (the engine's errors, by kind).
+//! * [`storage`]: one ledger's storage; the only module that names redb.
+//! * [`engine`]: ledgers and their sequencers, the read path, the change stream's
+//!   follower, transaction preparation, the tamper check and the restore.
+//! * [`service`]: the gRPC adapter (with [`auth`], who may do what); [`server`]: `graven
+//!   serve`.
+//!
+//! Beside them, for programs that talk to a server: [`client`] (connection, token, TLS,
+//! message limits) and [`progress`] (a progress line on a terminal). The `graven` command
+//! line (`src/cli/`, in the binary) and the load tool (`graven-bench`, its own crate) are
+//! built on the library; nothing in it imports them.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod auth;
-pub mod bench;
-pub mod check;
-pub mod cli;
+pub mod client;
 pub mod engine;
 pub mod error;
-pub mod import;
 pub mod json;
 pub mod model;
+pub mod progress;
 pub mod server;
 pub mod service;
 pub mod storage;

@@ -1,10 +1,10 @@
-//! Domain types: what the engine takes and returns, free of gRPC and storage types.
-//! Names are checked here, once, by the constructors the service calls.
+//! Domain types: what the engine takes and returns, free of gRPC and storage types, and
+//! the name rules (`check_*`), which the engine applies to everything it is given.
 
 use graven_verify::{Hash, Operation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Quote, Result};
 
 /// Configurable limits, enforced with clear errors. The defaults are at least as generous
 /// as Amazon QLDB's (128 KB per document, 40 documents and 4 MB per transaction).
@@ -31,6 +31,10 @@ impl Default for Limits {
     }
 }
 
+/// The largest gRPC message the server accepts or sends, and the clients too: a
+/// transaction at the default 16 MiB limit, plus framing.
+pub const MAX_MESSAGE_BYTES: usize = 20 << 20;
+
 /// The default page size of History and Scan.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 
@@ -50,8 +54,9 @@ pub fn check_ledger_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "ledger name {name:?} is invalid: use 1 to 63 characters a-z, 0-9, '-' or '_', \
-             starting with a letter or digit"
+            "ledger name {} is invalid: use 1 to 63 characters a-z, 0-9, '-' or '_', \
+             starting with a letter or digit",
+            Quote(name)
         )))
     }
 }
@@ -67,8 +72,9 @@ pub fn check_table_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(format!(
-            "table name {name:?} is invalid: use 1 to 128 letters, digits or '_', not \
-             starting with a digit"
+            "table name {} is invalid: use 1 to 128 letters, digits or '_', not \
+             starting with a digit",
+            Quote(name)
         )))
     }
 }
@@ -77,11 +83,21 @@ pub fn check_table_name(name: &str) -> Result<()> {
 pub fn check_document_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
         return Err(Error::invalid(format!(
-            "document id {id:?} is invalid: use 1 to {MAX_ID_BYTES} bytes without control \
-             characters"
+            "document id {} is invalid: use 1 to {MAX_ID_BYTES} bytes without control \
+             characters",
+            Quote(id)
         )));
     }
     Ok(())
+}
+
+/// A tree size a read or proof is against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeSize {
+    /// The journal's size when the read is made.
+    Latest,
+    /// A given size (at most the journal's).
+    At(u64),
 }
 
 /// A condition a [`Op::Check`] requires.
@@ -168,6 +184,59 @@ impl Op {
     }
 }
 
+/// One operation as a client sent it, before validation: JSON as text, an insert's id
+/// possibly absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestOp {
+    /// Create a document; `id` absent: the engine makes one.
+    Insert {
+        /// Table.
+        table: String,
+        /// Document id, if the client chose one.
+        id: Option<String>,
+        /// The document's JSON text.
+        json: Vec<u8>,
+    },
+    /// Replace a live document.
+    Update {
+        /// Table.
+        table: String,
+        /// Document id.
+        id: String,
+        /// The document's JSON text.
+        json: Vec<u8>,
+        /// Required current version, if any.
+        expected_version: Option<u64>,
+    },
+    /// Delete a live document.
+    Delete {
+        /// Table.
+        table: String,
+        /// Document id.
+        id: String,
+        /// Required current version, if any.
+        expected_version: Option<u64>,
+    },
+    /// Require a condition; write nothing.
+    Check {
+        /// Table.
+        table: String,
+        /// Document id.
+        id: String,
+        /// The condition.
+        condition: Condition,
+    },
+}
+
+/// A transaction as a client sent it: see `engine::prepare`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactRequest {
+    /// The operations, in order.
+    pub ops: Vec<RequestOp>,
+    /// The idempotency key, if any.
+    pub idempotency_key: Option<String>,
+}
+
 /// A transaction ready for the sequencer.
 #[derive(Debug, Clone)]
 pub struct Transaction {
@@ -207,6 +276,8 @@ pub struct Receipt {
     pub commit_micros: u64,
     /// Signed checkpoint covering the transaction.
     pub checkpoint: String,
+    /// The tree size of `checkpoint`.
+    pub tree_size: u64,
     /// Whether this answers a retried idempotency key.
     pub replayed: bool,
 }
@@ -313,6 +384,17 @@ pub enum JournalItem {
         /// Its leaf hash.
         leaf_hash: Hash,
     },
+}
+
+/// What a change stream delivers, in order (see `engine::follower`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// First when the stream starts past 0: the compact range of `[0, start)`.
+    Frontier(graven_verify::CompactRange),
+    /// A journal position.
+    Item(JournalItem),
+    /// A signed checkpoint covering everything delivered so far.
+    Checkpoint(Head),
 }
 
 /// A page of revisions and where the next one starts.

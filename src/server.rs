@@ -1,9 +1,10 @@
-//! `graven serve`: the engine behind tonic, with gRPC health and server reflection, until
-//! Ctrl-C or SIGTERM. On shutdown it stops taking requests, lets the ones in flight finish,
-//! then stops each sequencer after the work already queued.
+//! `graven serve`: the engine behind tonic, with gRPC health and server reflection (v1
+//! and v1alpha), until Ctrl-C or SIGTERM. On shutdown it stops taking requests, lets the
+//! ones in flight finish, then stops each sequencer after the work already queued.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -12,12 +13,55 @@ use tonic::transport::{Server, ServerTlsConfig};
 
 use crate::auth::Auth;
 use crate::engine::{Config, Engine};
+use crate::model::MAX_MESSAGE_BYTES;
 use crate::pb;
-use crate::service::GravenService;
+use crate::service::{GravenService, fix_tonic_codes};
 
-/// The largest gRPC message accepted or sent: a transaction at the default 16 MiB limit,
-/// plus framing.
-pub const MAX_MESSAGE_BYTES: usize = 20 << 20;
+/// The PEM files of `graven serve --tls-cert/--tls-key/--tls-client-ca`.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// Mutual TLS: accept only clients with a certificate issued by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// Reads the files into tonic's TLS settings.
+    pub fn load(&self) -> anyhow::Result<ServerTlsConfig> {
+        use tonic::transport::{Certificate, Identity};
+        let read =
+            |p: &PathBuf| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+        let mut tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?));
+        if let Some(ca) = &self.client_ca {
+            tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+        }
+        Ok(tls)
+    }
+}
+
+/// The HTTP response of a gRPC call.
+type HttpResponse = tonic::codegen::http::Response<tonic::body::Body>;
+
+/// The router [`router`] builds: graven's services behind [`fix_tonic_codes`].
+pub type GravenRouter = Router<
+    tower::layer::util::Stack<
+        tower::util::MapResponseLayer<fn(HttpResponse) -> HttpResponse>,
+        tower::layer::util::Identity,
+    >,
+>;
+
+/// A generated server with graven's message limits both ways.
+macro_rules! limited {
+    ($server:expr) => {
+        $server
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    };
+}
 
 /// The gRPC router: the graven services, health and reflection. With `auth`, the graven
 /// services admit only its principals, by role (health and reflection stay open); with
@@ -26,7 +70,7 @@ pub async fn router(
     engine: Arc<Engine>,
     auth: Option<Arc<Auth>>,
     tls: Option<ServerTlsConfig>,
-) -> anyhow::Result<Router> {
+) -> anyhow::Result<GravenRouter> {
     let service = match auth {
         Some(auth) => GravenService::with_auth(engine, auth),
         None => GravenService::new(engine),
@@ -44,38 +88,39 @@ pub async fn router(
     health
         .set_serving::<pb::stream_server::StreamServer<GravenService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    // v1, and v1alpha for the clients that speak only it (grpcio-reflection, older grpcurl).
+    let reflection_v1 = reflection()
         .build_v1()
+        .context("building the reflection service")?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .context("building the reflection service")?;
     let mut builder = Server::builder();
     if let Some(tls) = tls {
         builder = builder.tls_config(tls).context("TLS settings")?;
     }
     Ok(builder
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(
-            pb::admin_server::AdminServer::new(service.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::documents_server::DocumentsServer::new(service.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::proofs_server::ProofsServer::new(service.clone())
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            pb::stream_server::StreamServer::new(service)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        .layer(tower::util::MapResponseLayer::new(
+            fix_tonic_codes::<tonic::body::Body> as fn(HttpResponse) -> HttpResponse,
         ))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(limited!(pb::admin_server::AdminServer::new(
+            service.clone()
+        )))
+        .add_service(limited!(pb::documents_server::DocumentsServer::new(
+            service.clone()
+        )))
+        .add_service(limited!(pb::proofs_server::ProofsServer::new(
+            service.clone()
+        )))
+        .add_service(limited!(pb::stream_server::StreamServer::new(service))))
 }
 
 /// Opens the engine on a blocking thread (opening fsyncs and reads files).

@@ -410,7 +410,10 @@ async fn failed_transactions_write_nothing_and_name_the_operation() {
         .expect("delete");
     let before = s
         .proofs
-        .get_checkpoint(pb::GetCheckpointRequest { ledger: "l".into() })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: "l".into(),
+            size: None,
+        })
         .await
         .expect("checkpoint")
         .into_inner();
@@ -568,7 +571,10 @@ async fn failed_transactions_write_nothing_and_name_the_operation() {
 
     let after = s
         .proofs
-        .get_checkpoint(pb::GetCheckpointRequest { ledger: "l".into() })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: "l".into(),
+            size: None,
+        })
         .await
         .expect("checkpoint")
         .into_inner();
@@ -615,7 +621,10 @@ async fn idempotency_keys_replay_the_first_receipt() {
     );
     let size = s
         .proofs
-        .get_checkpoint(pb::GetCheckpointRequest { ledger: "l".into() })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: "l".into(),
+            size: None,
+        })
         .await
         .expect("checkpoint")
         .into_inner()
@@ -737,7 +746,7 @@ async fn reads_history_scan_and_read_proofs() {
     );
     assert_code(
         s.docs.get_document(get(None, Some(99))).await,
-        Code::InvalidArgument,
+        Code::OutOfRange,
         "tree_size 99",
     );
     let mut deleted = get(None, None);
@@ -891,7 +900,7 @@ async fn every_inclusion_and_consistency_proof_verifies() {
                 index: 12,
             })
             .await,
-        Code::NotFound,
+        Code::OutOfRange,
         "index 12",
     );
     // The journal recomputes to the signed root.
@@ -943,7 +952,24 @@ async fn every_inclusion_and_consistency_proof_verifies() {
                 .expect("consistency verifies");
         }
     }
-    for (index, tree_size) in [(12, 0), (3, 3), (0, 13)] {
+    // Past the ledger's size now is OUT_OF_RANGE (it may exist later); sizes that
+    // contradict each other are INVALID_ARGUMENT. A refusal of the latest size names the
+    // size it used, not 0.
+    for (index, tree_size, code, needle) in [
+        (
+            12,
+            0,
+            Code::OutOfRange,
+            "index 12 is out of range: it must be below the tree size 12",
+        ),
+        (
+            3,
+            3,
+            Code::InvalidArgument,
+            "index 3 is out of range: it must be below the tree size 3",
+        ),
+        (0, 13, Code::OutOfRange, "tree_size 13 is out of range"),
+    ] {
         assert_code(
             s.proofs
                 .prove_inclusion(pb::ProveInclusionRequest {
@@ -952,11 +978,15 @@ async fn every_inclusion_and_consistency_proof_verifies() {
                     tree_size,
                 })
                 .await,
-            Code::InvalidArgument,
-            "out of range",
+            code,
+            needle,
         );
     }
-    for (old_size, new_size) in [(5, 4), (0, 13)] {
+    for (old_size, new_size, code) in [
+        (5, 4, Code::InvalidArgument),
+        (0, 13, Code::OutOfRange),
+        (13, 0, Code::OutOfRange),
+    ] {
         assert_code(
             s.proofs
                 .prove_consistency(pb::ProveConsistencyRequest {
@@ -965,7 +995,7 @@ async fn every_inclusion_and_consistency_proof_verifies() {
                     new_size,
                 })
                 .await,
-            Code::InvalidArgument,
+            code,
             "out of range",
         );
     }
@@ -993,7 +1023,10 @@ async fn state_survives_a_restart_and_writes_continue() {
         }
         let cp = s
             .proofs
-            .get_checkpoint(pb::GetCheckpointRequest { ledger: "l".into() })
+            .get_checkpoint(pb::GetCheckpointRequest {
+                ledger: "l".into(),
+                size: None,
+            })
             .await
             .expect("checkpoint")
             .into_inner();
@@ -1009,7 +1042,10 @@ async fn state_survives_a_restart_and_writes_continue() {
     let mut s = start_with(Config::new(&path), dir).await;
     let after = s
         .proofs
-        .get_checkpoint(pb::GetCheckpointRequest { ledger: "l".into() })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: "l".into(),
+            size: None,
+        })
         .await
         .expect("checkpoint")
         .into_inner();
@@ -1163,16 +1199,19 @@ async fn retry_in_the_same_batch_gets_the_identical_receipt() {
 /// The library API enforces the transaction shape too, without using up transaction ids.
 #[tokio::test]
 async fn library_callers_get_the_same_shape_rules() {
-    use graven::model::{Condition as C, Op, Transaction};
+    use graven::engine::prepare::prepare;
+    use graven::model::{Condition as C, Limits, RequestOp, TransactRequest};
     let mut s = start().await;
     s.ledger("l", &["t"]).await;
     let ledger = s.engine.ledger("l").expect("ledger");
-    let tx = |ops| Transaction {
-        ops,
-        idempotency: None,
-        principal: "lib".into(),
+    let tx = |ops| {
+        let request = TransactRequest {
+            ops,
+            idempotency_key: None,
+        };
+        prepare(request, &Limits::default(), "lib").expect("prepared")
     };
-    let check_only = tx(vec![Op::Check {
+    let check_only = tx(vec![RequestOp::Check {
         table: "t".into(),
         id: "x".into(),
         condition: C::NotExists,
@@ -1180,12 +1219,12 @@ async fn library_callers_get_the_same_shape_rules() {
     let err = ledger.transact(check_only).await.expect_err("no revision");
     assert_eq!(err.kind, graven::error::ErrorKind::InvalidArgument);
     let twice = tx(vec![
-        Op::Insert {
+        RequestOp::Insert {
             table: "t".into(),
-            id: "x".into(),
-            body: b"{}".to_vec(),
+            id: Some("x".into()),
+            json: b"{}".to_vec(),
         },
-        Op::Delete {
+        RequestOp::Delete {
             table: "t".into(),
             id: "x".into(),
             expected_version: None,
@@ -1197,10 +1236,10 @@ async fn library_callers_get_the_same_shape_rules() {
         .expect_err("one write per document");
     assert_eq!(err.kind, graven::error::ErrorKind::InvalidArgument);
     let ok = ledger
-        .transact(tx(vec![Op::Insert {
+        .transact(tx(vec![RequestOp::Insert {
             table: "t".into(),
-            id: "x".into(),
-            body: b"{}".to_vec(),
+            id: Some("x".into()),
+            json: b"{}".to_vec(),
         }]))
         .await
         .expect("a valid transaction");

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::durability::{ServerProcess, graven_command, verify_bin};
+use crate::util::{ServerProcess, graven_command, verify_bin};
 
 fn graven(server: &ServerProcess, args: &[&str]) -> Output {
     let out = graven_command()

@@ -89,6 +89,7 @@ fn table(ledger: &str, table: &str) -> pb::CreateTableRequest {
 fn checkpoint_req(ledger: &str) -> pb::GetCheckpointRequest {
     pb::GetCheckpointRequest {
         ledger: ledger.into(),
+        size: None,
     }
 }
 
@@ -378,7 +379,7 @@ async fn tokens_and_roles_decide_every_request() {
 /// or GRAVEN_TOKEN_FILE, a missing one is refused, and `graven token` makes working pairs.
 #[test]
 fn the_cli_sends_its_token_from_the_environment() {
-    use crate::durability::{ServerProcess, graven_command};
+    use crate::util::{ServerProcess, graven_command};
     use std::process::Stdio;
 
     let dir = tempfile::tempdir().expect("temp dir");

@@ -4,12 +4,20 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use graven::storage;
 use graven_verify::{Checkpoint, Signer, open_checkpoint};
 use redb::ReadableTable;
 
-use crate::durability::{ServerProcess, graven_command};
+use crate::util::{ServerProcess, bench_command, graven_command};
 use crate::util::{delete, insert, start, update};
+
+// The key spaces of docs/FORMAT.md §9, as someone editing a file by hand would write them
+// (from the documented layout, not from graven's code).
+const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+const LEAVES: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("leaves");
+const DOCS: redb::TableDefinition<(&str, &str, u64), (u64, u64, bool)> =
+    redb::TableDefinition::new("docs");
+/// The version slot of a document's current-state row.
+const CURRENT: u64 = u64::MAX;
 
 /// Builds a stopped data folder with two ledgers. `books` (table `books`, `authors`):
 ///
@@ -137,7 +145,7 @@ fn assert_found(
 
 /// Reads, changes and writes back one `leaves` row.
 fn edit_leaf(txn: &redb::WriteTransaction, index: u64, edit: impl FnOnce(&mut Vec<u8>)) {
-    let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
+    let mut leaves = txn.open_table(LEAVES).expect("leaves");
     let mut row = leaves
         .get(index)
         .expect("get")
@@ -150,14 +158,20 @@ fn edit_leaf(txn: &redb::WriteTransaction, index: u64, edit: impl FnOnce(&mut Ve
 
 /// Replaces the stored latest checkpoint.
 fn set_checkpoint(txn: &redb::WriteTransaction, note: &str) {
-    let mut meta = txn.open_table(storage::META).expect("meta");
-    meta.insert(storage::META_CHECKPOINT, note.as_bytes())
-        .expect("insert");
+    let mut meta = txn.open_table(META).expect("meta");
+    meta.insert("checkpoint", note.as_bytes()).expect("insert");
 }
 
 fn stored_checkpoint(txn: &redb::WriteTransaction, signer: &Signer) -> Checkpoint {
-    let meta = txn.open_table(storage::META).expect("meta");
-    let note = storage::meta_string(&meta, storage::META_CHECKPOINT).expect("checkpoint");
+    let meta = txn.open_table(META).expect("meta");
+    let note = String::from_utf8(
+        meta.get("checkpoint")
+            .expect("get")
+            .expect("row")
+            .value()
+            .to_vec(),
+    )
+    .expect("UTF-8");
     open_checkpoint(note.as_bytes(), &[signer.verifier()])
         .expect("clean checkpoint verifies")
         .checkpoint
@@ -276,7 +290,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "row deleted",
         "index 7: the journal row is missing",
         |txn| {
-            let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
+            let mut leaves = txn.open_table(LEAVES).expect("leaves");
             leaves.remove(7).expect("remove");
         },
     );
@@ -285,7 +299,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "last row deleted",
         "index 10: missing: the journal has 10 entries, the signed checkpoint covers 11",
         |txn| {
-            let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
+            let mut leaves = txn.open_table(LEAVES).expect("leaves");
             leaves.remove(10).expect("remove");
         },
     );
@@ -296,7 +310,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "rows swapped",
         "index 4: transaction 5, position 1",
         |txn| {
-            let mut leaves = txn.open_table(storage::LEAVES).expect("leaves");
+            let mut leaves = txn.open_table(LEAVES).expect("leaves");
             let a = leaves.get(4).expect("get").expect("row").value().to_vec();
             let b = leaves.get(8).expect("get").expect("row").value().to_vec();
             leaves.insert(4, b.as_slice()).expect("insert");
@@ -348,7 +362,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "docs row",
         r#"docs row ("books", "b2", version 1): points at index 3, whose entry is ("books", "b4", version 0)"#,
         |txn| {
-            let mut docs = txn.open_table(storage::DOCS).expect("docs");
+            let mut docs = txn.open_table(DOCS).expect("docs");
             docs.insert(("books", "b2", 1), (1, 3, true))
                 .expect("insert");
         },
@@ -359,8 +373,8 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "current row",
         r#"docs row ("books", "b1", current): holds version 1; versions are not dense: expected version 2"#,
         |txn| {
-            let mut docs = txn.open_table(storage::DOCS).expect("docs");
-            docs.insert(("books", "b1", storage::CURRENT), (1, 4, true))
+            let mut docs = txn.open_table(DOCS).expect("docs");
+            docs.insert(("books", "b1", CURRENT), (1, 4, true))
                 .expect("insert");
         },
     );
@@ -370,8 +384,8 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "live flag",
         r#"docs row ("books", "b3", current): says live true, the entry at index 6 is a delete"#,
         |txn| {
-            let mut docs = txn.open_table(storage::DOCS).expect("docs");
-            docs.insert(("books", "b3", storage::CURRENT), (1, 6, true))
+            let mut docs = txn.open_table(DOCS).expect("docs");
+            docs.insert(("books", "b3", CURRENT), (1, 6, true))
                 .expect("insert");
         },
     );
@@ -382,9 +396,9 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "revision row removed",
         r#"index 7: no docs row ("books", "b1", version 2) points at it"#,
         |txn| {
-            let mut docs = txn.open_table(storage::DOCS).expect("docs");
+            let mut docs = txn.open_table(DOCS).expect("docs");
             docs.remove(("books", "b1", 1)).expect("remove");
-            docs.insert(("books", "b1", storage::CURRENT), (1, 4, true))
+            docs.insert(("books", "b1", CURRENT), (1, 4, true))
                 .expect("insert");
         },
     );
@@ -394,7 +408,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "current version row",
         r#"docs row ("books", "b5", current): holds version 0; versions are not dense: expected version 1"#,
         |txn| {
-            let mut docs = txn.open_table(storage::DOCS).expect("docs");
+            let mut docs = txn.open_table(DOCS).expect("docs");
             docs.insert(("books", "b5", 0), (0, 10, true))
                 .expect("insert");
         },
@@ -567,13 +581,13 @@ async fn the_online_check_reads_a_snapshot_of_a_running_server() {
     let copy = copy_folder(clean.path());
     let mut server = ServerProcess::start(copy.path(), &logs.path().join("clean.log"));
     let bench = |args: &[&str]| {
-        graven_command()
-            .args(["--server", &server.url, "bench", "--ledger", "books"])
+        bench_command()
+            .args(["--server", &server.url, "--ledger", "books"])
             .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("running graven bench")
+            .expect("running graven-bench")
     };
     // Enough entries that the check takes a while.
     let status = bench(&["--workload", "w3", "--count", "8", "--ops", "1000"])

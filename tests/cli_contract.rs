@@ -16,7 +16,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::durability::{ServerProcess, free_port, graven_command, verify_bin};
+use crate::util::{ServerProcess, free_port, graven_command, verify_bin};
 
 /// Runs `cmd` with `stdin` (empty when `None`) and returns what it did.
 fn run(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
@@ -882,16 +882,16 @@ fn commands_and_auditor_flow() {
 
     // ---- Out-of-range questions are one-line errors.
     let size_arg = size.to_string();
-    g.fails(&["entry", "books", &size_arg], 1, &["NotFound"]);
+    g.fails(&["entry", "books", &size_arg], 1, &["OutOfRange"]);
     g.fails(
         &["proof", "inclusion", "books", &size_arg],
         1,
-        &["InvalidArgument"],
+        &["OutOfRange"],
     );
     g.fails(
         &["proof", "consistency", "books", &(size + 1).to_string()],
         1,
-        &["InvalidArgument"],
+        &["OutOfRange"],
     );
 
     // ---- Dropping a table keeps its documents; creating it again brings them back.

@@ -53,7 +53,10 @@ async fn fixture_with(config: Config, dir: tempfile::TempDir) -> TestServer {
 async fn state(s: &mut TestServer) -> State {
     let checkpoint = s
         .proofs
-        .get_checkpoint(pb::GetCheckpointRequest { ledger: L.into() })
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: L.into(),
+            size: None,
+        })
         .await
         .expect("checkpoint")
         .into_inner();
@@ -328,12 +331,12 @@ async fn oversize_documents_and_transactions() {
                 Code::ResourceExhausted,
                 "operations: 10001 operations is over the limit of 10000"
             ),
-            // Refused by tonic before graven sees it; tonic's code for an oversize message
-            // is OUT_OF_RANGE.
+            // Refused by tonic before graven sees it, as OUT_OF_RANGE, which the server
+            // turns into gRPC's code for a message over a limit.
             (
                 s.transact(L, vec![insert("t", "huge", &huge)]).await,
-                Code::OutOfRange,
-                "message length too large"
+                Code::ResourceExhausted,
+                "the request is over the server's message limit"
             ),
         ]
     );
@@ -497,7 +500,8 @@ async fn empty_long_and_odd_names() {
             (
                 s.proofs
                     .get_checkpoint(pb::GetCheckpointRequest {
-                        ledger: "../h".into()
+                        ledger: "../h".into(),
+                        size: None,
                     })
                     .await,
                 Code::InvalidArgument,
@@ -677,7 +681,10 @@ async fn unknown_ledgers_and_tables_on_every_rpc() {
             ),
             (
                 s.proofs
-                    .get_checkpoint(pb::GetCheckpointRequest { ledger: n() })
+                    .get_checkpoint(pb::GetCheckpointRequest {
+                        ledger: n(),
+                        size: None,
+                    })
                     .await,
                 Code::NotFound,
                 "ledger \"nope\""
@@ -845,42 +852,42 @@ async fn out_of_range_sizes_indexes_and_tokens() {
                         index: max
                     })
                     .await,
-                Code::NotFound,
+                Code::OutOfRange,
                 "beyond the journal (size 4)"
             ),
             (
                 s.proofs.prove_inclusion(inclusion(max, 0)).await,
-                Code::InvalidArgument,
+                Code::OutOfRange,
                 "out of range"
             ),
             (
                 s.proofs.prove_inclusion(inclusion(0, max)).await,
-                Code::InvalidArgument,
+                Code::OutOfRange,
                 "out of range"
             ),
             (
                 s.proofs.prove_inclusion(inclusion(max, max)).await,
-                Code::InvalidArgument,
+                Code::OutOfRange,
                 "out of range"
             ),
             (
                 s.proofs.prove_consistency(consistency(max, 0)).await,
-                Code::InvalidArgument,
+                Code::OutOfRange,
                 "out of range"
             ),
             (
                 s.proofs.prove_consistency(consistency(0, max)).await,
-                Code::InvalidArgument,
+                Code::OutOfRange,
                 "out of range"
             ),
             (
                 s.proofs.prove_consistency(consistency(max, max)).await,
-                Code::InvalidArgument,
+                Code::OutOfRange,
                 "out of range"
             ),
             (
                 s.docs.get_document(get(None, Some(max))).await,
-                Code::InvalidArgument,
+                Code::OutOfRange,
                 "proof tree_size 18446744073709551615 is out of range"
             ),
             // u64::MAX is the storage key of a document's current state: never a version.
@@ -931,7 +938,7 @@ async fn out_of_range_sizes_indexes_and_tokens() {
             ),
             (
                 stream.subscribe(subscribe(Some(max), None)).await,
-                Code::InvalidArgument,
+                Code::OutOfRange,
                 "from_index 18446744073709551615 is beyond the journal"
             ),
             (
@@ -979,8 +986,8 @@ async fn out_of_range_sizes_indexes_and_tokens() {
                 tree_size: 0,
             })
             .await,
-        Code::InvalidArgument,
-        "ledger size 0",
+        Code::OutOfRange,
+        "below the tree size 0 (the ledger size)",
     );
 }
 
@@ -1179,8 +1186,10 @@ async fn invalid_utf8_in_string_fields() {
     let insert = [field(1, b"t\xff"), field(2, b"x"), field(3, b"{}")].concat();
     let operation = field(1, &insert);
     let transact = [field(1, L.as_bytes()), field(2, &operation)].concat();
-    // The request cannot be decoded, so graven never sees it: gRPC's code for a request
-    // that does not parse is INTERNAL; the message names the field.
+    // The request cannot be decoded, so graven never sees it: tonic answers INTERNAL for
+    // a request that does not parse, which the server turns into INVALID_ARGUMENT (the
+    // request can never succeed; INTERNAL is a storage failure); the message names the
+    // field.
     refused!(
         s,
         [
@@ -1191,7 +1200,7 @@ async fn invalid_utf8_in_string_fields() {
                     get(L.as_bytes(), b"t", b"d\xff")
                 )
                 .await,
-                Code::Internal,
+                Code::InvalidArgument,
                 "GetDocumentRequest.id"
             ),
             (
@@ -1201,12 +1210,12 @@ async fn invalid_utf8_in_string_fields() {
                     get(b"h\xc0\xaf", b"t", b"d1")
                 )
                 .await,
-                Code::Internal,
+                Code::InvalidArgument,
                 "GetDocumentRequest.ledger"
             ),
             (
                 raw_call::<pb::Receipt>(&s, "/graven.v1.Documents/Transact", transact).await,
-                Code::Internal,
+                Code::InvalidArgument,
                 "Insert.table"
             ),
             (
@@ -1216,7 +1225,7 @@ async fn invalid_utf8_in_string_fields() {
                     field(1, b"new\xed\xa0\x80")
                 )
                 .await,
-                Code::Internal,
+                Code::InvalidArgument,
                 "CreateLedgerRequest.name"
             ),
             // Not protobuf at all.
@@ -1227,7 +1236,7 @@ async fn invalid_utf8_in_string_fields() {
                     vec![0xff, 0xff, 0xff]
                 )
                 .await,
-                Code::Internal,
+                Code::InvalidArgument,
                 "failed to decode"
             ),
         ]
@@ -1333,7 +1342,10 @@ async fn requests_after_shutdown_are_refused_and_change_nothing() {
         (
             "GetCheckpoint",
             s.proofs
-                .get_checkpoint(pb::GetCheckpointRequest { ledger: L.into() })
+                .get_checkpoint(pb::GetCheckpointRequest {
+                    ledger: L.into(),
+                    size: None,
+                })
                 .await
                 .map(drop),
         ),

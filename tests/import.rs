@@ -8,7 +8,7 @@ use std::process::Output;
 
 use graven_verify::Signer;
 
-use crate::durability::{ServerProcess, graven_command, verify_bin};
+use crate::util::{ServerProcess, graven_command, verify_bin};
 
 /// Runs `graven` with `args` against `url` and returns its output, asserting success.
 fn ok(url: &str, args: &[&str]) -> String {

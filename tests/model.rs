@@ -931,6 +931,7 @@ impl Run {
             .proofs
             .get_checkpoint(pb::GetCheckpointRequest {
                 ledger: LEDGER.into(),
+                size: None,
             })
             .await
             .unwrap_or_else(|e| panic!("{}: checkpoint: {e:?}", self.context))

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::durability::{ServerProcess, graven_command, verify_bin};
+use crate::util::{ServerProcess, graven_command, verify_bin};
 
 fn graven(server: &ServerProcess, args: &[&str]) {
     let out = graven_command()

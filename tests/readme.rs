@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::durability::{ServerProcess, verify_bin};
+use crate::util::{ServerProcess, verify_bin};
 
 /// The shell code blocks of the README section headed `heading`, joined.
 fn section_script(readme: &str, heading: &str) -> String {

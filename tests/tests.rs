@@ -8,7 +8,7 @@ mod api;
 mod audit_flow;
 /// Authentication and roles: tokens, each role's rights, the principal in the journal.
 mod auth;
-/// `graven bench`, every workload briefly against a real server: the JSON contract.
+/// `graven-bench`, every workload briefly against a real server: the JSON contract.
 mod bench_smoke;
 /// `graven check`: a clean data folder passes; each kind of tampering is found and named.
 mod check;

@@ -8,7 +8,7 @@ use std::process::{Output, Stdio};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
 
-use crate::durability::{ServerProcess, graven_command};
+use crate::util::{ServerProcess, graven_command};
 
 /// A CA, and certificates it issued, as PEM files in `dir`.
 fn certificates(dir: &Path) {

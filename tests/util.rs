@@ -1,7 +1,10 @@
-//! Shared fixtures: an in-process server over an in-memory duplex pipe (no ports), and
-//! request builders.
+//! Shared fixtures: an in-process server over an in-memory duplex pipe (no ports),
+//! request builders, and `graven serve` as a child process with the workspace's binaries.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use graven::engine::{Config, Engine};
 use graven::pb;
@@ -175,5 +178,239 @@ pub fn assert_code<T: std::fmt::Debug>(
                 s.message()
             );
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Child-process fixtures
+
+/// The `graven` binary under test.
+pub(crate) fn graven_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_graven"))
+}
+
+/// A binary of another package of the workspace, next to `graven` in the same target
+/// folder, built once per test process if it is missing (cargo builds only the tested
+/// package's own binaries for its tests).
+fn workspace_bin(package: &str, cell: &'static OnceLock<PathBuf>) -> &'static Path {
+    cell.get_or_init(|| {
+        let path =
+            graven_bin().with_file_name(format!("{package}{}", std::env::consts::EXE_SUFFIX));
+        if !path.exists() {
+            let profile_dir = path.parent().expect("binary folder");
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .args(["build", "-p", package]);
+            match profile_dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") | None => {}
+                Some("release") => {
+                    cargo.arg("--release");
+                }
+                Some(profile) => {
+                    cargo.args(["--profile", profile]);
+                }
+            }
+            if let Some(target_dir) = profile_dir.parent() {
+                cargo.env("CARGO_TARGET_DIR", target_dir);
+            }
+            let status = cargo
+                .status()
+                .unwrap_or_else(|e| panic!("running cargo build -p {package}: {e}"));
+            assert!(status.success(), "cargo build -p {package}: {status}");
+            assert!(
+                path.exists(),
+                "{} is still missing after the build",
+                path.display()
+            );
+        }
+        path
+    })
+}
+
+/// The `graven-verify` binary.
+pub(crate) fn verify_bin() -> &'static Path {
+    static VERIFY: OnceLock<PathBuf> = OnceLock::new();
+    workspace_bin("graven-verify", &VERIFY)
+}
+
+/// A `graven-bench` command (the load tool, a package of its own) with no configuration
+/// inherited from the environment.
+pub(crate) fn bench_command() -> Command {
+    static BENCH: OnceLock<PathBuf> = OnceLock::new();
+    let mut c = Command::new(workspace_bin("graven-bench", &BENCH));
+    c.env_remove("GRAVEN_SERVER");
+    c
+}
+
+/// A `graven` command with no configuration inherited from the environment.
+pub(crate) fn graven_command() -> Command {
+    let mut c = Command::new(graven_bin());
+    for var in [
+        "GRAVEN_SERVER",
+        "GRAVEN_DATA",
+        "GRAVEN_LISTEN",
+        "GRAVEN_NAME",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("GRAVEN_LOG", "warn");
+    c
+}
+
+/// A free loopback port: bind port 0, read it, release it.
+pub(crate) fn free_port() -> u16 {
+    for _ in 0..100 {
+        if let Ok(l) = std::net::TcpListener::bind("127.0.0.1:0")
+            && let Ok(addr) = l.local_addr()
+        {
+            return addr.port();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("no free loopback port");
+}
+
+/// `graven serve` running as a child process. Killed (SIGKILL) when dropped.
+pub(crate) struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+    log: PathBuf,
+}
+
+impl ServerProcess {
+    /// Starts `graven serve --data DATA` on a free port and waits until it answers gRPC.
+    /// Its stderr goes to `log` (appended). Retries on another port if the one picked was
+    /// taken in the meantime.
+    pub(crate) fn start(data: &Path, log: &Path) -> ServerProcess {
+        ServerProcess::start_with(data, log, &[], &[])
+    }
+
+    /// [`ServerProcess::start`] with environment variables for the server (`server_env`)
+    /// and for the readiness probe (`probe_env`, e.g. a token when authentication is on).
+    pub(crate) fn start_with(
+        data: &Path,
+        log: &Path,
+        server_env: &[(&str, &str)],
+        probe_env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let scheme = if server_env.iter().any(|(k, _)| *k == "GRAVEN_TLS_CERT") {
+            "https"
+        } else {
+            "http"
+        };
+        for _attempt in 0..5 {
+            let port = free_port();
+            let url = format!("{scheme}://127.0.0.1:{port}");
+            let log_file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .expect("server log file");
+            let child = graven_command()
+                .arg("serve")
+                .arg("--data")
+                .arg(data)
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .envs(server_env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .spawn()
+                .expect("spawning graven serve");
+            let mut server = ServerProcess {
+                child,
+                url,
+                log: log.to_owned(),
+            };
+            if server.wait_ready(Duration::from_secs(20), probe_env) {
+                return server;
+            }
+            // It exited: a port taken between picking and binding is worth a retry.
+            let text = server.log_text();
+            assert!(
+                text.contains("listening on") || text.contains("in use"),
+                "graven serve exited at start; its log:\n{text}"
+            );
+        }
+        panic!("graven serve could not bind a port in 5 attempts");
+    }
+
+    /// Polls `graven ledger list` until it succeeds. False if the server exited.
+    fn wait_ready(&mut self, timeout: Duration, env: &[(&str, &str)]) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self
+                .child
+                .try_wait()
+                .expect("polling graven serve")
+                .is_some()
+            {
+                return false;
+            }
+            let ok = graven_command()
+                .args(["--server", &self.url, "ledger", "list"])
+                .envs(env.iter().copied())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("running graven ledger list")
+                .success();
+            if ok {
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "graven serve did not answer within {timeout:?}; its log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A clean stop: SIGTERM, then wait (at most 30 s) for a successful exit.
+    #[cfg(unix)]
+    pub(crate) fn stop(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("running kill -TERM");
+        assert!(sent.success(), "kill -TERM: {sent}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("polling graven serve") {
+                assert!(
+                    status.success(),
+                    "graven serve exited with {status} on SIGTERM; its log:\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "graven serve did not stop within 30 s of SIGTERM; its log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL (on Unix, `Child::kill`), then reap the process.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

@@ -1,6 +1,6 @@
-//! A Transact request from protobuf bytes to the domain transaction the sequencer gets
-//! (`service::transaction`: names, JSON, limits, the idempotency hash), under small limits
-//! so that the limit paths are reached.
+//! A Transact request from protobuf bytes to the prepared transaction the sequencer gets
+//! (`service::transact_request`, then `engine::prepare::prepare`: names, JSON, limits,
+//! the idempotency hash), under small limits so that the limit paths are reached.
 #![no_main]
 
 use graven::model::Limits;
@@ -15,6 +15,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         max_page_size: 10,
     };
     if let Ok(request) = TransactRequest::decode(data) {
-        let _ = graven::service::transaction(request, &limits, "fuzz");
+        if let Ok((_, request)) = graven::service::transact_request(request) {
+            let _ = graven::engine::prepare::prepare(request, &limits, "fuzz");
+        }
     }
 });

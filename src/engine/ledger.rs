@@ -1,44 +1,50 @@
 //! One ledger: opening it, the write API (which queues work for its sequencer) and the
-//! read path (redb read transactions, never waiting for the writer).
+//! read path (storage snapshots, never waiting for the writer).
 
-use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use graven_verify::{
-    Checkpoint, CompactRange, Entry, Hash, Signer, open_checkpoint, prove_consistency,
-    prove_inclusion, tree_hash,
-};
-use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable};
-use sha2::{Digest, Sha256};
+use graven_verify::{CompactRange, Entry, Signer, prove_consistency, prove_inclusion};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::sequencer::{Job, Prepared, Sequencer};
-use super::{DB_FILE, KEY_FILE};
-use crate::error::{Error, Result};
+use super::check::{self, Outcome, Report};
+use super::prepare::Prepared;
+use super::sequencer::{Job, Sequencer};
+use super::{DB_FILE, HeadProblem, checkpoint_of, files, verified_head};
+use crate::error::{Error, Quote, Result};
 use crate::model::{
     ConsistencyProof, DEFAULT_PAGE_SIZE, Head, InclusionProof, JournalItem, LedgerInfo, Page,
-    Receipt, Revision, TableInfo, Transaction, check_document_id, check_table_name,
+    Receipt, Revision, TableInfo, TreeSize, check_document_id, check_table_name,
 };
-use crate::storage::{self, CachedHashes, StoredHashes, UpperHashes, meta_string, meta_u64};
+use crate::storage::{self, Snapshot, Store, UpperHashes};
 
 /// How many jobs may wait for a sequencer before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 4096;
 
+/// Why a ledger was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The server is shutting down.
+    Shutdown,
+    /// The ledger was deleted.
+    Deleted,
+}
+
 /// An open ledger.
 pub struct Ledger {
     name: String,
-    origin: String,
     /// Its folder (the database and the signing key).
     dir: PathBuf,
-    db: Arc<Database>,
+    store: Arc<Store>,
     signer: Signer,
     vkey: String,
     created_micros: u64,
     max_page_size: u32,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// Why the ledger was closed, once it is.
+    closed: Mutex<Option<Closed>>,
     /// The durable head; closed when the sequencer stops (shutdown or deletion).
     head: watch::Receiver<Head>,
     /// Hashes of large subtrees, for proofs.
@@ -46,60 +52,39 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    /// Opens the ledger in `dir`: reads its key and metadata, restores the tree's right
-    /// edge from `O(log n)` stored hashes (no journal replay), checks that it matches the
-    /// latest signed checkpoint, and starts the sequencer.
+    /// Opens the ledger in `dir`: reads its key and database, checks them against each
+    /// other, and starts the sequencer (see [`Ledger::start`]).
     pub(crate) fn open(name: &str, dir: &Path, config: &super::Config) -> Result<Ledger> {
-        let key_text = std::fs::read_to_string(dir.join(KEY_FILE))
-            .map_err(|e| Error::internal(format!("reading {KEY_FILE}: {e}")))?;
-        let signer =
-            Signer::parse(&key_text).map_err(|e| Error::internal(format!("{KEY_FILE}: {e}")))?;
-        let db = Database::builder()
-            .set_cache_size(config.cache_bytes)
-            .open(dir.join(DB_FILE))?;
-        let rtxn = db.begin_read()?;
-        let meta = rtxn.open_table(storage::META)?;
-        let format = meta
-            .get(storage::META_FORMAT)?
-            .and_then(|v| <[u8; 4]>::try_from(v.value()).ok())
-            .map(u32::from_be_bytes);
-        if format != Some(storage::FORMAT_VERSION) {
-            return Err(Error::internal(format!(
-                "storage format {format:?} is not {} (this build's)",
-                storage::FORMAT_VERSION
-            )));
-        }
-        let origin = meta_string(&meta, storage::META_ORIGIN)?;
-        if signer.name() != origin {
-            return Err(Error::internal(format!(
-                "{KEY_FILE} is for {:?}, the ledger's origin is {origin:?}",
-                signer.name()
-            )));
-        }
-        let leaves = rtxn.open_table(storage::LEAVES)?;
-        let last = journal_size(&leaves)?.checked_sub(1);
-        let size = last.map_or(0, |l| l + 1);
-        let range = CompactRange::read(size, &StoredHashes(&leaves))
+        let signer = files::read_key_file(dir).map_err(|e| Error::internal(e.to_string()))?;
+        let store = Store::open(&dir.join(DB_FILE), config.cache_bytes)?;
+        Ledger::start(name, dir, store, signer, config.limits.max_page_size)
+    }
+
+    /// Starts serving `store`: restores the tree's right edge from `O(log n)` stored hashes
+    /// (no journal replay), checks that it matches the latest signed checkpoint, and starts
+    /// the sequencer.
+    pub(crate) fn start(
+        name: &str,
+        dir: &Path,
+        store: Store,
+        signer: Signer,
+        max_page_size: u32,
+    ) -> Result<Ledger> {
+        let snap = store.read()?;
+        let (note, head) = verified_head(&snap, &signer).map_err(|p| match p {
+            HeadProblem::Damaged(m) | HeadProblem::Unreadable(m) => Error::internal(m),
+        })?;
+        let size = snap.size()?;
+        let range = CompactRange::read(size, &snap.hashes())
             .map_err(|e| Error::internal(format!("reading the tree: {e}")))?;
         // The last entry says where transaction ids and commit times resume.
-        let (next_tx, last_commit) = match last {
+        let (next_tx, last_commit) = match size.checked_sub(1) {
             None => (0, 0),
             Some(index) => {
-                let row = leaves
-                    .get(index)?
-                    .ok_or_else(|| Error::internal("last journal row vanished"))?;
-                let leaf = storage::decode_leaf(index, row.value())
-                    .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
-                let e = Entry::decode(leaf.entry)
-                    .map_err(|e| Error::internal(format!("journal entry {index}: {e}")))?;
+                let e = entry_at(&snap, index)?;
                 (e.tx_id + 1, e.commit_time_micros)
             }
         };
-        let note = meta_string(&meta, storage::META_CHECKPOINT)?;
-        let verifier = signer.verifier();
-        let head = open_checkpoint(note.as_bytes(), std::slice::from_ref(&verifier))
-            .map_err(|e| Error::internal(format!("latest checkpoint: {e}")))?
-            .checkpoint;
         if head.size != size || head.root != range.root() {
             return Err(Error::internal(format!(
                 "stored tree (size {size}, root {}) does not match the latest signed \
@@ -110,19 +95,16 @@ impl Ledger {
                 head.root
             )));
         }
-        let created_micros = meta_u64(&meta, storage::META_CREATED)?;
+        let created_micros = snap.created_micros()?;
+        drop(snap);
         let (head_tx, head_rx) = watch::channel(Head {
             size,
-            checkpoint: note.clone(),
+            checkpoint: note,
         });
-        drop(leaves);
-        drop(meta);
-        drop(rtxn);
-        let db = Arc::new(db);
+        let store = Arc::new(store);
         let sequencer = Sequencer {
-            db: db.clone(),
+            store: store.clone(),
             signer: signer.clone(),
-            origin: origin.clone(),
             range,
             next_tx,
             last_commit,
@@ -133,36 +115,31 @@ impl Ledger {
         let worker = std::thread::Builder::new()
             .name(format!("seq-{name}"))
             .spawn(move || sequencer.run(rx))
-            .map_err(|e| Error::internal(format!("starting sequencer: {e}")))?;
+            .map_err(|e| Error::internal_from("starting sequencer", e))?;
         Ok(Ledger {
             name: name.to_owned(),
-            origin,
             dir: dir.to_owned(),
-            db,
-            vkey: verifier.to_vkey(),
+            store,
+            vkey: signer.verifier().to_vkey(),
             signer,
             created_micros,
-            max_page_size: config.limits.max_page_size,
+            max_page_size,
             jobs: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
+            closed: Mutex::new(None),
             head: head_rx,
             upper: UpperHashes::default(),
         })
     }
 
-    /// The ledger's folder.
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The ledger's database, for the online check's read snapshot.
-    pub(crate) fn database(&self) -> &Database {
-        &self.db
+    /// Why the ledger was closed; `None` while it is open.
+    pub fn closed(&self) -> Option<Closed> {
+        self.closed.lock().map_or(Some(Closed::Shutdown), |c| *c)
     }
 
     /// Whether the ledger was closed (server shutdown or deletion).
     pub fn is_closed(&self) -> bool {
-        self.jobs.lock().map_or(true, |jobs| jobs.is_none())
+        self.closed().is_some()
     }
 
     /// The ledger's name.
@@ -172,7 +149,7 @@ impl Ledger {
 
     /// The checkpoint origin (and key name).
     pub fn origin(&self) -> &str {
-        &self.origin
+        self.signer.name()
     }
 
     /// The verifier key.
@@ -180,20 +157,17 @@ impl Ledger {
         &self.vkey
     }
 
-    /// The journal size, or 0 if it cannot be read (for logs).
-    pub(crate) fn size_hint(&self) -> u64 {
-        self.read()
-            .and_then(|r| journal_size(&r.open_table(storage::LEAVES)?))
-            .unwrap_or(0)
-    }
-
     /// Stops the sequencer once the jobs already queued are done, and waits for it.
-    pub(crate) fn close(&self) {
+    pub(crate) fn close(&self, why: Closed) {
+        if let Ok(mut closed) = self.closed.lock() {
+            closed.get_or_insert(why);
+        }
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.take();
         }
         let worker = self.worker.lock().ok().and_then(|mut w| w.take());
         if let Some(worker) = worker {
+            // A sequencer that panicked has answered nobody it still held; nothing to add.
             let _ = worker.join();
         }
     }
@@ -204,30 +178,25 @@ impl Ledger {
             .lock()
             .map_err(|_| Error::internal("sequencer lock poisoned"))?
             .clone()
-            .ok_or_else(|| self.closed())?;
+            .ok_or_else(|| self.closed_error())?;
         let (reply, answer) = oneshot::channel();
-        sender.send(job(reply)).await.map_err(|_| self.closed())?;
-        answer.await.map_err(|_| self.closed())?
+        sender
+            .send(job(reply))
+            .await
+            .map_err(|_| self.closed_error())?;
+        answer.await.map_err(|_| self.closed_error())?
     }
 
-    fn closed(&self) -> Error {
+    fn closed_error(&self) -> Error {
         Error::unavailable(format!(
-            "ledger {:?} is closed: the server is shutting down or the ledger was deleted",
-            self.name
+            "ledger {} is closed: the server is shutting down or the ledger was deleted",
+            Quote(&self.name)
         ))
     }
 
-    /// Commits a transaction; the receipt comes back once it is durable.
-    pub async fn transact(&self, tx: Transaction) -> Result<Receipt> {
-        // Body hashes need no ledger state: compute them here, on the caller's task, in
-        // parallel with other callers, rather than on the one sequencer thread.
-        let body_hashes = tx
-            .ops
-            .iter()
-            .map(|op| op.body().map(|b| Hash(Sha256::digest(b).into())))
-            .collect();
-        self.submit(|reply| Job::Transact(Prepared { tx, body_hashes }, reply))
-            .await
+    /// Commits a prepared transaction; the receipt comes back once it is durable.
+    pub async fn transact(&self, tx: Prepared) -> Result<Receipt> {
+        self.submit(|reply| Job::Transact(tx, reply)).await
     }
 
     /// Creates (or reactivates) a table.
@@ -249,124 +218,125 @@ impl Ledger {
         self.submit(|reply| Job::SetProtection(on, reply)).await
     }
 
-    fn read(&self) -> Result<ReadTransaction> {
-        Ok(self.db.begin_read()?)
+    /// A consistent view for one read.
+    fn view(&self) -> Result<View<'_>> {
+        let snap = self.store.read()?;
+        Ok(View {
+            ledger: self,
+            size: snap.size()?,
+            snap,
+        })
     }
 
     /// Whether deletion protection is on.
     pub fn deletion_protection(&self) -> Result<bool> {
-        let r = self.read()?;
-        let meta = r.open_table(storage::META)?;
-        Ok(meta
-            .get(storage::META_PROTECTION)?
-            .is_none_or(|v| v.value() != [0]))
+        Ok(self.store.read()?.deletion_protection()?)
     }
 
     /// Size, latest checkpoint, key and settings.
     pub fn info(&self) -> Result<LedgerInfo> {
-        let r = self.read()?;
-        let meta = r.open_table(storage::META)?;
+        let v = self.view()?;
         Ok(LedgerInfo {
             name: self.name.clone(),
-            origin: self.origin.clone(),
-            size: journal_size(&r.open_table(storage::LEAVES)?)?,
-            checkpoint: meta_string(&meta, storage::META_CHECKPOINT)?,
+            origin: self.origin().to_owned(),
+            size: v.size,
+            checkpoint: v.snap.checkpoint()?,
             vkey: self.vkey.clone(),
-            deletion_protection: meta
-                .get(storage::META_PROTECTION)?
-                .is_none_or(|v| v.value() != [0]),
+            deletion_protection: v.snap.deletion_protection()?,
             created_micros: self.created_micros,
         })
     }
 
-    /// The latest signed checkpoint and its size.
-    pub fn checkpoint(&self) -> Result<(String, u64)> {
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        Ok((snap.checkpoint, snap.size))
+    /// The signed checkpoint of the latest size, or of an earlier one.
+    pub fn checkpoint(&self, size: TreeSize) -> Result<Head> {
+        let v = self.view()?;
+        let size = v.size_at(size, "size")?;
+        Ok(Head {
+            size,
+            checkpoint: v.checkpoint_at(size)?,
+        })
     }
 
     /// Active tables.
     pub fn tables(&self) -> Result<Vec<TableInfo>> {
-        let r = self.read()?;
-        let tables = r.open_table(storage::TABLES)?;
-        let mut out = Vec::new();
-        for row in tables.iter()? {
-            let (name, value) = row?;
-            let (created, active) = value.value();
-            if active {
-                out.push(TableInfo {
-                    name: name.value().to_owned(),
-                    created_micros: created,
-                });
-            }
-        }
-        Ok(out)
+        Ok(self
+            .store
+            .read()?
+            .tables()?
+            .into_iter()
+            .filter(|(_, row)| row.active)
+            .map(|(name, row)| TableInfo {
+                name,
+                created_micros: row.created_micros,
+            })
+            .collect())
     }
 
     /// Entry bytes and body at a journal index.
     pub fn entry(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        if index >= snap.size {
-            return Err(Error::not_found(format!(
+        let v = self.view()?;
+        if index >= v.size {
+            return Err(Error::out_of_range(format!(
                 "index {index} is beyond the journal (size {})",
-                snap.size
+                v.size
             )));
         }
-        snap.entry(index)
+        let row = v.snap.require_leaf(index)?;
+        let leaf = row.leaf()?;
+        Ok((leaf.entry.to_vec(), leaf.body.to_vec()))
     }
 
-    /// One revision: the current one (`version` absent), or a given version.
+    /// One revision: the current one (`version` absent), or a given version; with an
+    /// inclusion proof when `proof` names a tree size.
     pub fn get(
         &self,
         table: &str,
         id: &str,
         version: Option<u64>,
-        proof: Option<u64>,
+        proof: Option<TreeSize>,
     ) -> Result<Revision> {
         check_table_name(table)?;
         check_document_id(id)?;
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        snap.require_table(table)?;
-        let docs = r.open_table(storage::DOCS)?;
-        let Some((current, index, live)) =
-            docs.get((table, id, storage::CURRENT))?.map(|v| v.value())
-        else {
-            return Err(Error::not_found(format!(
-                "document {id:?} does not exist in table {table:?}"
-            )));
+        let v = self.view()?;
+        v.require_table(table)?;
+        let Some(current) = v.snap.current(table, id)? else {
+            return Err(no_document(table, id));
         };
         let index = match version {
-            None if !live => {
+            None if !current.live => {
                 return Err(Error::not_found(format!(
-                    "document {id:?} in table {table:?} was deleted at version {current}; \
-                     ask for an earlier version or its history"
+                    "document {} in table {} was deleted at version {}; ask for an earlier \
+                     version or its history",
+                    Quote(id),
+                    Quote(table),
+                    current.version
                 )));
             }
-            None => index,
-            Some(v) if v == current => index,
-            Some(v) => docs
-                .get((table, id, v))?
-                .filter(|_| v < storage::CURRENT)
-                .map(|row| row.value().1)
-                .ok_or_else(|| {
-                    Error::not_found(format!(
-                        "document {id:?} in table {table:?} has no version {v} (current \
-                         version {current})"
-                    ))
-                })?,
+            None => current.index,
+            Some(n) if n == current.version => current.index,
+            Some(n) => {
+                v.snap
+                    .earlier(table, id, n)?
+                    .ok_or_else(|| {
+                        Error::not_found(format!(
+                            "document {} in table {} has no version {n} (current version {})",
+                            Quote(id),
+                            Quote(table),
+                            current.version
+                        ))
+                    })?
+                    .index
+            }
         };
-        let proof_size = snap.proof_size(proof, index)?;
-        snap.revision(index, proof_size)
+        let proof_size = v.proof_size(proof, index)?;
+        v.revision(index, proof_size)
     }
 
-    fn page_size(&self, asked: u32) -> Result<usize> {
+    fn page_size(&self, asked: Option<u32>) -> Result<usize> {
         match asked {
-            0 => Ok(DEFAULT_PAGE_SIZE as usize),
-            n if n <= self.max_page_size => Ok(n as usize),
-            n => Err(Error::exhausted(format!(
+            None => Ok(DEFAULT_PAGE_SIZE as usize),
+            Some(n) if n <= self.max_page_size => Ok(n as usize),
+            Some(n) => Err(Error::exhausted(format!(
                 "page_size {n} is over the limit of {}",
                 self.max_page_size
             ))),
@@ -378,42 +348,38 @@ impl Ledger {
         &self,
         table: &str,
         id: &str,
-        page_size: u32,
-        page_token: &str,
-        proof: Option<u64>,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+        proof: Option<TreeSize>,
     ) -> Result<Page> {
         check_table_name(table)?;
         check_document_id(id)?;
         let limit = self.page_size(page_size)?;
-        let from = if page_token.is_empty() {
-            0
-        } else {
-            graven_verify::checkpoint::parse_decimal(page_token)
-                .ok_or_else(|| Error::invalid(format!("page_token {page_token:?} is invalid")))?
+        let from = match page_token {
+            None => 0,
+            Some(token) => {
+                graven_verify::checkpoint::parse_decimal(token).ok_or_else(|| bad_token(token))?
+            }
         };
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        snap.require_table(table)?;
-        let docs = r.open_table(storage::DOCS)?;
-        if docs.get((table, id, storage::CURRENT))?.is_none() {
-            return Err(Error::not_found(format!(
-                "document {id:?} does not exist in table {table:?}"
-            )));
+        let v = self.view()?;
+        v.require_table(table)?;
+        if v.snap.current(table, id)?.is_none() {
+            return Err(no_document(table, id));
         }
         let mut out = Vec::new();
         let mut next = None;
         // Earlier revisions by version, then the current one (its row sorts last).
-        for row in docs.range((table, id, from)..=(table, id, storage::CURRENT))? {
-            let (version, index, _) = row?.1.value();
-            if version < from {
+        for row in v.snap.revisions(table, id, from)? {
+            let row = row?;
+            if row.version < from {
                 continue; // the current row, when the token is past the current version
             }
             if out.len() == limit {
-                next = Some(version.to_string());
+                next = Some(row.version.to_string());
                 break;
             }
-            let proof_size = snap.proof_size(proof, index)?;
-            out.push(snap.revision(index, proof_size)?);
+            let proof_size = v.proof_size(proof, row.index)?;
+            out.push(v.revision(row.index, proof_size)?);
         }
         Ok(Page {
             revisions: out,
@@ -425,61 +391,29 @@ impl Ledger {
     pub fn scan(
         &self,
         table: &str,
-        page_size: u32,
-        page_token: &str,
-        proof: Option<u64>,
+        page_size: Option<u32>,
+        page_token: Option<&str>,
+        proof: Option<TreeSize>,
     ) -> Result<Page> {
         check_table_name(table)?;
         let limit = self.page_size(page_size)?;
-        let after = if page_token.is_empty() {
-            None
-        } else {
-            Some(decode_token(page_token)?)
-        };
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        snap.require_table(table)?;
-        let docs = r.open_table(storage::DOCS)?;
-        // Current-state rows sit after each document's revisions: jump from one document's
-        // current row to the next document with a fresh range each time.
-        // Where the next range starts: after (true) or at (false) this document's
-        // current-state row; `None` for the start of the table.
-        let mut cursor: Option<(String, bool)> = after.map(|id| (id, true));
-        let mut out = Vec::new();
+        let mut after = page_token.map(decode_token).transpose()?;
+        let v = self.view()?;
+        v.require_table(table)?;
+        let mut out: Vec<Revision> = Vec::new();
         let mut next = None;
-        loop {
-            let start = match &cursor {
-                None => Bound::Included((table, "", 0)),
-                Some((id, true)) => Bound::Excluded((table, id.as_str(), storage::CURRENT)),
-                Some((id, false)) => Bound::Included((table, id.as_str(), storage::CURRENT)),
-            };
-            let Some(row) = docs
-                .range::<(&str, &str, u64)>((start, Bound::Unbounded))?
-                .next()
-            else {
-                break;
-            };
-            let (key, value) = row?;
-            let (t, id, version) = key.value();
-            if t != table {
-                break;
-            }
-            // Current-state rows sit after each document's revisions: jump there.
-            cursor = Some((id.to_owned(), version == storage::CURRENT));
-            if version != storage::CURRENT {
-                continue;
-            }
-            let (_, index, live) = value.value();
-            if !live {
+        while let Some((id, current)) = v.snap.next_document(table, after.as_deref())? {
+            after = Some(id);
+            if !current.live {
                 continue;
             }
             if out.len() == limit {
                 // The last id returned is where the next page starts (exclusive).
-                next = out.last().map(|r: &Revision| encode_token(&r.id));
+                next = out.last().map(|r| encode_token(&r.id));
                 break;
             }
-            let proof_size = snap.proof_size(proof, index)?;
-            out.push(snap.revision(index, proof_size)?);
+            let proof_size = v.proof_size(proof, current.index)?;
+            out.push(v.revision(current.index, proof_size)?);
         }
         Ok(Page {
             revisions: out,
@@ -496,29 +430,10 @@ impl Ledger {
     /// The compact range of `[0, size)`: the subtree hashes a stream starting at `size`
     /// needs to verify.
     pub fn frontier(&self, size: u64) -> Result<CompactRange> {
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        if size > snap.size {
-            return Err(Error::invalid(format!(
-                "index {size} is beyond the journal (size {})",
-                snap.size
-            )));
-        }
-        CompactRange::read(size, &snap.hashes())
+        let v = self.view()?;
+        let size = v.size_at(TreeSize::At(size), "index")?;
+        CompactRange::read(size, &v.hashes())
             .map_err(|e| Error::internal(format!("reading the tree: {e}")))
-    }
-
-    /// A signed checkpoint of `size` (at most the ledger size).
-    pub fn checkpoint_at(&self, size: u64) -> Result<String> {
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        if size > snap.size {
-            return Err(Error::invalid(format!(
-                "size {size} is beyond the journal (size {})",
-                snap.size
-            )));
-        }
-        snap.checkpoint_at(size)
     }
 
     /// The journal from `from` towards `to` (exclusive), stopping early after about
@@ -531,169 +446,186 @@ impl Ledger {
         tables: &[String],
         max_bytes: usize,
     ) -> Result<Vec<JournalItem>> {
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        let to = to.min(snap.size);
+        let v = self.view()?;
+        let to = to.min(v.size);
         let mut out = Vec::new();
         let mut bytes = 0;
         for index in from..to {
             if bytes >= max_bytes {
                 break;
             }
-            let row = snap
-                .leaves
-                .get(index)?
-                .ok_or_else(|| Error::internal(format!("journal entry {index} is missing")))?;
-            let leaf = storage::decode_leaf(index, row.value())
-                .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
             if !tables.is_empty() {
-                let e = Entry::decode(leaf.entry)
-                    .map_err(|err| Error::internal(format!("journal entry {index}: {err}")))?;
+                let row = v.snap.require_leaf(index)?;
+                let leaf = row.leaf()?;
+                let e = decode_entry(index, leaf.entry)?;
                 if !tables.contains(&e.table) {
-                    let leaf_hash = Hash(leaf.hashes[..32].try_into().unwrap_or_default());
-                    out.push(JournalItem::Skipped { index, leaf_hash });
+                    out.push(JournalItem::Skipped {
+                        index,
+                        leaf_hash: leaf.leaf_hash(),
+                    });
                     bytes += 40;
                     continue;
                 }
             }
-            drop(row);
-            let revision = snap.revision(index, None)?;
+            let revision = v.revision(index, None)?;
             bytes += revision.entry.len() + revision.body.len();
             out.push(JournalItem::Revision(revision));
         }
         Ok(out)
     }
 
-    /// An inclusion proof of `index` in the tree of `tree_size` (0: the latest size).
-    pub fn prove_inclusion(&self, index: u64, tree_size: u64) -> Result<InclusionProof> {
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        let size = if tree_size == 0 { snap.size } else { tree_size };
-        if size > snap.size || index >= size {
-            return Err(Error::invalid(format!(
-                "index {index} and tree_size {tree_size} are out of range: the index must be \
-                 below the tree size, and the tree size at most the ledger size {}",
-                snap.size
-            )));
+    /// An inclusion proof of `index` in the tree of `tree_size`.
+    pub fn prove_inclusion(&self, index: u64, tree_size: TreeSize) -> Result<InclusionProof> {
+        let v = self.view()?;
+        let size = v.size_at(tree_size, "tree_size")?;
+        if index >= size {
+            let err =
+                format!("index {index} is out of range: it must be below the tree size {size}");
+            // Past the latest size, the index may exist later; below a given size, never.
+            return Err(match tree_size {
+                TreeSize::Latest => Error::out_of_range(format!("{err} (the ledger size)")),
+                TreeSize::At(_) => Error::invalid(err),
+            });
         }
-        snap.inclusion(index, size)
+        v.inclusion(index, size)
     }
 
-    /// A consistency proof from `old_size` to `new_size` (0: the latest size).
-    pub fn prove_consistency(&self, old_size: u64, new_size: u64) -> Result<ConsistencyProof> {
-        let r = self.read()?;
-        let snap = Snapshot::new(self, &r)?;
-        let new = if new_size == 0 { snap.size } else { new_size };
-        if new > snap.size || old_size > new {
-            return Err(Error::invalid(format!(
-                "old_size {old_size} and new_size {new_size} are out of range: need \
-                 old_size <= new_size <= ledger size {}",
-                snap.size
-            )));
+    /// A consistency proof from `old_size` to `new_size`.
+    pub fn prove_consistency(&self, old_size: u64, new_size: TreeSize) -> Result<ConsistencyProof> {
+        let v = self.view()?;
+        let new = v.size_at(new_size, "new_size")?;
+        if old_size > new {
+            let err = format!(
+                "old_size {old_size} is out of range: it must be at most the new size {new}"
+            );
+            return Err(match new_size {
+                TreeSize::Latest => Error::out_of_range(format!("{err} (the ledger size)")),
+                TreeSize::At(_) => Error::invalid(err),
+            });
         }
-        let hashes = prove_consistency(old_size, new, &snap.hashes())
+        let hashes = prove_consistency(old_size, new, &v.hashes())
             .map_err(|e| Error::internal(format!("consistency proof: {e}")))?;
         Ok(ConsistencyProof {
             old_size,
             new_size: new,
             hashes,
-            checkpoint: snap.checkpoint_at(new)?,
+            checkpoint: v.checkpoint_at(new)?,
         })
+    }
+
+    /// Runs the tamper check ([`check`]) over one snapshot while writes go on. The
+    /// `signing.key` on disk must also be the key the server signs with.
+    pub fn check(&self, report: &mut Report<'_>) -> Outcome {
+        let on_disk = check::read_key(&self.dir)?;
+        if on_disk.verifier().to_vkey() != self.vkey {
+            return Err(check::CheckError::Damaged(format!(
+                "{} on disk is not the key the server signs with (it was replaced while the \
+                 server ran)",
+                super::KEY_FILE
+            )));
+        }
+        check::check_snapshot(
+            &self.store.read().map_err(check::storage)?,
+            &on_disk,
+            report,
+        )
     }
 }
 
-/// The number of journal entries: one more than the last index.
-fn journal_size(leaves: &impl ReadableTable<u64, &'static [u8]>) -> Result<u64> {
-    Ok(leaves.last()?.map_or(0, |(k, _)| k.value() + 1))
+fn no_document(table: &str, id: &str) -> Error {
+    Error::not_found(format!(
+        "document {} does not exist in table {}",
+        Quote(id),
+        Quote(table)
+    ))
+}
+
+fn bad_token(token: &str) -> Error {
+    Error::invalid(format!("page_token {} is invalid", Quote(token)))
 }
 
 /// Scan page tokens: the hex of the last id returned.
 fn encode_token(id: &str) -> String {
-    id.bytes().map(|b| format!("{b:02x}")).collect()
+    hex::encode(id)
 }
 
 fn decode_token(token: &str) -> Result<String> {
-    let bad = || Error::invalid(format!("page_token {token:?} is invalid"));
-    if !token.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    let bytes = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2).unwrap_or("zz"), 16))
-        .collect::<std::result::Result<Vec<u8>, _>>()
-        .map_err(|_| bad())?;
-    String::from_utf8(bytes).map_err(|_| bad())
+    hex::decode(token)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| bad_token(token))
 }
 
-/// A consistent view of a ledger for one read: the size, the latest checkpoint and the
-/// tables, all from one redb read transaction.
-struct Snapshot<'a> {
+/// Decodes the entry at `index`; one that does not decode is a storage failure.
+pub(crate) fn decode_entry(index: u64, bytes: &[u8]) -> Result<Entry> {
+    Entry::decode(bytes).map_err(|e| Error::internal(format!("journal entry {index}: {e}")))
+}
+
+/// The decoded entry at `index` of a snapshot.
+fn entry_at(snap: &Snapshot, index: u64) -> Result<Entry> {
+    let row = snap.require_leaf(index)?;
+    decode_entry(index, row.leaf()?.entry)
+}
+
+/// A consistent view of a ledger for one read: a storage snapshot and its journal size.
+struct View<'a> {
     ledger: &'a Ledger,
+    snap: Snapshot,
     size: u64,
-    checkpoint: String,
-    txn: &'a ReadTransaction,
-    leaves: redb::ReadOnlyTable<u64, &'static [u8]>,
 }
 
-impl<'a> Snapshot<'a> {
-    fn new(ledger: &'a Ledger, txn: &'a ReadTransaction) -> Result<Snapshot<'a>> {
-        let meta = txn.open_table(storage::META)?;
-        let leaves = txn.open_table(storage::LEAVES)?;
-        Ok(Snapshot {
-            ledger,
-            size: journal_size(&leaves)?,
-            checkpoint: meta_string(&meta, storage::META_CHECKPOINT)?,
-            txn,
-            leaves,
-        })
-    }
-
+impl View<'_> {
     /// The snapshot's stored hashes, through the ledger's cache.
-    fn hashes(&self) -> CachedHashes<'_, redb::ReadOnlyTable<u64, &'static [u8]>> {
-        CachedHashes {
-            table: &self.leaves,
-            cache: &self.ledger.upper,
-            size: self.size,
-        }
+    fn hashes(&self) -> storage::CachedHashes<'_> {
+        self.snap.cached_hashes(&self.ledger.upper, self.size)
     }
 
     fn require_table(&self, table: &str) -> Result<()> {
-        let tables = self.txn.open_table(storage::TABLES)?;
-        match tables.get(table)?.map(|v| v.value()) {
-            Some((_, true)) => Ok(()),
-            _ => Err(Error::not_found(format!("table {table:?} does not exist"))),
+        match self.snap.table(table)? {
+            Some(row) if row.active => Ok(()),
+            _ => Err(Error::not_found(format!(
+                "table {} does not exist",
+                Quote(table)
+            ))),
         }
     }
 
-    /// The tree size a read's proof is against: `None` for no proof; 0 means the latest.
-    fn proof_size(&self, asked: Option<u64>, index: u64) -> Result<Option<u64>> {
-        match asked {
-            None => Ok(None),
-            Some(0) => Ok(Some(self.size)),
-            Some(n) if n > index && n <= self.size => Ok(Some(n)),
-            Some(n) => Err(Error::invalid(format!(
-                "proof tree_size {n} is out of range: it must be above the revision's index \
-                 {index} and at most the ledger size {}",
+    /// `size` resolved against the snapshot: at most the journal size (beyond it is out
+    /// of range, for now). `field` names it in the error.
+    fn size_at(&self, size: TreeSize, field: &str) -> Result<u64> {
+        match size {
+            TreeSize::Latest => Ok(self.size),
+            TreeSize::At(n) if n <= self.size => Ok(n),
+            TreeSize::At(n) => Err(Error::out_of_range(format!(
+                "{field} {n} is out of range: it is beyond the journal (size {})",
                 self.size
             ))),
         }
+    }
+
+    /// The tree size a read's proof is against, if it asked for one: above the revision's
+    /// index and at most the journal size.
+    fn proof_size(&self, asked: Option<TreeSize>, index: u64) -> Result<Option<u64>> {
+        let Some(asked) = asked else {
+            return Ok(None);
+        };
+        let size = self.size_at(asked, "proof tree_size")?;
+        if size <= index {
+            return Err(Error::invalid(format!(
+                "proof tree_size {size} is out of range: it must be above the revision's \
+                 index {index}"
+            )));
+        }
+        Ok(Some(size))
     }
 
     /// A signed checkpoint of `size`: the stored latest one, or a new signature over the
     /// root at `size` (deterministic, so always the same bytes for the same size).
     fn checkpoint_at(&self, size: u64) -> Result<String> {
         if size == self.size {
-            return Ok(self.checkpoint.clone());
+            return Ok(self.snap.checkpoint()?);
         }
-        let root: Hash = tree_hash(size, &self.hashes())
-            .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?;
-        Checkpoint {
-            origin: self.ledger.origin.clone(),
-            size,
-            root,
-        }
-        .sign(&self.ledger.signer)
-        .map_err(|e| Error::internal(format!("signing checkpoint: {e}")))
+        checkpoint_of(&self.ledger.signer, size, &self.hashes())
     }
 
     fn inclusion(&self, index: u64, size: u64) -> Result<InclusionProof> {
@@ -707,20 +639,10 @@ impl<'a> Snapshot<'a> {
         })
     }
 
-    fn entry(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-        let row = self
-            .leaves
-            .get(index)?
-            .ok_or_else(|| Error::internal(format!("journal entry {index} is missing")))?;
-        let leaf = storage::decode_leaf(index, row.value())
-            .ok_or_else(|| Error::internal(format!("journal row {index} is malformed")))?;
-        Ok((leaf.entry.to_vec(), leaf.body.to_vec()))
-    }
-
     fn revision(&self, index: u64, proof_size: Option<u64>) -> Result<Revision> {
-        let (entry, body) = self.entry(index)?;
-        let e = Entry::decode(&entry)
-            .map_err(|err| Error::internal(format!("journal entry {index}: {err}")))?;
+        let row = self.snap.require_leaf(index)?;
+        let leaf = row.leaf()?;
+        let e = decode_entry(index, leaf.entry)?;
         let proof = match proof_size {
             Some(size) => Some(self.inclusion(index, size)?),
             None => None,
@@ -734,8 +656,8 @@ impl<'a> Snapshot<'a> {
             tx_id: e.tx_id,
             commit_micros: e.commit_time_micros,
             principal: e.principal,
-            body,
-            entry,
+            body: leaf.body.to_vec(),
+            entry: leaf.entry.to_vec(),
             proof,
         })
     }

@@ -1,37 +1,34 @@
-//! The engine: ledgers on disk, their sequencers, and the read path.
+//! The engine: the ledgers of one data folder, their sequencers, the read path, the change
+//! stream's follower, and the tamper check and restore that work on the same storage.
 //!
-//! Data folder layout (see docs/FORMAT.md):
-//!
-//! ```text
-//! <data>/ledgers/<name>/ledger.redb    journal, bodies, indexes, tree hashes, checkpoint
-//! <data>/ledgers/<name>/signing.key    the ledger's Ed25519 key, owner-only (0600)
-//! ```
-//!
-//! Writes go through each ledger's [`sequencer`]; reads open redb read transactions and
-//! never wait for it. The engine never logs or returns a signing key.
+//! Writes go through each ledger's [`sequencer`]; reads take a storage snapshot and never
+//! wait for it. The engine never logs or returns a signing key. Everything here speaks
+//! domain types ([`crate::model`]) and [`crate::error::Error`]; storage is reached only
+//! through [`crate::storage`], and nothing here knows gRPC.
 
+mod apply;
+pub mod check;
+pub mod files;
+pub mod follower;
 mod ledger;
+pub mod prepare;
+pub mod restore;
 mod sequencer;
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use graven_verify::{Checkpoint, EMPTY_ROOT, Signer};
+use graven_verify::{Checkpoint, EMPTY_ROOT, Hash, HashReader, Signer, open_checkpoint, tree_hash};
 
-pub use ledger::Ledger;
+pub use files::{DB_FILE, KEY_FILE, LOCK_FILE};
+pub use ledger::{Closed, Ledger};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Quote, Result};
 use crate::model::{Limits, check_ledger_name};
-use crate::storage;
-
-/// File name of a ledger's database inside its folder.
-pub const DB_FILE: &str = "ledger.redb";
-/// File name of a ledger's signing key inside its folder.
-pub const KEY_FILE: &str = "signing.key";
+use crate::storage::{self, Format, NewLedger, Snapshot, Store};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -54,7 +51,7 @@ impl Config {
             data_dir: data_dir.into(),
             server_name: "graven.local".into(),
             limits: Limits::default(),
-            cache_bytes: 64 << 20,
+            cache_bytes: storage::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -68,58 +65,130 @@ pub struct Engine {
     /// Set by [`Engine::close`]: every request is then refused as UNAVAILABLE.
     closed: AtomicBool,
     /// The data folder's lock, held until [`Engine::close`].
-    lock: Mutex<Option<fs::File>>,
+    lock: Mutex<Option<std::fs::File>>,
 }
 
-/// File name of the data folder's lock, held by the server (and `graven import`) while
-/// it uses the folder.
-pub const LOCK_FILE: &str = "graven.lock";
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
 
-/// Takes the data folder's lock (an exclusive advisory lock on [`LOCK_FILE`], released
-/// when the file is closed, so also when the process dies), creating the folder if need
-/// be. Refused while another process holds it.
-pub(crate) fn lock_data_dir(dir: &Path) -> Result<fs::File> {
-    fs::create_dir_all(dir.join("ledgers"))
-        .map_err(|e| Error::internal(format!("creating {}: {e}", dir.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+/// Signs the checkpoint of `size` and `root` with `signer`, whose name is the origin.
+pub(crate) fn sign_checkpoint(signer: &Signer, size: u64, root: Hash) -> Result<String> {
+    Checkpoint {
+        origin: signer.name().to_owned(),
+        size,
+        root,
     }
-    let path = dir.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::internal(format!("opening {}: {e}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(Error::unavailable(format!(
-            "data folder {} is in use by another graven process (a running graven serve?)",
-            dir.display()
-        ))),
-        Err(fs::TryLockError::Error(e)) => {
-            Err(Error::internal(format!("locking {}: {e}", path.display())))
+    .sign(signer)
+    .map_err(|e| Error::internal(format!("signing checkpoint: {e}")))
+}
+
+/// The signed checkpoint of `size` over the stored hashes `hashes`: always the same bytes
+/// for the same size (a checkpoint has no timestamp and Ed25519 is deterministic).
+pub(crate) fn checkpoint_of(
+    signer: &Signer,
+    size: u64,
+    hashes: &impl HashReader,
+) -> Result<String> {
+    let root = tree_hash(size, hashes)
+        .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?;
+    sign_checkpoint(signer, size, root)
+}
+
+/// Why a ledger's stored head does not hold up: see [`verified_head`].
+#[derive(Debug)]
+pub(crate) enum HeadProblem {
+    /// The data is not what its key and format say (a discrepancy).
+    Damaged(String),
+    /// The data may be fine, but this build cannot read it.
+    Unreadable(String),
+}
+
+impl From<storage::Error> for HeadProblem {
+    fn from(e: storage::Error) -> HeadProblem {
+        match e.kind() {
+            storage::ErrorKind::Damaged => {
+                HeadProblem::Damaged(format!("the database is damaged: {e}"))
+            }
+            _ => HeadProblem::Unreadable(format!("reading the database: {e}")),
         }
     }
 }
 
-/// Creates a file readable and writable by its owner only, failing if it exists.
-pub(crate) fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+/// The checks every open makes of a ledger's metadata, the same at start-up, in `graven
+/// check` and after `graven import`: the storage format is this build's, the origin is the
+/// key's name, and the stored latest checkpoint is signed by the key for that origin.
+/// Returns the checkpoint's note and its parsed form.
+pub(crate) fn verified_head(
+    snap: &Snapshot,
+    signer: &Signer,
+) -> std::result::Result<(String, Checkpoint), HeadProblem> {
+    match snap.format()? {
+        Format::Missing => {
+            return Err(HeadProblem::Damaged(
+                "meta: the storage format is missing".into(),
+            ));
+        }
+        Format::Malformed => {
+            return Err(HeadProblem::Damaged(
+                "meta: the storage format is malformed".into(),
+            ));
+        }
+        Format::Version(f) if f != storage::FORMAT_VERSION => {
+            return Err(HeadProblem::Unreadable(format!(
+                "storage format {f} is not {} (this build's)",
+                storage::FORMAT_VERSION
+            )));
+        }
+        Format::Version(_) => {}
     }
-    options.open(path)
+    let origin = snap.origin()?;
+    if signer.name() != origin {
+        return Err(HeadProblem::Damaged(format!(
+            "{KEY_FILE} is for {}, the ledger's origin is {}",
+            Quote(signer.name()),
+            Quote(&origin)
+        )));
+    }
+    let note = snap.checkpoint()?;
+    let head = open_checkpoint(note.as_bytes(), &[signer.verifier()])
+        .map_err(|e| {
+            HeadProblem::Damaged(format!(
+                "meta: the latest checkpoint is not signed by the ledger's key: {e}"
+            ))
+        })?
+        .checkpoint;
+    if head.origin != origin {
+        return Err(HeadProblem::Damaged(format!(
+            "meta: the latest checkpoint's origin {} is not the ledger's origin {}",
+            Quote(&head.origin),
+            Quote(&origin)
+        )));
+    }
+    Ok((note, head))
 }
 
-/// Makes a directory's entries (new files, renames) durable.
-pub(crate) fn sync_dir(path: &Path) -> std::io::Result<()> {
-    fs::File::open(path)?.sync_all()
+/// Creates a ledger's database at `path`: its metadata and an empty, signed tree.
+pub(crate) fn create_store(
+    path: &std::path::Path,
+    signer: &Signer,
+    deletion_protection: bool,
+    cache_bytes: usize,
+) -> Result<Store> {
+    let checkpoint = sign_checkpoint(signer, 0, EMPTY_ROOT)?;
+    Ok(Store::create(
+        path,
+        cache_bytes,
+        &NewLedger {
+            origin: signer.name(),
+            created_micros: now_micros(),
+            deletion_protection,
+            checkpoint: &checkpoint,
+        },
+    )?)
 }
 
 impl Engine {
@@ -127,31 +196,19 @@ impl Engine {
     pub fn open(config: Config) -> Result<Engine> {
         if !graven_verify::note::is_valid_key_name(&config.server_name) {
             return Err(Error::invalid(format!(
-                "server name {:?} is invalid: no spaces or '+'",
-                config.server_name
+                "server name {} is invalid: no spaces or '+'",
+                Quote(&config.server_name)
             )));
         }
-        let lock = lock_data_dir(&config.data_dir)?;
-        let root = config.data_dir.join("ledgers");
+        let lock = files::lock_data_dir(&config.data_dir)?;
+        let root = files::ledgers_dir(&config.data_dir);
+        let listing = |e| Error::internal_from(format!("reading {}", root.display()), e);
+        files::remove_leftovers(&root).map_err(listing)?;
         let mut ledgers = BTreeMap::new();
-        let mut names: Vec<String> = Vec::new();
-        for dirent in fs::read_dir(&root)
-            .map_err(|e| Error::internal(format!("reading {}: {e}", root.display())))?
-        {
-            let dirent = dirent?;
-            let name = dirent.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                // Leftovers of an interrupted create or delete.
-                let _ = fs::remove_dir_all(dirent.path());
-                continue;
-            }
-            names.push(name);
-        }
-        names.sort();
-        for name in names {
+        for name in files::ledger_names(&root).map_err(listing)? {
             let ledger = Ledger::open(&name, &root.join(&name), &config)
-                .map_err(|e| e.context(format!("opening ledger {name:?}")))?;
-            tracing::info!(ledger = %name, size = ledger.size_hint(), "opened ledger");
+                .map_err(|e| e.context(format!("opening ledger {}", Quote(&name))))?;
+            tracing::info!(ledger = %name, size = ledger.head().borrow().size, "opened ledger");
             ledgers.insert(name, Arc::new(ledger));
         }
         Ok(Engine {
@@ -177,7 +234,7 @@ impl Engine {
             .map_err(|_| Error::internal("ledger catalog lock poisoned"))?
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::not_found(format!("ledger {name:?} does not exist")))
+            .ok_or_else(|| Error::not_found(format!("ledger {} does not exist", Quote(name))))
     }
 
     fn check_open(&self) -> Result<()> {
@@ -214,7 +271,10 @@ impl Engine {
             .map_err(|_| Error::internal("catalog lock poisoned"))?;
         self.check_open()?;
         if self.ledger(name).is_ok() {
-            return Err(Error::exists(format!("ledger {name:?} already exists")));
+            return Err(Error::exists(format!(
+                "ledger {} already exists",
+                Quote(name)
+            )));
         }
         let origin = format!("{}/{name}", self.config.server_name);
         let signer = match signing_key {
@@ -223,8 +283,9 @@ impl Engine {
                     Signer::parse(text).map_err(|e| Error::invalid(format!("signing_key: {e}")))?;
                 if signer.name() != origin {
                     return Err(Error::invalid(format!(
-                        "signing_key: key name {:?} must equal the ledger's origin {origin:?}",
-                        signer.name()
+                        "signing_key: key name {} must equal the ledger's origin {}",
+                        Quote(signer.name()),
+                        Quote(&origin)
                     )));
                 }
                 signer
@@ -232,30 +293,24 @@ impl Engine {
             None => Signer::generate(&origin)
                 .map_err(|e| Error::internal(format!("generating key: {e}")))?,
         };
-        let root = self.config.data_dir.join("ledgers");
-        let staging = root.join(format!(".creating-{name}"));
-        let _ = fs::remove_dir_all(&staging);
-        fs::create_dir(&staging)?;
-        let result = (|| -> Result<()> {
-            let mut key = create_private_file(&staging.join(KEY_FILE))?;
-            key.write_all(format!("{}\n", signer.to_private_key()).as_bytes())?;
-            key.sync_all()?;
-            initialize_database(
-                &staging.join(DB_FILE),
-                &origin,
-                &signer,
-                deletion_protection,
-                self.config.cache_bytes,
-            )?;
-            sync_dir(&staging)?;
-            fs::rename(&staging, root.join(name))?;
-            sync_dir(&root)?;
-            Ok(())
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e.context(format!("creating ledger {name:?}")));
-        }
+        let root = files::ledgers_dir(&self.config.data_dir);
+        files::build_ledger_folder(
+            &root,
+            "creating",
+            name,
+            |path, e| Error::internal_from(format!("creating {}", path.display()), e),
+            |staging| {
+                files::write_key_file(staging, &signer)?;
+                create_store(
+                    &staging.join(DB_FILE),
+                    &signer,
+                    deletion_protection,
+                    self.config.cache_bytes,
+                )?;
+                Ok(())
+            },
+        )
+        .map_err(|e| e.context(format!("creating ledger {}", Quote(name))))?;
         let ledger = Arc::new(Ledger::open(name, &root.join(name), &self.config)?);
         self.ledgers
             .write()
@@ -274,20 +329,21 @@ impl Engine {
         let ledger = self.ledger(name)?;
         if ledger.deletion_protection()? {
             return Err(Error::precondition(format!(
-                "ledger {name:?} has deletion protection on; turn it off first \
-                 (graven ledger update {name} --deletion-protection false)"
+                "ledger {} has deletion protection on; turn it off first \
+                 (graven ledger update {name} --deletion-protection false)",
+                Quote(name)
             )));
         }
         self.ledgers
             .write()
             .map_err(|_| Error::internal("ledger catalog lock poisoned"))?
             .remove(name);
-        ledger.close();
-        let root = self.config.data_dir.join("ledgers");
-        let trash = root.join(format!(".deleting-{name}-{}", sequencer::now_micros()));
-        fs::rename(root.join(name), &trash)?;
-        sync_dir(&root)?;
-        fs::remove_dir_all(&trash)?;
+        ledger.close(Closed::Deleted);
+        let root = files::ledgers_dir(&self.config.data_dir);
+        let trash = root.join(format!(".deleting-{name}-{}", now_micros()));
+        std::fs::rename(root.join(name), &trash)?;
+        files::sync_dir(&root)?;
+        std::fs::remove_dir_all(&trash)?;
         tracing::info!(ledger = %name, "deleted ledger");
         Ok(())
     }
@@ -305,54 +361,10 @@ impl Engine {
             Err(_) => return,
         };
         for ledger in ledgers.values() {
-            ledger.close();
+            ledger.close(Closed::Shutdown);
         }
         if let Ok(mut lock) = self.lock.lock() {
             lock.take();
         }
     }
-}
-
-/// Writes the metadata and an empty, signed tree into a new database file.
-pub(crate) fn initialize_database(
-    path: &Path,
-    origin: &str,
-    signer: &Signer,
-    deletion_protection: bool,
-    cache_bytes: usize,
-) -> Result<()> {
-    let db = redb::Database::builder()
-        .set_cache_size(cache_bytes)
-        .create(path)?;
-    let checkpoint = Checkpoint {
-        origin: origin.to_owned(),
-        size: 0,
-        root: EMPTY_ROOT,
-    }
-    .sign(signer)
-    .map_err(|e| Error::internal(format!("signing checkpoint: {e}")))?;
-    let txn = db.begin_write()?;
-    {
-        let mut meta = txn.open_table(storage::META)?;
-        meta.insert(
-            storage::META_FORMAT,
-            storage::FORMAT_VERSION.to_be_bytes().as_slice(),
-        )?;
-        meta.insert(storage::META_ORIGIN, origin.as_bytes())?;
-        meta.insert(
-            storage::META_CREATED,
-            sequencer::now_micros().to_be_bytes().as_slice(),
-        )?;
-        meta.insert(
-            storage::META_PROTECTION,
-            [u8::from(deletion_protection)].as_slice(),
-        )?;
-        meta.insert(storage::META_CHECKPOINT, checkpoint.as_bytes())?;
-        txn.open_table(storage::LEAVES)?;
-        txn.open_table(storage::DOCS)?;
-        txn.open_table(storage::TABLES)?;
-        txn.open_table(storage::IDEMPOTENCY)?;
-    }
-    txn.commit()?;
-    Ok(())
 }

@@ -13,16 +13,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use graven_verify::{Checkpoint, CompactRange, Entry, Hash, Operation, Signer, tree_hash};
-use redb::{Database, ReadableTable, Table, WriteTransaction};
-use serde::{Deserialize, Serialize};
+use graven_verify::{CompactRange, Entry, Operation, Signer};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::error::{Error, Result};
-use crate::model::{Condition, Head, Op, OpResult, Receipt, TableInfo, Transaction};
-use crate::storage::{self, StoredHashes};
+use super::apply::{check_op, check_shape, next_version, op_name};
+use super::prepare::Prepared;
+use super::{checkpoint_of, now_micros, sign_checkpoint};
+use crate::error::{Error, Quote, Result};
+use crate::model::{Head, OpResult, Receipt, TableInfo};
+use crate::storage::{NewRevision, Store, StoredReceipt, TableRow, Writer};
 
 /// Most operations committed in one batch; more wait for the next one.
 const MAX_BATCH_OPERATIONS: usize = 20_000;
@@ -35,32 +35,11 @@ pub(crate) enum Job {
     SetProtection(bool, oneshot::Sender<Result<()>>),
 }
 
-/// A transaction with the work done that needs no ledger state.
-pub(crate) struct Prepared {
-    pub(crate) tx: Transaction,
-    /// SHA-256 of each operation's body (`None` for deletes and checks), in order.
-    pub(crate) body_hashes: Vec<Option<Hash>>,
-}
-
-/// What an idempotency key remembers: enough to answer a retry with the same receipt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredReceipt {
-    /// Hex SHA-256 of the request, to refuse a key reused for another transaction.
-    request: String,
-    tx_id: u64,
-    first_index: u64,
-    revisions: u32,
-    commit_micros: u64,
-    /// The size of the checkpoint the first answer carried.
-    tree_size: u64,
-    results: Vec<OpResult>,
-}
-
 /// The sequencer's state, owned by its thread.
 pub(crate) struct Sequencer {
-    pub(crate) db: Arc<Database>,
+    pub(crate) store: Arc<Store>,
+    /// The ledger's key; its name is the checkpoint origin.
     pub(crate) signer: Signer,
-    pub(crate) origin: String,
     /// The tree's right edge: appends compute new stored hashes from it without reads.
     pub(crate) range: CompactRange,
     pub(crate) next_tx: u64,
@@ -69,43 +48,6 @@ pub(crate) struct Sequencer {
     pub(crate) failed: Option<String>,
     /// The durable head, published after each commit for the change stream.
     pub(crate) head: watch::Sender<Head>,
-}
-
-/// All the tables a batch writes, opened once per write transaction.
-struct Tables<'txn> {
-    meta: Table<'txn, &'static str, &'static [u8]>,
-    leaves: Table<'txn, u64, &'static [u8]>,
-    docs: Table<'txn, (&'static str, &'static str, u64), (u64, u64, bool)>,
-    tables: Table<'txn, &'static str, (u64, bool)>,
-    idempotency: Table<'txn, &'static str, &'static [u8]>,
-}
-
-impl<'txn> Tables<'txn> {
-    fn open(txn: &'txn WriteTransaction) -> Result<Tables<'txn>> {
-        Ok(Tables {
-            meta: txn.open_table(storage::META)?,
-            leaves: txn.open_table(storage::LEAVES)?,
-            docs: txn.open_table(storage::DOCS)?,
-            tables: txn.open_table(storage::TABLES)?,
-            idempotency: txn.open_table(storage::IDEMPOTENCY)?,
-        })
-    }
-}
-
-/// Microseconds since the Unix epoch.
-pub(crate) fn now_micros() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-/// The document state a transaction's checks and writes see.
-#[derive(Debug, Clone, Copy)]
-struct DocState {
-    version: u64,
-    index: u64,
-    live: bool,
 }
 
 impl Sequencer {
@@ -120,6 +62,7 @@ impl Sequencer {
                     None => return,
                 },
             };
+            // A client that went away gets no answer; its work was done all the same.
             match first {
                 Job::Transact(tx, reply) => {
                     let mut ops = tx.tx.ops.len();
@@ -141,17 +84,13 @@ impl Sequencer {
                     self.commit_batch(batch);
                 }
                 Job::CreateTable(name, reply) => {
-                    let _ = reply.send(self.admin(|t, now| create_table(t, &name, now)));
+                    let _ = reply.send(self.admin(|w, now| create_table(w, &name, now)));
                 }
                 Job::DropTable(name, reply) => {
-                    let _ = reply.send(self.admin(|t, _| drop_table(t, &name)));
+                    let _ = reply.send(self.admin(|w, _| drop_table(w, &name)));
                 }
                 Job::SetProtection(on, reply) => {
-                    let _ = reply.send(self.admin(|t, _| {
-                        t.meta
-                            .insert(storage::META_PROTECTION, [u8::from(on)].as_slice())?;
-                        Ok(())
-                    }));
+                    let _ = reply.send(self.admin(|w, _| Ok(w.put_deletion_protection(on)?)));
                 }
             }
         }
@@ -167,13 +106,10 @@ impl Sequencer {
     }
 
     /// Runs one administrative change in its own durable write transaction.
-    fn admin<T>(&mut self, change: impl FnOnce(&mut Tables<'_>, u64) -> Result<T>) -> Result<T> {
+    fn admin<T>(&mut self, change: impl FnOnce(&mut Writer<'_>, u64) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let txn = self.db.begin_write()?;
-        let out = {
-            let mut tables = Tables::open(&txn)?;
-            change(&mut tables, now_micros())?
-        };
+        let txn = self.store.write()?;
+        let out = change(&mut txn.writer()?, now_micros())?;
         txn.commit()
             .inspect_err(|e| self.failed = Some(e.to_string()))?;
         Ok(out)
@@ -188,7 +124,7 @@ impl Sequencer {
             Err(e) => {
                 // Nothing of the batch is durable: forget it, and tell everyone.
                 (self.range, self.next_tx, self.last_commit) = saved;
-                tracing::error!(origin = %self.origin, error = %e, "batch failed");
+                tracing::error!(origin = %self.signer.name(), error = %e, "batch failed");
                 txs.iter().map(|_| Err(e.clone())).collect()
             }
         };
@@ -201,16 +137,16 @@ impl Sequencer {
     /// Writes a batch in one write transaction and makes it durable. The outer error is a
     /// storage failure (the batch is lost); the inner ones are per-transaction outcomes.
     fn write_batch(&mut self, txs: &[Prepared]) -> Result<Vec<Result<Receipt>>> {
-        let txn = self.db.begin_write()?;
+        let txn = self.store.write()?;
         let now = now_micros().max(self.last_commit);
         let mut results = Vec::with_capacity(txs.len());
         let mut remembered: HashMap<&str, StoredReceipt> = HashMap::new();
         let mut wrote = false;
         let mut new_head = None;
         {
-            let mut t = Tables::open(&txn)?;
+            let mut w = txn.writer()?;
             for tx in txs {
-                let outcome = match self.apply(&mut t, tx, now, &remembered)? {
+                let outcome = match self.apply(&mut w, tx, now, &remembered)? {
                     Ok((receipt, stored)) => {
                         if let (Some(stored), Some((key, _))) = (stored, &tx.tx.idempotency) {
                             remembered.insert(key, stored);
@@ -224,39 +160,31 @@ impl Sequencer {
             }
             if wrote {
                 let size = self.range.size();
-                let checkpoint = Checkpoint {
-                    origin: self.origin.clone(),
-                    size,
-                    root: self.range.root(),
-                }
-                .sign(&self.signer)
-                .map_err(|e| Error::internal(format!("signing checkpoint: {e}")))?;
+                let checkpoint = sign_checkpoint(&self.signer, size, self.range.root())?;
                 for (key, mut stored) in remembered {
                     stored.tree_size = size;
-                    let json = serde_json::to_vec(&stored)
-                        .map_err(|e| Error::internal(format!("encoding receipt: {e}")))?;
-                    t.idempotency.insert(key, json.as_slice())?;
+                    w.put_receipt(key, &stored)?;
                 }
-                t.meta
-                    .insert(storage::META_CHECKPOINT, checkpoint.as_bytes())?;
+                w.put_checkpoint(&checkpoint)?;
                 for r in results.iter_mut().flatten() {
+                    // A replay of a key first used in this batch gets the batch's checkpoint.
                     if !r.replayed || r.checkpoint.is_empty() {
                         r.checkpoint.clone_from(&checkpoint);
+                        r.tree_size = size;
                     }
                 }
                 new_head = Some(Head { size, checkpoint });
             }
         }
-        if wrote {
-            txn.commit()
-                .inspect_err(|e| self.failed = Some(e.to_string()))?;
-            self.last_commit = now;
-            if let Some(head) = new_head {
+        match new_head {
+            Some(head) => {
+                txn.commit()
+                    .inspect_err(|e| self.failed = Some(e.to_string()))?;
+                self.last_commit = now;
                 // Only now, once durable, may subscribers see it.
                 self.head.send_replace(head);
             }
-        } else {
-            txn.abort()?;
+            None => txn.abort()?,
         }
         Ok(results)
     }
@@ -266,7 +194,7 @@ impl Sequencer {
     /// remember for it.
     fn apply(
         &mut self,
-        t: &mut Tables<'_>,
+        w: &mut Writer<'_>,
         prepared: &Prepared,
         now: u64,
         remembered: &HashMap<&str, StoredReceipt>,
@@ -276,41 +204,20 @@ impl Sequencer {
         if let Some((key, _)) = &tx.idempotency {
             let earlier = match remembered.get(key.as_str()) {
                 Some(stored) => Some(stored.clone()),
-                None => match t.idempotency.get(key.as_str())? {
-                    Some(v) => Some(serde_json::from_slice::<StoredReceipt>(v.value()).map_err(
-                        |e| Error::internal(format!("stored receipt for key {key:?}: {e}")),
-                    )?),
-                    None => None,
-                },
+                None => w.receipt(key)?,
             };
             if let Some(stored) = earlier {
                 if Some(&stored.request) != request.as_ref() {
                     return Ok(Err(Error::precondition(format!(
-                        "idempotency key {key:?} was already used for a different transaction"
+                        "idempotency key {} was already used for a different transaction",
+                        Quote(key)
                     ))));
                 }
-                return self.replay(t, stored).map(|r| Ok((r, None)));
+                return self.replay(w, stored).map(|r| Ok((r, None)));
             }
         }
-
-        // The shape rules: at least one revision, each document written at most once. A
-        // transaction that breaks them writes nothing and uses no transaction id.
-        let mut written: HashMap<(&str, &str), usize> = HashMap::new();
-        for (i, op) in tx.ops.iter().enumerate() {
-            if op.operation().is_some()
-                && let Some(j) = written.insert(op.target(), i)
-            {
-                let (table, id) = op.target();
-                return Ok(Err(Error::invalid(format!(
-                    "operations[{i}]: document {id:?} in table {table:?} is already written \
-                     by operations[{j}]; write each document at most once per transaction"
-                ))));
-            }
-        }
-        if written.is_empty() {
-            return Ok(Err(Error::invalid(
-                "operations: a transaction needs at least one insert, update or delete",
-            )));
+        if let Err(e) = check_shape(&tx.ops) {
+            return Ok(Err(e));
         }
 
         // Check every operation against the state before the transaction.
@@ -319,24 +226,16 @@ impl Sequencer {
         for (i, op) in tx.ops.iter().enumerate() {
             let (table, id) = op.target();
             if !active_tables.contains(&table) {
-                match t.tables.get(table)?.map(|v| v.value()) {
-                    Some((_, true)) => active_tables.push(table),
-                    _ => {
-                        return Ok(Err(Error::not_found(format!(
-                            "operation {i} ({}): table {table:?} does not exist",
-                            op_name(op)
-                        ))));
-                    }
+                if !w.table(table)?.is_some_and(|t| t.active) {
+                    return Ok(Err(Error::not_found(format!(
+                        "operation {i} ({}): table {} does not exist",
+                        op_name(op),
+                        Quote(table)
+                    ))));
                 }
+                active_tables.push(table);
             }
-            let state = t.docs.get((table, id, storage::CURRENT))?.map(|v| {
-                let (version, index, live) = v.value();
-                DocState {
-                    version,
-                    index,
-                    live,
-                }
-            });
+            let state = w.current(table, id)?;
             if let Err(e) = check_op(i, op, state) {
                 return Ok(Err(e));
             }
@@ -349,7 +248,6 @@ impl Sequencer {
         let revisions = tx.ops.iter().filter(|op| op.operation().is_some()).count() as u32;
         let mut results = Vec::with_capacity(tx.ops.len());
         let mut position = 0u32;
-        let mut buffers = storage::RowBuffers::default(); // for the whole transaction
         for ((op, state), body_hash) in tx.ops.iter().zip(states).zip(&prepared.body_hashes) {
             let (table, id) = op.target();
             let Some(operation) = op.operation() else {
@@ -362,16 +260,7 @@ impl Sequencer {
                 });
                 continue;
             };
-            let version = match (operation, state) {
-                (Operation::Insert, _) => 0,
-                (_, Some(s)) => s.version + 1,
-                (_, None) => {
-                    return Err(Error::internal(
-                        "update of a missing document passed its checks",
-                    ));
-                }
-            };
-            let body = op.body();
+            let version = next_version(op, state)?;
             let entry = Entry {
                 operation,
                 tx_id,
@@ -386,19 +275,16 @@ impl Sequencer {
             }
             .encode()
             .map_err(|e| Error::invalid(e.to_string()))?;
-            let index = storage::append_revision(
-                &mut t.leaves,
-                &mut t.docs,
+            let index = w.append_revision(
                 &mut self.range,
-                &mut buffers,
-                &storage::Revision {
+                &NewRevision {
                     entry: &entry,
-                    body: body.unwrap_or_default(),
+                    body: op.body().unwrap_or_default(),
                     table,
                     id,
                     version,
                     live: operation != Operation::Delete,
-                    previous: state.map(|s| (s.version, s.index, s.live)),
+                    previous: state,
                 },
             )?;
             results.push(OpResult {
@@ -427,6 +313,7 @@ impl Sequencer {
                 revisions,
                 commit_micros: now,
                 checkpoint: String::new(), // filled with the batch's checkpoint
+                tree_size: 0,
                 replayed: false,
             },
             stored,
@@ -435,22 +322,13 @@ impl Sequencer {
 
     /// The receipt of an earlier transaction, with a checkpoint of the size its first answer
     /// carried (Ed25519 is deterministic, so the note is byte-for-byte the same).
-    fn replay(&self, t: &Tables<'_>, stored: StoredReceipt) -> Result<Receipt> {
+    fn replay(&self, w: &Writer<'_>, stored: StoredReceipt) -> Result<Receipt> {
         // A key first used earlier in this same batch: its checkpoint is the batch's, which
         // `write_batch` fills in once the batch is complete.
         let checkpoint = if stored.tree_size == 0 {
             String::new()
         } else {
-            let size = stored.tree_size;
-            let root = tree_hash(size, &StoredHashes(&t.leaves))
-                .map_err(|e| Error::internal(format!("tree hash at {size}: {e}")))?;
-            Checkpoint {
-                origin: self.origin.clone(),
-                size,
-                root,
-            }
-            .sign(&self.signer)
-            .map_err(|e| Error::internal(format!("signing checkpoint: {e}")))?
+            checkpoint_of(&self.signer, stored.tree_size, &w.hashes())?
         };
         Ok(Receipt {
             tx_id: stored.tx_id,
@@ -459,106 +337,160 @@ impl Sequencer {
             revisions: stored.revisions,
             commit_micros: stored.commit_micros,
             checkpoint,
+            tree_size: stored.tree_size,
             replayed: true,
         })
     }
 }
 
-fn op_name(op: &Op) -> &'static str {
-    match op {
-        Op::Insert { .. } => "insert",
-        Op::Update { .. } => "update",
-        Op::Delete { .. } => "delete",
-        Op::Check { .. } => "check",
-    }
-}
-
-/// Checks one operation against its document's state before the transaction.
-fn check_op(i: usize, op: &Op, state: Option<DocState>) -> Result<()> {
-    let (table, id) = op.target();
-    let what = || {
-        format!(
-            "operation {i} ({}): document {id:?} in table {table:?}",
-            op_name(op)
-        )
-    };
-    let live = state.filter(|s| s.live);
-    match op {
-        Op::Insert { .. } => match state {
-            None => Ok(()),
-            Some(s) if s.live => Err(Error::exists(format!("{} already exists", what()))),
-            Some(s) => Err(Error::exists(format!(
-                "{} was deleted at version {}; ids are not reused",
-                what(),
-                s.version
-            ))),
-        },
-        Op::Update {
-            expected_version, ..
+fn create_table(w: &mut Writer<'_>, name: &str, now: u64) -> Result<TableInfo> {
+    let created = match w.table(name)? {
+        Some(t) if t.active => {
+            return Err(Error::exists(format!(
+                "table {} already exists",
+                Quote(name)
+            )));
         }
-        | Op::Delete {
-            expected_version, ..
-        } => {
-            let Some(s) = live else {
-                return Err(Error::not_found(format!("{} does not exist", what())));
-            };
-            match expected_version {
-                Some(v) if *v != s.version => Err(Error::precondition(format!(
-                    "{}: expected version {v}, current version is {}",
-                    what(),
-                    s.version
-                ))),
-                _ => Ok(()),
-            }
-        }
-        Op::Check { condition, .. } => {
-            let holds = match condition {
-                Condition::Version(v) => live.is_some_and(|s| s.version == *v),
-                Condition::Exists => live.is_some(),
-                Condition::NotExists => live.is_none(),
-            };
-            if holds {
-                return Ok(());
-            }
-            let found = match live {
-                Some(s) => format!("it is at version {}", s.version),
-                None => "it does not exist".to_owned(),
-            };
-            let wanted = match condition {
-                Condition::Version(v) => format!("expected version {v}"),
-                Condition::Exists => "expected it to exist".to_owned(),
-                Condition::NotExists => "expected it not to exist".to_owned(),
-            };
-            Err(Error::precondition(format!(
-                "{}: {wanted}, {found}",
-                what()
-            )))
-        }
-    }
-}
-
-fn create_table(t: &mut Tables<'_>, name: &str, now: u64) -> Result<TableInfo> {
-    let existing = t.tables.get(name)?.map(|v| v.value());
-    let created = match existing {
-        Some((_, true)) => return Err(Error::exists(format!("table {name:?} already exists"))),
         // A dropped table comes back with its documents.
-        Some((created, false)) => created,
+        Some(t) => t.created_micros,
         None => now,
     };
-    t.tables.insert(name, (created, true))?;
+    w.put_table(
+        name,
+        TableRow {
+            created_micros: created,
+            active: true,
+        },
+    )?;
     Ok(TableInfo {
         name: name.to_owned(),
         created_micros: created,
     })
 }
 
-fn drop_table(t: &mut Tables<'_>, name: &str) -> Result<()> {
-    let existing = t.tables.get(name)?.map(|v| v.value());
-    match existing {
-        Some((created, true)) => {
-            t.tables.insert(name, (created, false))?;
-            Ok(())
+fn drop_table(w: &mut Writer<'_>, name: &str) -> Result<()> {
+    match w.table(name)? {
+        Some(t) if t.active => Ok(w.put_table(
+            name,
+            TableRow {
+                created_micros: t.created_micros,
+                active: false,
+            },
+        )?),
+        _ => Err(Error::not_found(format!(
+            "table {} does not exist",
+            Quote(name)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use graven_verify::EMPTY_ROOT;
+
+    use super::*;
+    use crate::engine::Ledger;
+    use crate::engine::prepare::prepare;
+    use crate::error::ErrorKind;
+    use crate::model::{Limits, RequestOp, TransactRequest};
+    use crate::storage::NewLedger;
+
+    /// An in-memory redb backend whose fsync fails while `fail` is set.
+    #[derive(Debug)]
+    struct FailingSync {
+        inner: redb::backends::InMemoryBackend,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl redb::StorageBackend for FailingSync {
+        fn len(&self) -> std::io::Result<u64> {
+            self.inner.len()
         }
-        _ => Err(Error::not_found(format!("table {name:?} does not exist"))),
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected fsync failure"));
+            }
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.inner.write(offset, data)
+        }
+    }
+
+    fn insert(id: &str) -> Prepared {
+        let request = TransactRequest {
+            ops: vec![RequestOp::Insert {
+                table: "t".into(),
+                id: Some(id.into()),
+                json: b"{}".to_vec(),
+            }],
+            idempotency_key: None,
+        };
+        prepare(request, &Limits::default(), "test").expect("valid")
+    }
+
+    /// A failed fsync fails the whole batch, answers its client with INTERNAL, publishes
+    /// nothing of it, and stops the ledger taking writes: after a failed fsync the state on
+    /// disk is unknown, and a retry could hide the loss.
+    #[tokio::test]
+    async fn a_failed_fsync_fails_the_batch_and_stops_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let signer = Signer::generate("test/l").expect("key");
+        let fail = Arc::new(AtomicBool::new(false));
+        let backend = FailingSync {
+            inner: redb::backends::InMemoryBackend::new(),
+            fail: fail.clone(),
+        };
+        let checkpoint = sign_checkpoint(&signer, 0, EMPTY_ROOT).expect("sign");
+        let store = Store::create_with_backend(
+            backend,
+            &NewLedger {
+                origin: signer.name(),
+                created_micros: 0,
+                deletion_protection: false,
+                checkpoint: &checkpoint,
+            },
+        )
+        .expect("store");
+        let ledger = Ledger::start("l", dir.path(), store, signer, 100).expect("ledger");
+        ledger.create_table("t").await.expect("table");
+        let first = ledger.transact(insert("a")).await.expect("durable");
+        assert_eq!(first.tree_size, 1);
+
+        fail.store(true, Ordering::SeqCst);
+        let err = ledger
+            .transact(insert("b"))
+            .await
+            .expect_err("fsync failed");
+        assert_eq!(err.kind, ErrorKind::Internal, "{err}");
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the cause is kept: {err}"
+        );
+        assert_eq!(
+            ledger.head().borrow().size,
+            1,
+            "nothing of the failed batch is published"
+        );
+
+        fail.store(false, Ordering::SeqCst);
+        let err = ledger.transact(insert("c")).await.expect_err("stopped");
+        assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+        assert!(
+            err.message
+                .contains("stopped accepting writes after a storage failure"),
+            "{err}"
+        );
+        let err = ledger.create_table("u").await.expect_err("stopped");
+        assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+        ledger.close(crate::engine::Closed::Shutdown);
     }
 }

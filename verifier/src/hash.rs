@@ -174,26 +174,13 @@ impl Hash {
 
     /// Lower-case hexadecimal, 64 characters.
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            s.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
-        }
-        s
+        hex::encode(self.0)
     }
 
     /// Parses 64 hexadecimal digits (either case).
     pub fn from_hex(text: &str) -> Option<Hash> {
-        let digits = text.as_bytes();
-        if digits.len() != 64 {
-            return None;
-        }
         let mut out = [0u8; 32];
-        for (i, pair) in digits.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
+        hex::decode_to_slice(text, &mut out).ok()?;
         Some(Hash(out))
     }
 }

@@ -16,10 +16,6 @@ use sha2::{Digest, Sha256};
 /// The largest state file read.
 const MAX_STATE_FILE: u64 = 1 << 20;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A directory of checkpoints, one per origin.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -35,11 +31,11 @@ impl StateDir {
     /// The file name for `origin`.
     pub fn file_name(origin: &str) -> String {
         if origin.len() <= 100 {
-            format!("{}.checkpoint", hex(origin.as_bytes()))
+            format!("{}.checkpoint", hex::encode(origin.as_bytes()))
         } else {
             format!(
                 "sha256-{}.checkpoint",
-                hex(&Sha256::digest(origin.as_bytes()))
+                hex::encode(Sha256::digest(origin.as_bytes()))
             )
         }
     }

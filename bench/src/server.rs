@@ -4,15 +4,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use anyhow::bail;
-use tonic::transport::Channel;
 
 use super::{
     BenchArgs, Client, DEFAULT_PRELOAD, HOT_SET, Ids, Outcome, PRELOAD_PREFIX, Plan, Progress,
     Remembered, Report, Rng, TABLE, Workload, document, drive,
 };
-use crate::auth::Bearer;
-use crate::pb;
-use crate::server::MAX_MESSAGE_BYTES;
+use graven::client::{Bearer, Client as Connection, Conn};
+use graven::pb;
 
 /// Most operations per preload transaction (the server's default limit).
 const PRELOAD_BATCH: usize = 10_000;
@@ -21,19 +19,7 @@ const PRELOAD_BATCH_BYTES: usize = 8 << 20;
 /// Preload transactions in flight at once.
 const PRELOAD_PARALLEL: usize = 4;
 
-type Conn = crate::cli::Conn;
 type Docs = pb::documents_client::DocumentsClient<Conn>;
-
-/// A channel carrying the token of `GRAVEN_TOKEN` or `GRAVEN_TOKEN_FILE`, if set.
-fn conn(channel: Channel, bearer: &Bearer) -> Conn {
-    tonic::service::interceptor::InterceptedService::new(channel, bearer.clone())
-}
-
-fn docs_client(channel: Conn) -> Docs {
-    pb::documents_client::DocumentsClient::new(channel)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-}
 
 fn insert(id: String, json: Vec<u8>) -> pb::Operation {
     pb::Operation {
@@ -84,7 +70,7 @@ impl Client for Worker {
                         }
                         Outcome::Wrote(plan.ops as u64)
                     }
-                    Err(s) => Outcome::Failed(crate::cli::status_line(&s)),
+                    Err(s) => Outcome::Failed(graven::client::status_line(&s)),
                 }
             }
             Workload::W4 => {
@@ -104,7 +90,7 @@ impl Client for Worker {
                 match self.transact(vec![op]).await {
                     Ok(_) => Outcome::Wrote(1),
                     Err(s) if s.code() == tonic::Code::FailedPrecondition => Outcome::Aborted,
-                    Err(s) => Outcome::Failed(crate::cli::status_line(&s)),
+                    Err(s) => Outcome::Failed(graven::client::status_line(&s)),
                 }
             }
             Workload::W5 => {
@@ -151,7 +137,7 @@ impl Worker {
                 .into_inner()
                 .revision
                 .ok_or_else(|| format!("no revision in the response for {TABLE}/{id}")),
-            Err(s) => Err(crate::cli::status_line(&s)),
+            Err(s) => Err(graven::client::status_line(&s)),
         }
     }
 }
@@ -166,13 +152,14 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
         .unwrap_or(plan.clients.div_ceil(32))
         .clamp(1, plan.clients);
     let bearer = Bearer::from_env().map_err(anyhow::Error::msg)?;
-    let mut channels: Vec<Conn> = Vec::new();
+    // Each connection carries the token of `GRAVEN_TOKEN` or `GRAVEN_TOKEN_FILE`, if set.
+    let mut channels: Vec<Connection> = Vec::new();
     for _ in 0..connections {
-        let channel = crate::cli::connect_channel(server).await?;
-        channels.push(conn(channel, &bearer));
+        let channel = graven::client::connect_channel(server).await?;
+        channels.push(Connection::from_channel(channel, bearer.clone()));
     }
-    let mut admin = pb::admin_client::AdminClient::new(channels[0].clone());
-    let run_id = crate::service::generate_id()?;
+    let mut admin = channels[0].admin.clone();
+    let run_id = graven::engine::prepare::generate_ids(1)?.concat();
     let ledger = match &args.ledger {
         Some(name) => {
             admin
@@ -211,7 +198,7 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
         Err(s) => bail!("creating table {TABLE}: {}", s.message()),
     }
 
-    let mut docs = docs_client(channels[0].clone());
+    let mut docs = channels[0].docs.clone();
     let mut preloaded = None;
     let ids = match workload {
         Workload::W4 => {
@@ -273,7 +260,7 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
     let workers = (0..plan.clients)
         .map(|client| Worker {
             plan: shared.clone(),
-            docs: docs_client(channels[client % channels.len()].clone()),
+            docs: channels[client % channels.len()].docs.clone(),
             ledger: ledger.clone(),
             client,
             n: 0,
@@ -368,7 +355,7 @@ async fn existing_ids(docs: &mut Docs, ledger: &str) -> anyhow::Result<Option<Id
 
 /// Inserts documents `w5-0` to `w5-{total-1}` in big transactions, a few in flight.
 async fn preload(
-    channels: &[Conn],
+    channels: &[Connection],
     ledger: &str,
     total: u64,
     doc_bytes: usize,
@@ -382,7 +369,7 @@ async fn preload(
     let failed = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
     for worker in 0..PRELOAD_PARALLEL.min(batches as usize) {
-        let mut docs = docs_client(channels[worker % channels.len()].clone());
+        let mut docs = channels[worker % channels.len()].docs.clone();
         let (next, count, failed) = (next.clone(), count.clone(), failed.clone());
         let ledger = ledger.to_owned();
         tasks.push(tokio::spawn(async move {
@@ -410,7 +397,7 @@ async fn preload(
                     .await;
                 if let Err(s) = sent {
                     failed.store(true, Ordering::Relaxed);
-                    bail!("preload: {}", crate::cli::status_line(&s));
+                    bail!("preload: {}", graven::client::status_line(&s));
                 }
                 count.fetch_add(len, Ordering::Relaxed);
             }

@@ -1,4 +1,4 @@
-//! `graven bench`: a load tool in the manner of pgbench. It drives a running server with
+//! `graven-bench`: a load tool in the manner of pgbench. It drives a running server with
 //! concurrent clients and reports throughput, latency percentiles and errors. The same
 //! workloads run against two peers, so one tool measures all sides of a comparison:
 //! `--raw-redb FILE` (the same inserts straight into redb, `Durability::Immediate`: the
@@ -22,9 +22,9 @@
 //!
 //! Errors are counted and the run goes on; the first one is printed on stderr.
 
-mod graven;
 mod postgres;
 mod raw_redb;
+mod server;
 
 use std::future::Future;
 use std::io::{IsTerminal as _, Write as _};
@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use serde_json::json;
 
 /// The table every workload uses.
@@ -108,7 +108,51 @@ impl Workload {
     }
 }
 
-/// `graven bench` options.
+/// graven-bench: load-test a graven server (or raw redb, or PostgreSQL) and report
+/// throughput and latency.
+#[derive(Debug, Parser)]
+#[command(name = "graven-bench", version, about, long_about = None)]
+struct Cli {
+    /// The graven server to load.
+    #[arg(long, env = "GRAVEN_SERVER", default_value = "http://127.0.0.1:7420")]
+    server: String,
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("graven-bench: error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime
+        .block_on(run(&cli.server, &cli.args))
+        .and_then(|report| {
+            let mut out = std::io::stdout().lock();
+            if cli.args.json {
+                writeln!(out, "{}", report.to_json())?;
+            } else {
+                write!(out, "{}", report.to_text())?;
+            }
+            Ok(())
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("graven-bench: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `graven-bench` options.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// The workload.
@@ -592,7 +636,7 @@ fn first_error(shown: &AtomicBool, message: &str) {
         } else {
             String::new()
         };
-        eprintln!("{clear}graven bench: error (counted; later errors are not shown): {message}");
+        eprintln!("{clear}graven-bench: error (counted; later errors are not shown): {message}");
     }
 }
 
@@ -618,20 +662,17 @@ impl Progress {
         let stop = done.clone();
         let handle = std::thread::spawn(move || {
             let start = Instant::now();
+            let mut line = graven::progress::ProgressLine::new();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(200));
                 let n = count.load(Ordering::Relaxed);
                 let secs = start.elapsed().as_secs_f64();
-                match total {
-                    Some(total) => eprint!(
-                        "\r{label} {n}/{total}  {secs:5.1}s  {:.0}/s   ",
-                        n as f64 / secs
-                    ),
-                    None => eprint!("\r{secs:5.1}s  {n} {label}  {:.0}/s   ", n as f64 / secs),
-                }
-                let _ = std::io::stderr().flush();
+                let rate = n as f64 / secs;
+                line.show(|| match total {
+                    Some(total) => format!("{label} {n}/{total}  {secs:5.1}s  {rate:.0}/s"),
+                    None => format!("{secs:5.1}s  {n} {label}  {rate:.0}/s"),
+                });
             }
-            eprint!("\r{:70}\r", "");
         });
         Progress {
             done,
@@ -649,7 +690,7 @@ impl Progress {
 }
 
 /// Runs the benchmark described by `args` against `server` (or a peer).
-pub async fn run(server: &str, args: &BenchArgs) -> anyhow::Result<Report> {
+async fn run(server: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let plan = Plan::new(args)?;
     if let Some(path) = &args.raw_redb {
         if !plan.workload.inserts() {
@@ -665,5 +706,5 @@ pub async fn run(server: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     if let Some(url) = &args.postgres {
         return postgres::run(url, args, &plan).await;
     }
-    graven::run(server, args, &plan).await
+    server::run(server, args, &plan).await
 }

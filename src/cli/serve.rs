@@ -1,0 +1,114 @@
+//! `graven serve`: the server, on the embedded default (redb in `./graven-data`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use graven::engine::Config;
+use graven::server::{self, TlsFiles};
+use tracing_subscriber::EnvFilter;
+
+/// `graven serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data folder.
+    #[arg(long, env = "GRAVEN_DATA", default_value = "./graven-data")]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "GRAVEN_LISTEN", default_value = "127.0.0.1:7420")]
+    pub listen: SocketAddr,
+    /// Server name: ledgers created from now on get checkpoint origin `<name>/<ledger>`.
+    #[arg(long, env = "GRAVEN_NAME", default_value = "graven.local")]
+    pub name: String,
+    /// Largest document, in bytes of canonical JSON.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_document_bytes: usize,
+    /// Most operations in one transaction.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_transaction_operations: usize,
+    /// Largest transaction, in bytes.
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_transaction_bytes: usize,
+    /// redb cache per ledger, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub cache_mib: usize,
+    /// Turn authentication on: principals, token hashes and roles per ledger from this
+    /// TOML file (see `graven token`). Off by default: every request is allowed.
+    #[arg(long, env = "GRAVEN_AUTH", value_name = "FILE")]
+    pub auth: Option<PathBuf>,
+    /// Serve TLS (rustls) with this PEM certificate chain; needs --tls-key. Clients then
+    /// use an https:// server address.
+    #[arg(
+        long,
+        env = "GRAVEN_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(
+        long,
+        env = "GRAVEN_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS: accept only clients with a certificate issued by this PEM CA.
+    #[arg(
+        long,
+        env = "GRAVEN_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The engine configuration these options describe.
+    fn config(&self) -> Config {
+        let mut c = Config::new(&self.data);
+        c.server_name = self.name.clone();
+        c.limits.max_document_bytes = self.max_document_bytes;
+        c.limits.max_transaction_operations = self.max_transaction_operations;
+        c.limits.max_transaction_bytes = self.max_transaction_bytes;
+        c.cache_bytes = self.cache_mib << 20;
+        c
+    }
+
+    /// The TLS files, when TLS is on.
+    fn tls(&self) -> Option<TlsFiles> {
+        let (cert, key) = (self.tls_cert.clone()?, self.tls_key.clone()?);
+        Some(TlsFiles {
+            cert,
+            key,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("GRAVEN_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let auth = match &args.auth {
+        Some(path) => Some(Arc::new(
+            graven::auth::Auth::load(path).map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
+    let tls = args.tls().map(|files| files.load()).transpose()?;
+    server::serve(
+        args.config(),
+        args.listen,
+        auth,
+        tls,
+        server::shutdown_signal(),
+    )
+    .await
+}

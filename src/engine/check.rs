@@ -1,0 +1,443 @@
+//! The tamper check: everything of a ledger re-derived from its journal and compared with
+//! what is stored, offline on a stopped server's folder ([`check_folder`]) or online on a
+//! snapshot of an open ledger (`Ledger::check`). `graven check` and the `CheckLedger` call
+//! print what it finds; `graven import` runs it before a restored ledger is put in place.
+//!
+//! The server's start-up check (`Ledger::start`) reads only the `O(log n)` stored hashes
+//! of the tree's right edge and compares their root with the latest signed checkpoint.
+//! This check reads everything:
+//!
+//! * meta: the storage format; the origin equals the name of `signing.key`; the stored
+//!   latest checkpoint is signed by that key and carries that origin (the checks every
+//!   open makes, `super::verified_head`).
+//! * leaves, in index order: indexes are dense from 0; each row decodes (it holds
+//!   `1 + trailing_ones(index)` hashes); each entry decodes (`Entry::decode`); the stored
+//!   leaf hash equals the hash of the entry, and every stored node hash equals what
+//!   `CompactRange::append_stored` computes when the entry is folded in; version 0 exactly
+//!   for inserts; transactions are consecutive leaves with positions `0..n-1` and ids
+//!   increasing by one; commit times never decrease; a row holds a body exactly for an
+//!   insert or update, and its SHA-256 is the entry's body hash.
+//! * The recomputed size and root equal the signed checkpoint's.
+//! * docs (walked in key order, entries read by index, so memory stays bounded): each row
+//!   `(table, id, version or current) -> (version, index, live)` points at an entry with
+//!   that table, id and version and the right live flag; a document's earlier revisions
+//!   have rows of their versions, dense from 0, then its current-state row holds the next
+//!   version; indexes follow journal order, and only the current revision may be a delete;
+//!   the table has a tables row; there are as many rows as entries (so every entry has
+//!   exactly one).
+//!
+//! Not checked: the idempotency receipts and the tables rows' own contents.
+//!
+//! Online, the snapshot is a consistent view while writes go on, and `signing.key` on disk
+//! must also be the key the server signs with. The online check sees the database through
+//! the server's page cache, so bytes changed on disk under a running server may go unseen
+//! until it restarts; the offline check reads the file.
+
+use std::path::Path;
+
+use graven_verify::{CompactRange, Entry, Hash, Operation, Signer, leaf_hash};
+use sha2::{Digest, Sha256};
+
+use super::files::{KeyFileError, read_key_file};
+use super::{DB_FILE, HeadProblem, verified_head};
+use crate::error::Quote;
+use crate::storage::{self, DocRow, ReadOnlyStore, Slot, Snapshot};
+
+/// Why a ledger did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    /// A discrepancy: the data does not match itself or its checkpoint. The message names
+    /// the first bad index or row.
+    Damaged(String),
+    /// The check could not run (the data may be fine).
+    CannotRun(String),
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckError::Damaged(m) => write!(f, "{m}"),
+            CheckError::CannotRun(m) => write!(f, "cannot check: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for CheckError {}
+
+impl From<HeadProblem> for CheckError {
+    fn from(p: HeadProblem) -> CheckError {
+        match p {
+            HeadProblem::Damaged(m) => CheckError::Damaged(m),
+            HeadProblem::Unreadable(m) => CheckError::CannotRun(m),
+        }
+    }
+}
+
+/// A storage failure met while checking: damage is a discrepancy, anything else means the
+/// check could not run.
+pub(crate) fn storage(e: storage::Error) -> CheckError {
+    match e.kind() {
+        storage::ErrorKind::Damaged => CheckError::Damaged(format!("the database is damaged: {e}")),
+        _ => CheckError::CannotRun(format!("reading the database: {e}")),
+    }
+}
+
+impl From<storage::Error> for CheckError {
+    fn from(e: storage::Error) -> CheckError {
+        storage(e)
+    }
+}
+
+/// What a ledger that passed holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Journal entries.
+    pub entries: u64,
+    /// Documents, deleted ones included.
+    pub documents: u64,
+    /// Documents whose current revision is not a delete.
+    pub live: u64,
+    /// The signed checkpoint's tree size (equal to `entries`).
+    pub size: u64,
+    /// The signed checkpoint's root.
+    pub root: Hash,
+}
+
+/// A ledger's outcome.
+pub type Outcome = Result<Summary, CheckError>;
+
+/// Progress of a check, called every few thousand rows with the phase ("journal entry",
+/// "document row"), rows done and rows in all. An error stops the check with that reason
+/// ([`CheckError::CannotRun`]).
+pub type Report<'a> = dyn FnMut(&str, u64, u64) -> Result<(), String> + 'a;
+
+fn damaged<T>(msg: impl Into<String>) -> Result<T, CheckError> {
+    Err(CheckError::Damaged(msg.into()))
+}
+
+/// Calls `report` every 4,096 rows.
+fn tick(report: &mut Report<'_>, what: &str, done: u64, total: u64) -> Result<(), CheckError> {
+    if done.is_multiple_of(4096) {
+        report(what, done, total).map_err(CheckError::CannotRun)?;
+    }
+    Ok(())
+}
+
+/// Reads a ledger folder's `signing.key`: missing or malformed is a discrepancy.
+pub(crate) fn read_key(dir: &Path) -> Result<Signer, CheckError> {
+    read_key_file(dir).map_err(|e| match e {
+        KeyFileError::Unreadable(_) => CheckError::CannotRun(e.to_string()),
+        KeyFileError::Missing | KeyFileError::Malformed(_) => CheckError::Damaged(e.to_string()),
+    })
+}
+
+/// Checks the stopped ledger in folder `dir`, opening its database read-only (it is never
+/// modified; a server that has it open makes the check refuse to run).
+pub fn check_folder(dir: &Path, report: &mut Report<'_>) -> Outcome {
+    let signer = read_key(dir)?;
+    let path = dir.join(DB_FILE);
+    match std::fs::metadata(&path) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return damaged(format!("{DB_FILE} is missing"));
+        }
+        Err(e) => return Err(CheckError::CannotRun(format!("{}: {e}", path.display()))),
+    }
+    let store = ReadOnlyStore::open(&path).map_err(|e| match e.kind() {
+        storage::ErrorKind::InUse => CheckError::CannotRun(
+            "the ledger is in use (is graven serve running? `graven check --online` checks \
+             a running server)"
+                .into(),
+        ),
+        storage::ErrorKind::NeedsRepair => CheckError::CannotRun(
+            "the database was not closed cleanly and needs the repair redb makes when graven \
+             serve opens it: start and stop the server once, then check again"
+                .into(),
+        ),
+        storage::ErrorKind::Damaged => CheckError::Damaged(format!("the database is damaged: {e}")),
+        _ => CheckError::CannotRun(format!("opening {}: {e}", path.display())),
+    })?;
+    check_snapshot(&store.read()?, &signer, report)
+}
+
+/// Every check of the module documentation over one snapshot, with the ledger's key.
+pub fn check_snapshot(snap: &Snapshot, signer: &Signer, report: &mut Report<'_>) -> Outcome {
+    let (_, head) = verified_head(snap, signer)?;
+    let size = check_journal(snap, report)?;
+    if size.size() != head.size {
+        let n = size.size();
+        return damaged(if n < head.size {
+            format!(
+                "index {n}: missing: the journal has {n} entries, the signed checkpoint covers {}",
+                head.size
+            )
+        } else {
+            format!(
+                "index {}: beyond the signed checkpoint, which covers {} entries (the journal \
+                 has {n})",
+                head.size, head.size
+            )
+        });
+    }
+    if size.root() != head.root {
+        return damaged(format!(
+            "the journal's root {} does not match the signed checkpoint's root {}",
+            size.root().to_base64(),
+            head.root.to_base64()
+        ));
+    }
+    let (documents, live) = check_documents(snap, head.size, report)?;
+    Ok(Summary {
+        entries: head.size,
+        documents,
+        live,
+        size: head.size,
+        root: head.root,
+    })
+}
+
+/// The journal, its tree hashes and bodies, in index order; returns the tree it folds.
+fn check_journal(snap: &Snapshot, report: &mut Report<'_>) -> Result<CompactRange, CheckError> {
+    let total = snap.leaf_rows()?;
+    let mut range = CompactRange::new();
+    let mut computed: Vec<Hash> = Vec::with_capacity(64);
+    // (tx id, position, revisions) of the previous entry, and its commit time.
+    let mut prev_tx: Option<(u64, u32, u32)> = None;
+    let mut prev_time = 0u64;
+    for row in snap.leaves()? {
+        let row = row?;
+        let index = range.size();
+        let at = |msg: String| CheckError::Damaged(format!("index {index}: {msg}"));
+        if row.index() != index {
+            return Err(at(format!(
+                "the journal row is missing (the next row is index {})",
+                row.index()
+            )));
+        }
+        tick(report, "journal entry", index, total)?;
+        let Some(leaf) = row.decode() else {
+            return Err(at(format!(
+                "the journal row is malformed (too short for its entry and {} tree hashes)",
+                storage::stored_hashes_of(index)
+            )));
+        };
+        let entry =
+            Entry::decode(leaf.entry).map_err(|e| at(format!("the entry does not decode: {e}")))?;
+        computed.clear();
+        range.append_stored(leaf_hash(leaf.entry), |_, h| computed.push(h));
+        for (level, (have, want)) in leaf.hashes.chunks_exact(32).zip(&computed).enumerate() {
+            if have != want.0 {
+                return Err(at(if level == 0 {
+                    "stored leaf hash does not match the entry".into()
+                } else {
+                    format!("stored level {level} tree hash does not match the entries")
+                }));
+            }
+        }
+        // Entry invariants.
+        if (entry.version == 0) != (entry.operation == Operation::Insert) {
+            return Err(at(format!(
+                "{} at version {}: version 0 is exactly the insert",
+                entry.operation, entry.version
+            )));
+        }
+        let tx = (entry.tx_id, entry.tx_position, entry.tx_revisions);
+        let follows = match prev_tx {
+            None => tx.0 == 0 && tx.1 == 0,
+            Some((id, pos, n)) if pos + 1 == n => tx.0 == id + 1 && tx.1 == 0,
+            Some((id, pos, n)) => tx.0 == id && tx.1 == pos + 1 && tx.2 == n,
+        };
+        if !follows {
+            let expected = match prev_tx {
+                None => "transaction 0, position 0".to_owned(),
+                Some((id, pos, n)) if pos + 1 == n => format!("transaction {}, position 0", id + 1),
+                Some((id, pos, n)) => format!("transaction {id}, position {} of {n}", pos + 1),
+            };
+            return Err(at(format!(
+                "transaction {}, position {} of {} does not follow the previous entry \
+                 (expected {expected})",
+                tx.0, tx.1, tx.2
+            )));
+        }
+        prev_tx = Some(tx);
+        if entry.commit_time_micros < prev_time {
+            return Err(at(format!(
+                "commit time {} is before the previous entry's {prev_time}",
+                entry.commit_time_micros
+            )));
+        }
+        prev_time = entry.commit_time_micros;
+        // Its body: there exactly for inserts and updates, hashing to the entry's hash.
+        match (leaf.body.is_empty(), entry.body_hash) {
+            (false, None) => return Err(at("a delete has a body".into())),
+            (true, Some(_)) => return Err(at("the body is missing".into())),
+            (false, Some(hash)) => {
+                if Sha256::digest(leaf.body).as_slice() != hash.0 {
+                    return Err(at("the body does not hash to the entry's body hash".into()));
+                }
+            }
+            (true, None) => {}
+        }
+    }
+    if let Some((id, pos, n)) = prev_tx
+        && pos + 1 != n
+    {
+        return damaged(format!(
+            "index {}: transaction {id} ends after {} of its {n} revisions",
+            range.size() - 1,
+            pos + 1
+        ));
+    }
+    Ok(range)
+}
+
+/// The entry a docs row points at, or why it cannot be read.
+fn pointed_entry(snap: &Snapshot, index: u64) -> Result<Result<Entry, String>, CheckError> {
+    let Some(row) = snap.leaf(index)? else {
+        return Ok(Err(format!("points at index {index}, which is missing")));
+    };
+    Ok(row
+        .decode()
+        .and_then(|l| Entry::decode(l.entry).ok())
+        .ok_or_else(|| format!("points at index {index}, which does not decode")))
+}
+
+/// The document index, in key order, against the journal of `size` entries; returns the
+/// documents and the live ones.
+fn check_documents(
+    snap: &Snapshot,
+    size: u64,
+    report: &mut Report<'_>,
+) -> Result<(u64, u64), CheckError> {
+    let doc_rows = snap.doc_row_count()?;
+    let (mut documents, mut live_documents, mut rows) = (0u64, 0u64, 0u64);
+    // The document being walked: (table, id), its last revision.
+    let mut current_doc: Option<(String, String)> = None;
+    let mut last_rev: Option<DocRow> = None;
+    let mut table_seen: Option<String> = None;
+    let no_current = |(t, i): &(String, String)| {
+        format!(
+            "docs: document ({}, {}) has no current-state row",
+            Quote(t),
+            Quote(i)
+        )
+    };
+    for (n, row) in snap.doc_rows()?.enumerate() {
+        let (key, row) = row?;
+        tick(report, "document row", n as u64, doc_rows)?;
+        let (table, id) = (key.table.as_str(), key.id.as_str());
+        let at = |msg: String| {
+            CheckError::Damaged(format!(
+                "docs row ({}, {}, {}): {msg}",
+                Quote(table),
+                Quote(id),
+                key.slot
+            ))
+        };
+        let same_doc = current_doc
+            .as_ref()
+            .is_some_and(|(t, i)| t == table && i == id);
+        if !same_doc {
+            if let Some(doc) = &current_doc {
+                return damaged(no_current(doc));
+            }
+            if table_seen.as_deref() != Some(table) {
+                if snap.table(table)?.is_none() {
+                    return Err(at(format!("table {} has no row in tables", Quote(table))));
+                }
+                table_seen = Some(table.to_owned());
+            }
+            current_doc = Some((table.to_owned(), id.to_owned()));
+            last_rev = None;
+        }
+        rows += 1;
+        // Earlier revisions hold their own versions, dense from 0; the current-state row
+        // holds the next one.
+        let v = row.version;
+        let expected = last_rev.map_or(0, |r| r.version + 1);
+        if v != expected {
+            return Err(at(format!(
+                "holds version {v}; versions are not dense: expected version {expected}"
+            )));
+        }
+        if matches!(key.slot, Slot::Version(s) if s != v) {
+            return Err(at(format!("holds version {v}")));
+        }
+        if let Some(last) = last_rev {
+            if !last.live {
+                return Err(at(format!(
+                    "a revision after the delete at version {}",
+                    last.version
+                )));
+            }
+            if row.index <= last.index {
+                return Err(at(format!(
+                    "index {} is not after version {}'s index {}",
+                    row.index, last.version, last.index
+                )));
+            }
+        }
+        if row.index >= size {
+            return Err(at(format!(
+                "points at index {}, beyond the journal (size {size})",
+                row.index
+            )));
+        }
+        let entry = pointed_entry(snap, row.index)?.map_err(at)?;
+        if entry.table != table || entry.id != id || entry.version != v {
+            return Err(at(format!(
+                "points at index {}, whose entry is ({}, {}, version {})",
+                row.index,
+                Quote(&entry.table),
+                Quote(&entry.id),
+                entry.version
+            )));
+        }
+        let entry_live = entry.operation != Operation::Delete;
+        if row.live != entry_live {
+            return Err(at(format!(
+                "says live {}, the entry at index {} is a {}",
+                row.live, row.index, entry.operation
+            )));
+        }
+        last_rev = Some(row);
+        if key.slot == Slot::Current {
+            documents += 1;
+            live_documents += u64::from(row.live);
+            current_doc = None;
+        }
+    }
+    if let Some(doc) = &current_doc {
+        return damaged(no_current(doc));
+    }
+    if rows != size {
+        return Err(unindexed_entry(snap, rows, size)?);
+    }
+    Ok((documents, live_documents))
+}
+
+/// Rows and entries match one to one where rows exist, but their counts differ: names the
+/// first entry without a docs row.
+fn unindexed_entry(snap: &Snapshot, rows: u64, size: u64) -> Result<CheckError, CheckError> {
+    for row in snap.leaves()? {
+        let row = row?;
+        let index = row.index();
+        let Some(entry) = row.decode().and_then(|l| Entry::decode(l.entry).ok()) else {
+            continue;
+        };
+        let (t, i) = (entry.table.as_str(), entry.id.as_str());
+        let points =
+            |r: Option<DocRow>| r.is_some_and(|r| r.version == entry.version && r.index == index);
+        if !points(snap.earlier(t, i, entry.version)?) && !points(snap.current(t, i)?) {
+            return Ok(CheckError::Damaged(format!(
+                "index {index}: no docs row ({}, {}, version {}) points at it",
+                Quote(t),
+                Quote(i),
+                entry.version
+            )));
+        }
+    }
+    Ok(CheckError::Damaged(format!(
+        "docs: {rows} rows for {size} journal entries"
+    )))
+}

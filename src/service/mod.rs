@@ -1,0 +1,502 @@
+//! The gRPC adapter: each handler authorizes the caller, unwraps the request into domain
+//! types ([`convert`]), calls the engine, and maps the answer back. Every error becomes a
+//! gRPC status in one place, [`status`], by its kind; tonic's own refusals of requests it
+//! cannot decode are brought under the same rules by [`fix_tonic_codes`]. No engine logic
+//! lives here.
+
+mod convert;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Auth, Caller, Role};
+use crate::engine::check::CheckError;
+use crate::engine::follower::{self, Follow};
+use crate::engine::{Engine, Ledger, prepare};
+use crate::error::{Error, ErrorKind, Quote, Result};
+use crate::model::TreeSize;
+use crate::pb;
+
+pub use convert::transact_request;
+
+/// The principal recorded in entries while authentication is off.
+pub const ANONYMOUS: &str = "anonymous";
+
+/// The metadata key of a subscription's first index (see the proto's `Subscribe`).
+pub const START_INDEX_HEADER: &str = "graven-start-index";
+
+/// How often a running check reports its progress.
+const CHECK_PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// Maps an engine error to its gRPC status: the one place that decides codes (the
+/// proto's header lists the rule for each).
+pub fn status(e: Error) -> Status {
+    let code = match e.kind {
+        ErrorKind::InvalidArgument => tonic::Code::InvalidArgument,
+        ErrorKind::OutOfRange => tonic::Code::OutOfRange,
+        ErrorKind::NotFound => tonic::Code::NotFound,
+        ErrorKind::AlreadyExists => tonic::Code::AlreadyExists,
+        ErrorKind::FailedPrecondition => tonic::Code::FailedPrecondition,
+        ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
+        ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
+        ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
+        ErrorKind::Unavailable => tonic::Code::Unavailable,
+        ErrorKind::Internal => {
+            let source = std::error::Error::source(&e).map(ToString::to_string);
+            tracing::error!(error = %e.message, source, "internal error");
+            tonic::Code::Internal
+        }
+    };
+    Status::new(code, e.message)
+}
+
+/// Rewrites the statuses tonic itself answers before a handler runs, so that they follow
+/// the API's rules: a request over the message limit is RESOURCE_EXHAUSTED (tonic says
+/// OUT_OF_RANGE), and a request that is not protobuf, or has a string that is not UTF-8,
+/// is INVALID_ARGUMENT (tonic says INTERNAL, which the API keeps for storage failures).
+/// Every other response passes unchanged.
+pub fn fix_tonic_codes<B>(
+    mut response: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    let Some(s) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    let fixed = match s.code() {
+        tonic::Code::OutOfRange
+            if s.message()
+                .starts_with("Error, decoded message length too large") =>
+        {
+            Status::resource_exhausted(format!(
+                "the request is over the server's message limit: {}",
+                s.message()
+                    .trim_start_matches("Error, decoded message length too large: ")
+            ))
+        }
+        tonic::Code::Internal if s.message().starts_with("failed to decode Protobuf message") => {
+            Status::invalid_argument(s.message().to_owned())
+        }
+        _ => return response,
+    };
+    // A status always fits a header; if it did not, the original is kept.
+    let _ = fixed.add_header(response.headers_mut());
+    response
+}
+
+/// The gRPC services over one engine.
+#[derive(Clone)]
+pub struct GravenService {
+    engine: Arc<Engine>,
+    /// Principals and roles; `None`: authentication off, everyone is [`ANONYMOUS`].
+    auth: Option<Arc<Auth>>,
+}
+
+impl GravenService {
+    /// Services over `engine`, open to everyone.
+    pub fn new(engine: Arc<Engine>) -> GravenService {
+        GravenService { engine, auth: None }
+    }
+
+    /// Services over `engine` that admit only `auth`'s principals, by role.
+    pub fn with_auth(engine: Arc<Engine>, auth: Arc<Auth>) -> GravenService {
+        GravenService {
+            engine,
+            auth: Some(auth),
+        }
+    }
+
+    /// The caller of a request, `None` when authentication is off.
+    fn caller<T>(&self, request: &Request<T>) -> Result<Option<Caller<'_>>> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes());
+        auth.authenticate(header).map(Some).map_err(|_| {
+            Error::new(
+                ErrorKind::Unauthenticated,
+                "authentication required: send \"authorization: Bearer <token>\" with a \
+                 token the server knows",
+            )
+        })
+    }
+
+    /// Checks that the caller may do `what` (needing `needed`) on `ledger`, and returns
+    /// the principal to record for it.
+    fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        ledger: &str,
+        needed: Role,
+        what: &str,
+    ) -> Result<&str, Status> {
+        let Some(caller) = self.caller(request).map_err(status)? else {
+            return Ok(ANONYMOUS);
+        };
+        if caller.may(ledger, needed) {
+            return Ok(caller.name());
+        }
+        let has = caller
+            .role(ledger)
+            .map_or_else(|| "no role".to_owned(), |r| format!("the {r} role"));
+        Err(status(Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "principal {} may not {what} ledger {}: that needs the {needed} role, it has \
+                 {has} there",
+                Quote(caller.name()),
+                Quote(ledger)
+            ),
+        )))
+    }
+
+    fn ledger(&self, name: &str) -> Result<Arc<Ledger>, Status> {
+        self.engine.ledger(name).map_err(status)
+    }
+
+    /// Runs blocking engine work (file creation, fsync) off the async workers.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Arc<Engine>) -> Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || work(engine))
+            .await
+            .map_err(|e| status(Error::internal(format!("task failed: {e}"))))?
+            .map_err(status)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl pb::admin_server::Admin for GravenService {
+    async fn create_ledger(
+        &self,
+        request: Request<pb::CreateLedgerRequest>,
+    ) -> Reply<pb::LedgerInfo> {
+        self.authorize(&request, &request.get_ref().name, Role::Admin, "create")?;
+        let r = request.into_inner();
+        let info = self
+            .blocking(move |engine| {
+                let key = (!r.signing_key.is_empty()).then_some(r.signing_key.as_str());
+                engine
+                    .create_ledger(&r.name, key, !r.deletion_protection_off)?
+                    .info()
+            })
+            .await?;
+        Ok(Response::new(convert::ledger_info(info)))
+    }
+
+    async fn list_ledgers(
+        &self,
+        request: Request<pb::ListLedgersRequest>,
+    ) -> Reply<pb::ListLedgersResponse> {
+        // With authentication on: the ledgers the caller holds a role on.
+        let caller = self.caller(&request).map_err(status)?;
+        let visible = |name: &str| caller.as_ref().is_none_or(|c| c.may(name, Role::Reader));
+        let ledgers = self
+            .engine
+            .ledgers()
+            .and_then(|ls| {
+                ls.iter()
+                    .filter(|l| visible(l.name()))
+                    .map(|l| l.info().map(convert::ledger_info))
+                    .collect()
+            })
+            .map_err(status)?;
+        Ok(Response::new(pb::ListLedgersResponse { ledgers }))
+    }
+
+    async fn describe_ledger(
+        &self,
+        request: Request<pb::DescribeLedgerRequest>,
+    ) -> Reply<pb::LedgerInfo> {
+        self.authorize(&request, &request.get_ref().name, Role::Reader, "describe")?;
+        let ledger = self.ledger(&request.into_inner().name)?;
+        Ok(Response::new(convert::ledger_info(
+            ledger.info().map_err(status)?,
+        )))
+    }
+
+    async fn update_ledger(
+        &self,
+        request: Request<pb::UpdateLedgerRequest>,
+    ) -> Reply<pb::LedgerInfo> {
+        self.authorize(&request, &request.get_ref().name, Role::Admin, "update")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.name)?;
+        if let Some(on) = r.deletion_protection {
+            ledger.set_deletion_protection(on).await.map_err(status)?;
+        }
+        Ok(Response::new(convert::ledger_info(
+            ledger.info().map_err(status)?,
+        )))
+    }
+
+    async fn delete_ledger(
+        &self,
+        request: Request<pb::DeleteLedgerRequest>,
+    ) -> Reply<pb::DeleteLedgerResponse> {
+        self.authorize(&request, &request.get_ref().name, Role::Admin, "delete")?;
+        let name = request.into_inner().name;
+        self.blocking(move |engine| engine.delete_ledger(&name))
+            .await?;
+        Ok(Response::new(pb::DeleteLedgerResponse {}))
+    }
+
+    async fn create_table(&self, request: Request<pb::CreateTableRequest>) -> Reply<pb::TableInfo> {
+        let ledger = &request.get_ref().ledger;
+        self.authorize(&request, ledger, Role::Admin, "create tables in")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let info = ledger.create_table(&r.table).await.map_err(status)?;
+        Ok(Response::new(convert::table_info(info)))
+    }
+
+    async fn list_tables(
+        &self,
+        request: Request<pb::ListTablesRequest>,
+    ) -> Reply<pb::ListTablesResponse> {
+        let ledger = &request.get_ref().ledger;
+        self.authorize(&request, ledger, Role::Reader, "list the tables of")?;
+        let ledger = self.ledger(&request.into_inner().ledger)?;
+        let tables = ledger.tables().map_err(status)?;
+        Ok(Response::new(pb::ListTablesResponse {
+            tables: tables.into_iter().map(convert::table_info).collect(),
+        }))
+    }
+
+    async fn drop_table(
+        &self,
+        request: Request<pb::DropTableRequest>,
+    ) -> Reply<pb::DropTableResponse> {
+        let ledger = &request.get_ref().ledger;
+        self.authorize(&request, ledger, Role::Admin, "drop tables of")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        ledger.drop_table(&r.table).await.map_err(status)?;
+        Ok(Response::new(pb::DropTableResponse {}))
+    }
+
+    type CheckLedgerStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::CheckLedgerEvent, Status>>;
+
+    async fn check_ledger(
+        &self,
+        request: Request<pb::CheckLedgerRequest>,
+    ) -> Reply<Self::CheckLedgerStream> {
+        use pb::check_ledger_event::Kind;
+        self.authorize(&request, &request.get_ref().name, Role::Admin, "check")?;
+        let ledger = self.ledger(&request.into_inner().name)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let send = |tx: &tokio::sync::mpsc::Sender<_>, kind| {
+            // A client that went away stops the check at its next progress report.
+            let _ = tx.blocking_send(Ok(pb::CheckLedgerEvent { kind: Some(kind) }));
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut last = Instant::now();
+            let outcome = ledger.check(&mut |phase, done, total| {
+                if ledger.is_closed() {
+                    return Err("the server is shutting down or the ledger was deleted".into());
+                }
+                if tx.is_closed() {
+                    return Err("the client went away".into());
+                }
+                if last.elapsed() >= CHECK_PROGRESS_EVERY {
+                    last = Instant::now();
+                    let progress = pb::CheckProgress {
+                        phase: phase.to_owned(),
+                        done,
+                        total,
+                    };
+                    send(&tx, Kind::Progress(progress));
+                }
+                Ok(())
+            });
+            let result = match outcome {
+                Ok(summary) => Ok(summary),
+                Err(CheckError::Damaged(problem)) => {
+                    tracing::error!(ledger = %ledger.name(), %problem, "online check failed");
+                    Err(problem)
+                }
+                Err(CheckError::CannotRun(_)) if tx.is_closed() => return,
+                Err(CheckError::CannotRun(reason)) => {
+                    let error = if ledger.is_closed() {
+                        Error::unavailable(reason)
+                    } else {
+                        Error::internal(reason)
+                    };
+                    let _ = tx.blocking_send(Err(status(error)));
+                    return;
+                }
+            };
+            send(&tx, Kind::Result(convert::check_result(result)));
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::documents_server::Documents for GravenService {
+    async fn transact(&self, request: Request<pb::TransactRequest>) -> Reply<pb::Receipt> {
+        let principal =
+            self.authorize(&request, &request.get_ref().ledger, Role::Writer, "write")?;
+        let (name, tx) = transact_request(request.into_inner()).map_err(status)?;
+        let tx = prepare::prepare(tx, self.engine.limits(), principal).map_err(status)?;
+        let ledger = self.ledger(&name)?;
+        let r = ledger.transact(tx).await.map_err(status)?;
+        Ok(Response::new(convert::receipt(r)))
+    }
+
+    async fn get_document(
+        &self,
+        request: Request<pb::GetDocumentRequest>,
+    ) -> Reply<pb::GetDocumentResponse> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let rev = ledger
+            .get(&r.table, &r.id, r.version, convert::proof(r.proof))
+            .map_err(status)?;
+        Ok(Response::new(pb::GetDocumentResponse {
+            revision: Some(convert::revision(rev)),
+        }))
+    }
+
+    async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryResponse> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let page = ledger
+            .history(
+                &r.table,
+                &r.id,
+                convert::page_size(r.page_size),
+                convert::page_token(&r.page_token),
+                convert::proof(r.proof),
+            )
+            .map_err(status)?;
+        let (revisions, next_page_token) = convert::page(page);
+        Ok(Response::new(pb::HistoryResponse {
+            revisions,
+            next_page_token,
+        }))
+    }
+
+    async fn scan(&self, request: Request<pb::ScanRequest>) -> Reply<pb::ScanResponse> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let page = ledger
+            .scan(
+                &r.table,
+                convert::page_size(r.page_size),
+                convert::page_token(&r.page_token),
+                convert::proof(r.proof),
+            )
+            .map_err(status)?;
+        let (revisions, next_page_token) = convert::page(page);
+        Ok(Response::new(pb::ScanResponse {
+            revisions,
+            next_page_token,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::proofs_server::Proofs for GravenService {
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Reply<pb::GetCheckpointResponse> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let size = r.size.map_or(TreeSize::Latest, TreeSize::At);
+        let head = ledger.checkpoint(size).map_err(status)?;
+        Ok(Response::new(pb::GetCheckpointResponse {
+            checkpoint: head.checkpoint,
+            size: head.size,
+        }))
+    }
+
+    async fn get_key(&self, request: Request<pb::GetKeyRequest>) -> Reply<pb::GetKeyResponse> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let ledger = self.ledger(&request.into_inner().ledger)?;
+        Ok(Response::new(pb::GetKeyResponse {
+            vkey: ledger.vkey().to_owned(),
+        }))
+    }
+
+    async fn get_entry(
+        &self,
+        request: Request<pb::GetEntryRequest>,
+    ) -> Reply<pb::GetEntryResponse> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let (entry, json) = ledger.entry(r.index).map_err(status)?;
+        Ok(Response::new(pb::GetEntryResponse { entry, json }))
+    }
+
+    async fn prove_inclusion(
+        &self,
+        request: Request<pb::ProveInclusionRequest>,
+    ) -> Reply<pb::InclusionProof> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let proof = ledger
+            .prove_inclusion(r.index, convert::tree_size(r.tree_size))
+            .map_err(status)?;
+        Ok(Response::new(convert::inclusion_proof(proof)))
+    }
+
+    async fn prove_consistency(
+        &self,
+        request: Request<pb::ProveConsistencyRequest>,
+    ) -> Reply<pb::ConsistencyProof> {
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let proof = ledger
+            .prove_consistency(r.old_size, convert::tree_size(r.new_size))
+            .map_err(status)?;
+        Ok(Response::new(convert::consistency_proof(proof)))
+    }
+}
+
+/// A subscription's events as the gRPC stream sends them.
+pub type EventStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::stream_server::Stream for GravenService {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Reply<EventStream> {
+        use tokio_stream::StreamExt as _;
+        self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
+        let r = request.into_inner();
+        let ledger = self.ledger(&r.ledger)?;
+        let follow = Follow {
+            from: r.from_index,
+            to: r.to_index,
+            tables: r.tables,
+        };
+        let subscription = follower::subscribe(ledger, follow).map_err(status)?;
+        let events = tokio_stream::wrappers::ReceiverStream::new(subscription.events)
+            .map(|e| e.map(convert::stream_event).map_err(status));
+        let mut response = Response::new(Box::pin(events) as EventStream);
+        response
+            .metadata_mut()
+            .insert(START_INDEX_HEADER, subscription.start.into());
+        Ok(response)
+    }
+}
