@@ -1124,6 +1124,102 @@ async fn health_and_reflection_are_served() {
     ] {
         assert!(names.iter().any(|n| n == service), "{service} in {names:?}");
     }
+
+    // Regression: only v1 was served, and clients that speak v1alpha (grpcio-reflection's
+    // Python client among them) could not list the services.
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as Alpha;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse as AlphaResponse;
+    let request = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(AlphaRequest::ListServices(String::new())),
+    };
+    let response = Alpha::new(s.channel.clone())
+        .server_reflection_info(tokio_stream::once(request))
+        .await
+        .expect("v1alpha reflection")
+        .into_inner()
+        .message()
+        .await
+        .expect("v1alpha response")
+        .expect("one response");
+    let Some(AlphaResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a v1alpha service list");
+    };
+    let alpha: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        alpha.iter().any(|n| n == "graven.v1.Documents"),
+        "{alpha:?}"
+    );
+}
+
+/// What a client had to work around: the checkpoint of an older size (it cut one out of
+/// an inclusion proof) and a receipt's tree size (it parsed the checkpoint text).
+#[tokio::test]
+async fn older_checkpoints_and_receipt_tree_sizes() {
+    let mut s = start().await;
+    s.ledger("l", &["t"]).await;
+    let key = Verifier::parse(
+        &s.proofs
+            .get_key(pb::GetKeyRequest { ledger: "l".into() })
+            .await
+            .expect("key")
+            .into_inner()
+            .vkey,
+    )
+    .expect("vkey");
+    let mut receipts = Vec::new();
+    for i in 0..5 {
+        let r = s
+            .transact("l", vec![insert("t", &format!("d{i}"), "{}")])
+            .await
+            .expect("insert");
+        let (size, _) = open(&r.checkpoint, &key);
+        assert_eq!(
+            r.tree_size, size,
+            "the receipt's tree size is its checkpoint's"
+        );
+        receipts.push(r);
+    }
+    for r in &receipts {
+        let older = s
+            .proofs
+            .get_checkpoint(pb::GetCheckpointRequest {
+                ledger: "l".into(),
+                size: Some(r.tree_size),
+            })
+            .await
+            .expect("an older checkpoint")
+            .into_inner();
+        assert_eq!(older.size, r.tree_size);
+        assert_eq!(
+            older.checkpoint, r.checkpoint,
+            "the same bytes the receipt had"
+        );
+    }
+    let empty = s
+        .proofs
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: "l".into(),
+            size: Some(0),
+        })
+        .await
+        .expect("the empty tree's checkpoint")
+        .into_inner();
+    assert_eq!(
+        open(&empty.checkpoint, &key),
+        (0, graven_verify::EMPTY_ROOT)
+    );
+    assert_code(
+        s.proofs
+            .get_checkpoint(pb::GetCheckpointRequest {
+                ledger: "l".into(),
+                size: Some(6),
+            })
+            .await,
+        Code::OutOfRange,
+        "size 6 is out of range: it is beyond the journal (size 5)",
+    );
 }
 
 /// Regression: a retry committed in the same group-commit batch as its first attempt got

@@ -651,6 +651,33 @@ fn commands_and_auditor_flow() {
         1,
         &["operations"],
     );
+    // Regressions: a mistyped expected version was ignored (an unconditional update), and
+    // an empty --id wrote under a generated one. Both are refused and write nothing.
+    let before = g.ok(&["checkpoint", "books"]);
+    let mistyped = g.file(
+        "mistyped.json",
+        br#"{"operations": [{"update": {"table": "items", "id": "b1", "document": {}, "expect_version": "3"}}]}"#,
+    );
+    g.fails(
+        &["transact", "books", mistyped.to_str().expect("path")],
+        1,
+        &["operations[0].update.expect_version", "invalid type"],
+    );
+    g.fails(
+        &["insert", "books", "items", "--id", "", "{}"],
+        1,
+        &["--id must not be empty"],
+    );
+    assert_eq!(
+        g.ok(&["checkpoint", "books"]),
+        before,
+        "nothing was written"
+    );
+    // The checkpoint of an earlier size: the same bytes as when it was the latest.
+    assert_eq!(
+        g.ok(&["checkpoint", "books", "--size", &early_size.to_string()]),
+        early_text
+    );
 
     // ---- More revisions: inserts, updates, deletes, to about 25.
     for i in 10..18 {

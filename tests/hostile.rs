@@ -1386,3 +1386,66 @@ async fn requests_after_shutdown_are_refused_and_change_nothing() {
         "nothing changed across the shutdown"
     );
 }
+
+/// Regression: error messages quoted the whole bad value, so a 100,000-byte id, ledger
+/// name, page token or duplicated member name made a status message larger than grpcio's
+/// default 16 KiB header limit, and the client saw `RESOURCE_EXHAUSTED: Stream removed`
+/// instead of the INVALID_ARGUMENT meant. Messages now quote at most a short prefix.
+#[tokio::test]
+async fn long_values_are_quoted_short() {
+    let mut s = fixture().await;
+    let long = "x".repeat(100_000);
+    let get = |ledger: &str, id: &str| pb::GetDocumentRequest {
+        ledger: ledger.into(),
+        table: "t".into(),
+        id: id.into(),
+        version: None,
+        proof: None,
+    };
+    let duplicate = format!("{{\"{long}\": 1, \"{long}\": 2}}");
+    let results = [
+        s.docs.get_document(get(L, &long)).await.map(|_| ()),
+        s.docs.get_document(get(&long, "d1")).await.map(|_| ()),
+        s.docs
+            .history(pb::HistoryRequest {
+                ledger: L.into(),
+                table: "t".into(),
+                id: "d1".into(),
+                page_size: 0,
+                page_token: long.clone(),
+                proof: None,
+            })
+            .await
+            .map(|_| ()),
+        s.docs
+            .scan(pb::ScanRequest {
+                ledger: L.into(),
+                table: "t".into(),
+                page_size: 0,
+                page_token: long.clone(),
+                proof: None,
+            })
+            .await
+            .map(|_| ()),
+        s.transact(L, vec![insert("t", "dup", &duplicate)])
+            .await
+            .map(|_| ()),
+        s.transact(L, vec![insert(&long, "x", "{}")])
+            .await
+            .map(|_| ()),
+    ];
+    for (i, r) in results.into_iter().enumerate() {
+        let status = r.expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "case {i}: {status:?}");
+        assert!(
+            status.message().len() < 400,
+            "case {i}: a {}-byte message",
+            status.message().len()
+        );
+        assert!(
+            status.message().contains("… (100000 bytes)"),
+            "case {i}: the value's length is named: {}",
+            status.message()
+        );
+    }
+}

@@ -348,3 +348,34 @@ async fn the_stream_ends_on_deletion_and_on_shutdown() {
         .expect("close");
     assert_code(events.message().await, Code::Unavailable, "shutting down");
 }
+
+/// What a client had to work around: a subscription "from now" revealed where it started
+/// only in its first checkpoint event. The response's metadata names it before any event.
+#[tokio::test]
+async fn the_first_index_is_in_the_response_metadata() {
+    let mut s = start().await;
+    s.ledger("l", &["t"]).await;
+    for i in 0..3 {
+        s.transact("l", vec![insert("t", &format!("d{i}"), "{}")])
+            .await
+            .expect("insert");
+    }
+    for (from, start) in [(None, 3), (Some(1), 1), (Some(0), 0)] {
+        let response = stream_client(&s)
+            .subscribe(pb::SubscribeRequest {
+                ledger: "l".into(),
+                from_index: from,
+                to_index: None,
+                tables: vec![],
+            })
+            .await
+            .expect("subscribe");
+        let header = response
+            .metadata()
+            .get(graven::service::START_INDEX_HEADER)
+            .expect("the start index header")
+            .to_str()
+            .expect("ASCII");
+        assert_eq!(header, start.to_string(), "from {from:?}");
+    }
+}

@@ -253,7 +253,10 @@ impl Fixture {
             .map(|l| l.name().to_owned())
             .collect();
         let base = self.engine.ledger(BASE).ok().map(|l| {
-            let (checkpoint, size) = l.checkpoint().expect("the base checkpoint");
+            let head = l
+                .checkpoint(graven::model::TreeSize::Latest)
+                .expect("the base checkpoint");
+            let (checkpoint, size) = (head.checkpoint, head.size);
             let tables = l.tables().expect("the base tables");
             let protection = l.deletion_protection().expect("the base protection");
             (checkpoint, size, tables, protection)
