@@ -59,7 +59,7 @@ fn bench_json(url: &str, workload: &str, extra: &[&str]) -> Value {
         "{workload}: errors: {report}\nstderr: {stderr}"
     );
     assert!(
-        report["throughput"].as_f64().unwrap() > 0.0,
+        report["throughput"].as_f64().expect("a numeric throughput") > 0.0,
         "{workload}: nothing measured: {report}"
     );
     report

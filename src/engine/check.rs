@@ -441,3 +441,156 @@ fn unindexed_entry(snap: &Snapshot, rows: u64, size: u64) -> Result<CheckError, 
         "docs: {rows} rows for {size} journal entries"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use graven_verify::{Entry, Operation};
+
+    use super::*;
+    use crate::engine::prepare::prepare;
+    use crate::engine::{Config, Engine, KEY_FILE, sign_checkpoint};
+    use crate::model::{Limits, RequestOp, TransactRequest};
+    use crate::storage::{NewRevision, Store};
+
+    /// A stopped ledger folder with three documents (one updated, one deleted).
+    async fn folder() -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::open(Config::new(dir.path())).expect("engine");
+        let l = engine.create_ledger("l", None, false).expect("ledger");
+        l.create_table("t").await.expect("table");
+        let ops = [
+            vec![
+                RequestOp::Insert {
+                    table: "t".into(),
+                    id: Some("a".into()),
+                    json: b"{}".to_vec(),
+                },
+                RequestOp::Insert {
+                    table: "t".into(),
+                    id: Some("b".into()),
+                    json: b"{}".to_vec(),
+                },
+            ],
+            vec![RequestOp::Update {
+                table: "t".into(),
+                id: "a".into(),
+                json: br#"{"v":1}"#.to_vec(),
+                expected_version: Some(0),
+            }],
+            vec![RequestOp::Delete {
+                table: "t".into(),
+                id: "b".into(),
+                expected_version: None,
+            }],
+            vec![RequestOp::Insert {
+                table: "t".into(),
+                id: Some("c".into()),
+                json: b"{}".to_vec(),
+            }],
+        ];
+        for ops in ops {
+            let request = TransactRequest {
+                ops,
+                idempotency_key: None,
+            };
+            let tx = prepare(request, &Limits::default(), "test").expect("valid");
+            l.transact(tx).await.expect("commit");
+        }
+        engine.close();
+        let ledger = dir.path().join("ledgers/l");
+        (dir, ledger)
+    }
+
+    fn quiet() -> impl FnMut(&str, u64, u64) -> Result<(), String> {
+        |_, _, _| Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_clean_ledger_passes_with_its_counts() {
+        let (_dir, ledger) = folder().await;
+        let mut phases = std::collections::BTreeSet::new();
+        let s = check_folder(&ledger, &mut |phase, _, _| {
+            phases.insert(phase.to_owned());
+            Ok(())
+        })
+        .expect("clean");
+        assert_eq!((s.entries, s.documents, s.live, s.size), (5, 3, 2, 5));
+        assert_eq!(
+            phases,
+            ["document row".to_owned(), "journal entry".to_owned()].into()
+        );
+        // A progress callback that says stop stops the check, as "cannot run".
+        let stopped = check_folder(&ledger, &mut |_, _, _| Err("stop".into()));
+        assert_eq!(stopped, Err(CheckError::CannotRun("stop".into())));
+    }
+
+    #[tokio::test]
+    async fn what_is_found() {
+        let (_dir, ledger) = folder().await;
+        let signer = read_key(&ledger).expect("key");
+        let store = Store::open(&ledger.join(DB_FILE), 1 << 20).expect("store");
+
+        // A revision whose body does not hash to its entry's body hash, appended with its
+        // tree hashes and a checkpoint that covers it: the journal pass names its index.
+        let snap = store.read().expect("read");
+        let mut range = CompactRange::read(5, &snap.hashes()).expect("range");
+        drop(snap);
+        let entry = Entry {
+            operation: Operation::Insert,
+            tx_id: 4,
+            tx_position: 0,
+            tx_revisions: 1,
+            commit_time_micros: u64::MAX / 2,
+            version: 0,
+            table: "t".into(),
+            id: "d".into(),
+            principal: "test".into(),
+            body_hash: Some(graven_verify::Hash(Sha256::digest(b"{}").into())),
+        }
+        .encode()
+        .expect("entry");
+        let txn = store.write().expect("write");
+        {
+            let mut w = txn.writer().expect("writer");
+            let rev = NewRevision {
+                entry: &entry,
+                body: br#"{"not":"it"}"#,
+                table: "t",
+                id: "d",
+                version: 0,
+                live: true,
+                previous: None,
+            };
+            w.append_revision(&mut range, &rev).expect("append");
+            let note = sign_checkpoint(&signer, range.size(), range.root()).expect("sign");
+            w.put_checkpoint(&note).expect("checkpoint");
+        }
+        txn.commit().expect("commit");
+        let snap = store.read().expect("read");
+        assert_eq!(
+            check_snapshot(&snap, &signer, &mut quiet()),
+            Err(CheckError::Damaged(
+                "index 5: the body does not hash to the entry's body hash".into()
+            ))
+        );
+        drop(snap);
+
+        // Another key: the stored checkpoint is not signed by it.
+        let other = graven_verify::Signer::generate(signer.name()).expect("key");
+        let snap = store.read().expect("read");
+        let e = check_snapshot(&snap, &other, &mut quiet()).expect_err("wrong key");
+        assert!(
+            matches!(&e, CheckError::Damaged(m) if m.starts_with("meta: the latest checkpoint is not signed by the ledger's key")),
+            "{e}"
+        );
+        drop(snap);
+        drop(store);
+
+        // A missing key file is a discrepancy, named.
+        std::fs::remove_file(ledger.join(KEY_FILE)).expect("remove key");
+        assert_eq!(
+            check_folder(&ledger, &mut quiet()),
+            Err(CheckError::Damaged(format!("{KEY_FILE} is missing")))
+        );
+    }
+}

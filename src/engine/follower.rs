@@ -186,3 +186,210 @@ impl Producer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::prepare::prepare;
+    use crate::engine::{Config, Engine};
+    use crate::error::ErrorKind;
+    use crate::model::{Limits, RequestOp, TransactRequest};
+
+    fn engine() -> (tempfile::TempDir, Arc<Engine>) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = Engine::open(Config::new(dir.path())).expect("engine");
+        (dir, Arc::new(engine))
+    }
+
+    /// Inserts `ids` into `table`, one transaction.
+    async fn insert(ledger: &Ledger, table: &str, ids: impl IntoIterator<Item = String>) {
+        let ops = ids
+            .into_iter()
+            .map(|id| RequestOp::Insert {
+                table: table.into(),
+                id: Some(id),
+                json: b"{}".to_vec(),
+            })
+            .collect();
+        let request = TransactRequest {
+            ops,
+            idempotency_key: None,
+        };
+        let tx = prepare(request, &Limits::default(), "test").expect("valid");
+        ledger.transact(tx).await.expect("commit");
+    }
+
+    async fn ledger(engine: &Engine) -> Arc<Ledger> {
+        let ledger = engine.create_ledger("l", None, false).expect("ledger");
+        ledger.create_table("a").await.expect("table a");
+        ledger.create_table("b").await.expect("table b");
+        ledger
+    }
+
+    /// Every event until the stream ends, and how it ended.
+    async fn drain(mut s: Subscription) -> (Vec<StreamEvent>, Option<Error>) {
+        let mut events = Vec::new();
+        while let Some(e) = s.events.recv().await {
+            match e {
+                Ok(e) => events.push(e),
+                Err(e) => return (events, Some(e)),
+            }
+        }
+        (events, None)
+    }
+
+    /// The shape of a stream: `F` frontier, `R` revision, `S` skipped, `C<n>` checkpoint.
+    fn shape(events: &[StreamEvent]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| match e {
+                StreamEvent::Frontier(f) => format!("F{}", f.size()),
+                StreamEvent::Item(JournalItem::Revision(r)) => format!("R{}", r.index),
+                StreamEvent::Item(JournalItem::Skipped { index, .. }) => format!("S{index}"),
+                StreamEvent::Checkpoint(h) => format!("C{}", h.size),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_bounded_stream_is_in_order_filtered_and_ends_after_its_checkpoint() {
+        let (_dir, engine) = engine();
+        let l = ledger(&engine).await;
+        insert(&l, "a", ["x".into(), "y".into()]).await;
+        insert(&l, "b", ["z".into()]).await;
+        insert(&l, "a", ["w".into()]).await;
+        let follow = |from, to, tables: &[&str]| Follow {
+            from,
+            to,
+            tables: tables.iter().map(|t| t.to_string()).collect(),
+        };
+        let s = subscribe(l.clone(), follow(Some(0), Some(4), &[])).expect("subscribe");
+        assert_eq!(s.start, 0);
+        let (events, end) = drain(s).await;
+        assert!(end.is_none(), "{end:?}");
+        assert_eq!(shape(&events), ["R0", "R1", "R2", "R3", "C4"]);
+        // From the middle: the frontier first; a filter hides table b's revision but
+        // keeps its place with its leaf hash.
+        let s = subscribe(l.clone(), follow(Some(1), Some(4), &["a"])).expect("subscribe");
+        let (events, end) = drain(s).await;
+        assert!(end.is_none(), "{end:?}");
+        assert_eq!(shape(&events), ["F1", "R1", "S2", "R3", "C4"]);
+        let StreamEvent::Item(JournalItem::Skipped { leaf_hash, .. }) = &events[2] else {
+            unreachable!("the shape says so");
+        };
+        let (entry, _) = l.entry(2).expect("entry");
+        assert_eq!(*leaf_hash, graven_verify::leaf_hash(&entry));
+        let StreamEvent::Checkpoint(head) = &events[4] else {
+            unreachable!("the shape says so");
+        };
+        assert_eq!(head, &l.checkpoint(TreeSize::Latest).expect("head"));
+        // An end before the ledger's: a checkpoint of that size, signed on demand.
+        let s = subscribe(l.clone(), follow(Some(0), Some(2), &[])).expect("subscribe");
+        assert_eq!(shape(&drain(s).await.0), ["R0", "R1", "C2"]);
+    }
+
+    #[tokio::test]
+    async fn refusals() {
+        let (_dir, engine) = engine();
+        let l = ledger(&engine).await;
+        insert(&l, "a", ["x".into()]).await;
+        let cases = [
+            (
+                Some(2),
+                None,
+                vec![],
+                ErrorKind::OutOfRange,
+                "from_index 2 is beyond the journal (size 1)",
+            ),
+            (
+                None,
+                Some(0),
+                vec![],
+                ErrorKind::InvalidArgument,
+                "to_index 0 is below the first index 1",
+            ),
+            (
+                None,
+                None,
+                vec!["no-such!".to_owned()],
+                ErrorKind::InvalidArgument,
+                "tables: table name",
+            ),
+        ];
+        for (from, to, tables, kind, needle) in cases {
+            let e = subscribe(l.clone(), Follow { from, to, tables }).expect_err(needle);
+            assert_eq!(e.kind, kind, "{e}");
+            assert!(e.message.contains(needle), "{needle:?} in {e}");
+        }
+    }
+
+    #[tokio::test]
+    async fn catching_up_sends_a_checkpoint_every_thousand_revisions() {
+        let (_dir, engine) = engine();
+        let l = ledger(&engine).await;
+        insert(&l, "a", (0..2500).map(|i| format!("d{i}"))).await;
+        let s = subscribe(
+            l.clone(),
+            Follow {
+                from: Some(0),
+                to: None,
+                tables: vec![],
+            },
+        )
+        .expect("subscribe");
+        let mut events = s.events;
+        let mut checkpoints = Vec::new();
+        while checkpoints.last() != Some(&2500) {
+            if let StreamEvent::Checkpoint(h) = events.recv().await.expect("open").expect("event") {
+                checkpoints.push(h.size);
+            }
+        }
+        assert_eq!(checkpoints, [1000, 2000, 2500]);
+    }
+
+    #[tokio::test]
+    async fn a_live_stream_follows_commits_and_ends_by_why_the_ledger_closed() {
+        let (_dir, engine) = engine();
+        let l = ledger(&engine).await;
+        insert(&l, "a", ["x".into()]).await;
+        let from_now = || {
+            subscribe(
+                l.clone(),
+                Follow {
+                    from: None,
+                    to: None,
+                    tables: vec![],
+                },
+            )
+            .expect("subscribe")
+        };
+        let mut s = from_now();
+        assert_eq!(s.start, 1);
+        let mut next = async || s.events.recv().await.expect("open").expect("event");
+        assert_eq!(shape(&[next().await]), ["F1"]);
+        assert_eq!(shape(&[next().await]), ["C1"]);
+        insert(&l, "a", ["y".into()]).await;
+        assert_eq!(shape(&[next().await, next().await]), ["R1", "C2"]);
+
+        // Deleted: NOT_FOUND.
+        let (_, end) = tokio::join!(
+            async { engine.delete_ledger("l").expect("delete") },
+            drain(s)
+        );
+        let end = end.1.expect("an error ends it");
+        assert_eq!(end.kind, ErrorKind::NotFound, "{end}");
+        assert!(end.message.contains("was deleted"), "{end}");
+
+        // Shut down: UNAVAILABLE, telling the consumer how to resume.
+        let l = ledger(&engine).await;
+        let s = subscribe(l, Follow::default()).expect("subscribe");
+        let closing = engine.clone();
+        let (_, end) = tokio::join!(
+            tokio::task::spawn_blocking(move || closing.close()),
+            drain(s)
+        );
+        let end = end.1.expect("an error ends it");
+        assert_eq!(end.kind, ErrorKind::Unavailable, "{end}");
+        assert!(end.message.contains("reconnect with from_index"), "{end}");
+    }
+}

@@ -22,7 +22,6 @@
 //! `docs/FORMAT.md` in the repository documents every format byte by byte.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod entry;
