@@ -155,9 +155,25 @@ pub fn token_hash_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Why an auth file was refused: the field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFileError(String);
+
+impl fmt::Display for AuthFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AuthFileError {}
+
 impl Auth {
     /// Parses an auth file's text.
-    pub fn parse(text: &str) -> Result<Auth, String> {
+    pub fn parse(text: &str) -> Result<Auth, AuthFileError> {
+        Auth::parse_fields(text).map_err(AuthFileError)
+    }
+
+    fn parse_fields(text: &str) -> Result<Auth, String> {
         let file: FileFormat = toml::from_str(text).map_err(|e| e.message().to_owned())?;
         let mut principals: Vec<Principal> = Vec::new();
         for (i, p) in file.principal.into_iter().enumerate() {
@@ -197,10 +213,10 @@ impl Auth {
     }
 
     /// Reads and parses an auth file.
-    pub fn load(path: &Path) -> Result<Auth, String> {
+    pub fn load(path: &Path) -> Result<Auth, AuthFileError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("reading {}: {e}", path.display()))?;
-        Auth::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| AuthFileError(format!("reading {}: {e}", path.display())))?;
+        Auth::parse(&text).map_err(|e| AuthFileError(format!("{}: {e}", path.display())))
     }
 
     /// The caller behind an `authorization` header value, if its token is known.
@@ -221,10 +237,10 @@ impl Auth {
 }
 
 /// A new random token (32 bytes, base64url without padding) and its SHA-256 in hex.
-pub fn new_token() -> Result<(String, String), String> {
+pub fn new_token() -> Result<(String, String), getrandom::Error> {
     use base64::Engine as _;
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("randomness: {e}"))?;
+    getrandom::fill(&mut bytes)?;
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let hash = token_hash_hex(&token);
     Ok((token, hash))
@@ -318,7 +334,7 @@ roles = {{ shop = "writer", "*" = "reader" }}
             ),
         ] {
             let err = Auth::parse(&text).expect_err(&text);
-            assert!(err.contains(why), "{text:?}: {err}");
+            assert!(err.to_string().contains(why), "{text:?}: {err}");
         }
     }
 

@@ -90,35 +90,40 @@ impl fmt::Debug for Bearer {
 
 impl Bearer {
     /// The token from `GRAVEN_TOKEN` or `GRAVEN_TOKEN_FILE`, if either is set.
-    pub fn from_env() -> Result<Bearer, String> {
+    pub fn from_env() -> Result<Bearer, ConnectError> {
         let token = match (
             std::env::var("GRAVEN_TOKEN").ok(),
             std::env::var_os("GRAVEN_TOKEN_FILE"),
         ) {
             (Some(_), Some(_)) => {
-                return Err("set GRAVEN_TOKEN or GRAVEN_TOKEN_FILE, not both".into());
+                return Err(ConnectError(
+                    "set GRAVEN_TOKEN or GRAVEN_TOKEN_FILE, not both".into(),
+                ));
             }
             (Some(t), None) => t,
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| {
-                    format!("GRAVEN_TOKEN_FILE {}: {e}", Path::new(&path).display())
+                    ConnectError(format!(
+                        "GRAVEN_TOKEN_FILE {}: {e}",
+                        Path::new(&path).display()
+                    ))
                 })?;
                 text.lines().next().unwrap_or("").trim().to_owned()
             }
             (None, None) => return Ok(Bearer(None)),
         };
-        Bearer::new(&token).map_err(|e| format!("the token {e}"))
+        Bearer::new(&token)
     }
 
     /// A bearer of `token`.
-    pub fn new(token: &str) -> Result<Bearer, String> {
+    pub fn new(token: &str) -> Result<Bearer, ConnectError> {
         if token.is_empty() {
-            return Err("is empty".into());
+            return Err(ConnectError("the token is empty".into()));
         }
         let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
-            format!("Bearer {token}")
-                .parse()
-                .map_err(|_| "holds characters a header cannot carry".to_owned())?;
+            format!("Bearer {token}").parse().map_err(|_| {
+                ConnectError("the token holds characters a header cannot carry".into())
+            })?;
         value.set_sensitive(true);
         Ok(Bearer(Some(value)))
     }
@@ -167,7 +172,7 @@ impl Client {
     /// Connects to `server` (see [`connect_channel`]) with the token of the environment
     /// ([`Bearer::from_env`]).
     pub async fn connect(server: &str) -> Result<Client, ConnectError> {
-        let bearer = Bearer::from_env().map_err(ConnectError)?;
+        let bearer = Bearer::from_env()?;
         let channel = connect_channel(server).await?;
         Ok(Client::from_channel(channel, bearer))
     }

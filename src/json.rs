@@ -20,6 +20,8 @@ const MAX_SAFE_INTEGER: u64 = 1 << 53;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonError(pub String);
 
+impl std::error::Error for JsonError {}
+
 impl fmt::Display for JsonError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

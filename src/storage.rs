@@ -411,6 +411,22 @@ impl Store {
         Store::initialize(db, ledger)
     }
 
+    /// [`Store::create`] in memory, over a backend whose fsync fails while `fail` is set:
+    /// for tests of what the engine does when a commit cannot be made durable.
+    #[cfg(test)]
+    pub(crate) fn in_memory_failing_sync(
+        fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        ledger: &NewLedger<'_>,
+    ) -> Result<Store> {
+        Store::create_with_backend(
+            FailingSync {
+                inner: redb::backends::InMemoryBackend::new(),
+                fail,
+            },
+            ledger,
+        )
+    }
+
     fn initialize(db: Database, ledger: &NewLedger<'_>) -> Result<Store> {
         let txn = db.begin_write()?;
         {
@@ -882,6 +898,36 @@ impl Writer<'_> {
     /// The stored tree hashes, as this transaction has them.
     pub fn hashes(&self) -> StoredHashes<'_, Table<'_, u64, &'static [u8]>> {
         StoredHashes(&self.leaves)
+    }
+}
+
+/// An in-memory redb backend whose fsync fails while `fail` is set.
+#[cfg(test)]
+#[derive(Debug)]
+struct FailingSync {
+    inner: redb::backends::InMemoryBackend,
+    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[cfg(test)]
+impl redb::StorageBackend for FailingSync {
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected fsync failure"));
+        }
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.inner.write(offset, data)
     }
 }
 

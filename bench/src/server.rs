@@ -151,7 +151,7 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
         .connections
         .unwrap_or(plan.clients.div_ceil(32))
         .clamp(1, plan.clients);
-    let bearer = Bearer::from_env().map_err(anyhow::Error::msg)?;
+    let bearer = Bearer::from_env()?;
     // Each connection carries the token of `GRAVEN_TOKEN` or `GRAVEN_TOKEN_FILE`, if set.
     let mut channels: Vec<Connection> = Vec::new();
     for _ in 0..connections {

@@ -31,7 +31,7 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16 << 20)]
     pub max_transaction_bytes: usize,
     /// redb cache per ledger, in MiB.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = graven::storage::DEFAULT_CACHE_BYTES >> 20)]
     pub cache_mib: usize,
     /// Turn authentication on: principals, token hashes and roles per ledger from this
     /// TOML file (see `graven token`). Off by default: every request is allowed.
@@ -97,9 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let auth = match &args.auth {
-        Some(path) => Some(Arc::new(
-            graven::auth::Auth::load(path).map_err(anyhow::Error::msg)?,
-        )),
+        Some(path) => Some(Arc::new(graven::auth::Auth::load(path)?)),
         None => None,
     };
     let tls = args.tls().map(|files| files.load()).transpose()?;

@@ -12,7 +12,8 @@ pub struct TokenArgs {
 }
 
 pub fn run(a: &TokenArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let (token, hash) = graven::auth::new_token().map_err(anyhow::Error::msg)?;
+    let (token, hash) = graven::auth::new_token()
+        .map_err(|e| anyhow::anyhow!("reading the system's randomness: {e}"))?;
     writeln!(out, "{token}")?;
     eprintln!(
         "# for the auth file of graven serve --auth (set the roles: reader, writer or \

@@ -397,34 +397,6 @@ mod tests {
     use crate::model::{Limits, RequestOp, TransactRequest};
     use crate::storage::NewLedger;
 
-    /// An in-memory redb backend whose fsync fails while `fail` is set.
-    #[derive(Debug)]
-    struct FailingSync {
-        inner: redb::backends::InMemoryBackend,
-        fail: Arc<AtomicBool>,
-    }
-
-    impl redb::StorageBackend for FailingSync {
-        fn len(&self) -> std::io::Result<u64> {
-            self.inner.len()
-        }
-        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-            self.inner.read(offset, out)
-        }
-        fn set_len(&self, len: u64) -> std::io::Result<()> {
-            self.inner.set_len(len)
-        }
-        fn sync_data(&self) -> std::io::Result<()> {
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(std::io::Error::other("injected fsync failure"));
-            }
-            self.inner.sync_data()
-        }
-        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-            self.inner.write(offset, data)
-        }
-    }
-
     fn insert(id: &str) -> Prepared {
         let request = TransactRequest {
             ops: vec![RequestOp::Insert {
@@ -445,13 +417,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let signer = Signer::generate("test/l").expect("key");
         let fail = Arc::new(AtomicBool::new(false));
-        let backend = FailingSync {
-            inner: redb::backends::InMemoryBackend::new(),
-            fail: fail.clone(),
-        };
         let checkpoint = sign_checkpoint(&signer, 0, EMPTY_ROOT).expect("sign");
-        let store = Store::create_with_backend(
-            backend,
+        let store = Store::in_memory_failing_sync(
+            fail.clone(),
             &NewLedger {
                 origin: signer.name(),
                 created_micros: 0,
