@@ -351,55 +351,7 @@ fn check_documents(
             last_rev = None;
         }
         rows += 1;
-        // Earlier revisions hold their own versions, dense from 0; the current-state row
-        // holds the next one.
-        let v = row.version;
-        let expected = last_rev.map_or(0, |r| r.version + 1);
-        if v != expected {
-            return Err(at(format!(
-                "holds version {v}; versions are not dense: expected version {expected}"
-            )));
-        }
-        if matches!(key.slot, Slot::Version(s) if s != v) {
-            return Err(at(format!("holds version {v}")));
-        }
-        if let Some(last) = last_rev {
-            if !last.live {
-                return Err(at(format!(
-                    "a revision after the delete at version {}",
-                    last.version
-                )));
-            }
-            if row.index <= last.index {
-                return Err(at(format!(
-                    "index {} is not after version {}'s index {}",
-                    row.index, last.version, last.index
-                )));
-            }
-        }
-        if row.index >= size {
-            return Err(at(format!(
-                "points at index {}, beyond the journal (size {size})",
-                row.index
-            )));
-        }
-        let entry = pointed_entry(snap, row.index)?.map_err(at)?;
-        if entry.table != table || entry.id != id || entry.version != v {
-            return Err(at(format!(
-                "points at index {}, whose entry is ({}, {}, version {})",
-                row.index,
-                Quote(&entry.table),
-                Quote(&entry.id),
-                entry.version
-            )));
-        }
-        let entry_live = entry.operation != Operation::Delete;
-        if row.live != entry_live {
-            return Err(at(format!(
-                "says live {}, the entry at index {} is a {}",
-                row.live, row.index, entry.operation
-            )));
-        }
+        check_row(snap, &key, row, last_rev, size)?.map_err(at)?;
         last_rev = Some(row);
         if key.slot == Slot::Current {
             documents += 1;
@@ -414,6 +366,71 @@ fn check_documents(
         return Err(unindexed_entry(snap, rows, size)?);
     }
     Ok((documents, live_documents))
+}
+
+/// One docs row against the document's previous row (`last`, `None` for its first) and
+/// the entry it points at: the inner error is what is wrong with it, the outer one a
+/// storage failure.
+fn check_row(
+    snap: &Snapshot,
+    key: &storage::DocKey,
+    row: DocRow,
+    last: Option<DocRow>,
+    size: u64,
+) -> Result<Result<(), String>, CheckError> {
+    // Earlier revisions hold their own versions, dense from 0; the current-state row
+    // holds the next one.
+    let v = row.version;
+    let expected = last.map_or(0, |r| r.version + 1);
+    if v != expected {
+        return Ok(Err(format!(
+            "holds version {v}; versions are not dense: expected version {expected}"
+        )));
+    }
+    if matches!(key.slot, Slot::Version(s) if s != v) {
+        return Ok(Err(format!("holds version {v}")));
+    }
+    if let Some(last) = last {
+        if !last.live {
+            return Ok(Err(format!(
+                "a revision after the delete at version {}",
+                last.version
+            )));
+        }
+        if row.index <= last.index {
+            return Ok(Err(format!(
+                "index {} is not after version {}'s index {}",
+                row.index, last.version, last.index
+            )));
+        }
+    }
+    if row.index >= size {
+        return Ok(Err(format!(
+            "points at index {}, beyond the journal (size {size})",
+            row.index
+        )));
+    }
+    let entry = match pointed_entry(snap, row.index)? {
+        Ok(entry) => entry,
+        Err(problem) => return Ok(Err(problem)),
+    };
+    if entry.table != key.table || entry.id != key.id || entry.version != v {
+        return Ok(Err(format!(
+            "points at index {}, whose entry is ({}, {}, version {})",
+            row.index,
+            Quote(&entry.table),
+            Quote(&entry.id),
+            entry.version
+        )));
+    }
+    let entry_live = entry.operation != Operation::Delete;
+    if row.live != entry_live {
+        return Ok(Err(format!(
+            "says live {}, the entry at index {} is a {}",
+            row.live, row.index, entry.operation
+        )));
+    }
+    Ok(Ok(()))
 }
 
 /// Rows and entries match one to one where rows exist, but their counts differ: names the

@@ -21,8 +21,8 @@ use super::apply::{check_op, check_shape, next_version, op_name};
 use super::prepare::Prepared;
 use super::{checkpoint_of, now_micros, sign_checkpoint};
 use crate::error::{Error, Quote, Result};
-use crate::model::{Head, OpResult, Receipt, TableInfo};
-use crate::storage::{NewRevision, Store, StoredReceipt, TableRow, Writer};
+use crate::model::{Head, Op, OpResult, Receipt, TableInfo};
+use crate::storage::{DocRow, NewRevision, Store, StoredReceipt, TableRow, Writer};
 
 /// Most operations committed in one batch; more wait for the next one.
 const MAX_BATCH_OPERATIONS: usize = 20_000;
@@ -191,7 +191,7 @@ impl Sequencer {
 
     /// Applies one transaction inside the batch's write transaction, or explains why not.
     /// Returns the receipt and, for a new transaction with an idempotency key, what to
-    /// remember for it.
+    /// remember for it. The outer error is a storage failure.
     fn apply(
         &mut self,
         w: &mut Writer<'_>,
@@ -199,68 +199,82 @@ impl Sequencer {
         now: u64,
         remembered: &HashMap<&str, StoredReceipt>,
     ) -> Result<Result<(Receipt, Option<StoredReceipt>)>> {
-        let tx = &prepared.tx;
-        let request = tx.idempotency.as_ref().map(|(_, h)| h.to_hex());
-        if let Some((key, _)) = &tx.idempotency {
-            let earlier = match remembered.get(key.as_str()) {
-                Some(stored) => Some(stored.clone()),
-                None => w.receipt(key)?,
-            };
-            if let Some(stored) = earlier {
-                if Some(&stored.request) != request.as_ref() {
-                    return Ok(Err(Error::precondition(format!(
-                        "idempotency key {} was already used for a different transaction",
-                        Quote(key)
-                    ))));
-                }
-                return self.replay(w, stored).map(|r| Ok((r, None)));
-            }
+        let request = prepared.tx.idempotency.as_ref().map(|(_, h)| h.to_hex());
+        if let Some(answer) = self.earlier_answer(w, prepared, request.as_deref(), remembered)? {
+            return Ok(answer.map(|receipt| (receipt, None)));
         }
-        if let Err(e) = check_shape(&tx.ops) {
+        if let Err(e) = check_shape(&prepared.tx.ops) {
             return Ok(Err(e));
         }
+        let states = match states_before(w, &prepared.tx.ops)? {
+            Ok(states) => states,
+            Err(e) => return Ok(Err(e)),
+        };
+        let receipt = self.write_revisions(w, prepared, &states, now)?;
+        let stored = request.map(|request| StoredReceipt {
+            request,
+            tx_id: receipt.tx_id,
+            first_index: receipt.first_index,
+            revisions: receipt.revisions,
+            commit_micros: now,
+            tree_size: 0, // set once the batch's size is known
+            results: receipt.results.clone(),
+        });
+        Ok(Ok((receipt, stored)))
+    }
 
-        // Check every operation against the state before the transaction.
-        let mut states = Vec::with_capacity(tx.ops.len());
-        let mut active_tables: Vec<&str> = Vec::new();
-        for (i, op) in tx.ops.iter().enumerate() {
-            let (table, id) = op.target();
-            if !active_tables.contains(&table) {
-                if !w.table(table)?.is_some_and(|t| t.active) {
-                    return Ok(Err(Error::not_found(format!(
-                        "operation {i} ({}): table {} does not exist",
-                        op_name(op),
-                        Quote(table)
-                    ))));
-                }
-                active_tables.push(table);
-            }
-            let state = w.current(table, id)?;
-            if let Err(e) = check_op(i, op, state) {
-                return Ok(Err(e));
-            }
-            states.push(state);
+    /// The answer to a transaction whose idempotency key was used before (in an earlier
+    /// batch, or earlier in this one): its first receipt, or a refusal when the key was
+    /// used for another request. `None` for a key not seen yet, or no key.
+    fn earlier_answer(
+        &self,
+        w: &Writer<'_>,
+        prepared: &Prepared,
+        request: Option<&str>,
+        remembered: &HashMap<&str, StoredReceipt>,
+    ) -> Result<Option<Result<Receipt>>> {
+        let Some((key, _)) = &prepared.tx.idempotency else {
+            return Ok(None);
+        };
+        let earlier = match remembered.get(key.as_str()) {
+            Some(stored) => Some(stored.clone()),
+            None => w.receipt(key)?,
+        };
+        let Some(stored) = earlier else {
+            return Ok(None);
+        };
+        if Some(stored.request.as_str()) != request {
+            return Ok(Some(Err(Error::precondition(format!(
+                "idempotency key {} was already used for a different transaction",
+                Quote(key)
+            )))));
         }
+        self.replay(w, stored).map(|r| Some(Ok(r)))
+    }
 
-        // Everything holds: write the revisions.
+    /// Appends the revisions of a transaction that passed its checks (`states`: each
+    /// operation's document before it) and returns its receipt, without a checkpoint yet.
+    /// Every entry is encoded before anything is written.
+    fn write_revisions(
+        &mut self,
+        w: &mut Writer<'_>,
+        prepared: &Prepared,
+        states: &[Option<DocRow>],
+        now: u64,
+    ) -> Result<Receipt> {
+        let tx = &prepared.tx;
         let tx_id = self.next_tx;
         let first_index = self.range.size();
         let revisions = tx.ops.iter().filter(|op| op.operation().is_some()).count() as u32;
-        let mut results = Vec::with_capacity(tx.ops.len());
+        let mut entries = Vec::with_capacity(tx.ops.len());
         let mut position = 0u32;
         for ((op, state), body_hash) in tx.ops.iter().zip(states).zip(&prepared.body_hashes) {
-            let (table, id) = op.target();
             let Some(operation) = op.operation() else {
-                let version = state.filter(|s| s.live).map_or(0, |s| s.version);
-                results.push(OpResult {
-                    table: table.to_owned(),
-                    id: id.to_owned(),
-                    version,
-                    index: None,
-                });
+                entries.push(None);
                 continue;
             };
-            let version = next_version(op, state)?;
+            let (table, id) = op.target();
+            let version = next_version(op, *state)?;
             let entry = Entry {
                 operation,
                 tx_id,
@@ -274,50 +288,48 @@ impl Sequencer {
                 body_hash: *body_hash,
             }
             .encode()
-            .map_err(|e| Error::invalid(e.to_string()))?;
-            let index = w.append_revision(
-                &mut self.range,
-                &NewRevision {
-                    entry: &entry,
-                    body: op.body().unwrap_or_default(),
-                    table,
-                    id,
-                    version,
-                    live: operation != Operation::Delete,
-                    previous: state,
-                },
-            )?;
+            // Names and principals are bounded far below the entry limit.
+            .map_err(|e| Error::internal(format!("encoding an entry: {e}")))?;
+            entries.push(Some((version, operation, entry)));
+            position += 1;
+        }
+        let mut results = Vec::with_capacity(tx.ops.len());
+        for ((op, state), planned) in tx.ops.iter().zip(states).zip(entries) {
+            let (table, id) = op.target();
+            let (version, index) = match planned {
+                // A check reports the live version it saw, or 0.
+                None => (state.filter(|s| s.live).map_or(0, |s| s.version), None),
+                Some((version, operation, entry)) => {
+                    let rev = NewRevision {
+                        entry: &entry,
+                        body: op.body().unwrap_or_default(),
+                        table,
+                        id,
+                        version,
+                        live: operation != Operation::Delete,
+                        previous: *state,
+                    };
+                    (version, Some(w.append_revision(&mut self.range, &rev)?))
+                }
+            };
             results.push(OpResult {
                 table: table.to_owned(),
                 id: id.to_owned(),
                 version,
-                index: Some(index),
+                index,
             });
-            position += 1;
         }
         self.next_tx += 1;
-        let stored = request.map(|request| StoredReceipt {
-            request,
+        Ok(Receipt {
             tx_id,
+            results,
             first_index,
             revisions,
             commit_micros: now,
-            tree_size: 0, // set once the batch's size is known
-            results: results.clone(),
-        });
-        Ok(Ok((
-            Receipt {
-                tx_id,
-                results,
-                first_index,
-                revisions,
-                commit_micros: now,
-                checkpoint: String::new(), // filled with the batch's checkpoint
-                tree_size: 0,
-                replayed: false,
-            },
-            stored,
-        )))
+            checkpoint: String::new(), // filled with the batch's checkpoint
+            tree_size: 0,
+            replayed: false,
+        })
     }
 
     /// The receipt of an earlier transaction, with a checkpoint of the size its first answer
@@ -341,6 +353,33 @@ impl Sequencer {
             replayed: true,
         })
     }
+}
+
+/// Each operation's document state before the transaction, once every operation passed
+/// its checks against it (the inner error names the first that did not). The outer error
+/// is a storage failure.
+fn states_before(w: &Writer<'_>, ops: &[Op]) -> Result<Result<Vec<Option<DocRow>>>> {
+    let mut states = Vec::with_capacity(ops.len());
+    let mut active_tables: Vec<&str> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        let (table, id) = op.target();
+        if !active_tables.contains(&table) {
+            if !w.table(table)?.is_some_and(|t| t.active) {
+                return Ok(Err(Error::not_found(format!(
+                    "operation {i} ({}): table {} does not exist",
+                    op_name(op),
+                    Quote(table)
+                ))));
+            }
+            active_tables.push(table);
+        }
+        let state = w.current(table, id)?;
+        if let Err(e) = check_op(i, op, state) {
+            return Ok(Err(e));
+        }
+        states.push(state);
+    }
+    Ok(Ok(states))
 }
 
 fn create_table(w: &mut Writer<'_>, name: &str, now: u64) -> Result<TableInfo> {
