@@ -75,12 +75,16 @@ pub fn ledger_names(root: &Path) -> std::io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// Removes what an interrupted create, import or delete left in `root`.
+/// Removes what an interrupted create, import or delete left in `root`. Best effort: a
+/// leftover that cannot be removed is logged and left (it is never read as a ledger).
 pub(crate) fn remove_leftovers(root: &Path) -> std::io::Result<()> {
     for dirent in fs::read_dir(root)? {
-        let dirent = dirent?;
-        if dirent.file_name().to_string_lossy().starts_with('.') {
-            fs::remove_dir_all(dirent.path())?;
+        let path = dirent?.path();
+        let hidden = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        if hidden && let Err(e) = fs::remove_dir_all(&path) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover");
         }
     }
     Ok(())
