@@ -1174,6 +1174,34 @@ mod tests {
         assert!(decode_leaf(0, &[0, 0, 1, 0]).is_none());
     }
 
+    /// Regression: the change stream took a filtered revision's leaf hash from a slice of
+    /// the row with `unwrap_or_default`, so a row too short for its hashes would have been
+    /// streamed with an all-zero leaf hash. A row that does not decode is damage, named.
+    #[test]
+    fn a_short_row_is_damage_not_a_zero_hash() {
+        let (_dir, store) = journal(2);
+        let txn = store.write().expect("write");
+        {
+            let mut w = txn.writer().expect("writer");
+            // Leaf 1 must hold two hashes; this row has an entry and half a hash.
+            let mut row = Vec::new();
+            encode_leaf(&mut row, b"entry", &[], &[0u8; 16]);
+            w.leaves.insert(1, row.as_slice()).expect("insert");
+        }
+        txn.commit().expect("commit");
+        let snap = store.read().expect("read");
+        let row = snap.require_leaf(1).expect("the row is there");
+        assert!(row.decode().is_none());
+        let e = row.leaf().expect_err("too short");
+        assert_eq!(e.kind(), ErrorKind::Damaged);
+        assert_eq!(e.to_string(), "journal row 1 is malformed");
+        let e = snap.require_leaf(2).err().expect("missing");
+        assert_eq!(
+            (e.kind(), e.to_string().as_str()),
+            (ErrorKind::Damaged, "journal row 2 is missing")
+        );
+    }
+
     #[test]
     fn documents_and_scans() {
         let (_dir, store) = journal(0);
