@@ -10,7 +10,9 @@
 //!   the journal entry format, the small crate auditors run.
 //! * The domain: [`model`] (types and limits), [`json`] (strict JSON, RFC 8785),
 //!   [`error`] (the engine's errors, by kind).
-//! * [`storage`]: one ledger's storage; the only module that names redb.
+//! * [`storage`]: one ledger's storage: its key spaces and encodings, over a backend
+//!   interface (`storage::Backend`) that redb implements (`storage/redb.rs`, the only
+//!   module that names redb).
 //! * [`engine`]: ledgers and their sequencers, the read path, the change stream's
 //!   follower, transaction preparation, the tamper check and the restore.
 //! * [`service`]: the gRPC adapter (with [`auth`], who may do what); [`server`]: `graven

@@ -12,12 +12,38 @@ use crate::util::{delete, insert, start, update};
 
 // The key spaces of docs/FORMAT.md §9, as someone editing a file by hand would write them
 // (from the documented layout, not from graven's code).
-const META: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
-const LEAVES: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("leaves");
-const DOCS: redb::TableDefinition<(&str, &str, u64), (u64, u64, bool)> =
-    redb::TableDefinition::new("docs");
+const META: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("meta");
+const LEAVES: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("leaves");
+const DOCS: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("docs");
 /// The version slot of a document's current-state row.
 const CURRENT: u64 = u64::MAX;
+
+/// A leaves key: the journal index, u64 big-endian.
+fn leaf_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// A docs key: `table || 0x00 || id || 0x00 || u64 BE version`.
+fn doc_key(table: &str, id: &str, version: u64) -> Vec<u8> {
+    [
+        table.as_bytes(),
+        &[0],
+        id.as_bytes(),
+        &[0],
+        &version.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// A docs value: `u64 BE version || u64 BE index || u8 live`.
+fn doc_row(version: u64, index: u64, live: bool) -> Vec<u8> {
+    [
+        &version.to_be_bytes()[..],
+        &index.to_be_bytes(),
+        &[u8::from(live)],
+    ]
+    .concat()
+}
 
 /// Builds a stopped data folder with two ledgers. `books` (table `books`, `authors`):
 ///
@@ -147,25 +173,28 @@ fn assert_found(
 fn edit_leaf(txn: &redb::WriteTransaction, index: u64, edit: impl FnOnce(&mut Vec<u8>)) {
     let mut leaves = txn.open_table(LEAVES).expect("leaves");
     let mut row = leaves
-        .get(index)
+        .get(leaf_key(index).as_slice())
         .expect("get")
         .expect("row")
         .value()
         .to_vec();
     edit(&mut row);
-    leaves.insert(index, row.as_slice()).expect("insert");
+    leaves
+        .insert(leaf_key(index).as_slice(), row.as_slice())
+        .expect("insert");
 }
 
 /// Replaces the stored latest checkpoint.
 fn set_checkpoint(txn: &redb::WriteTransaction, note: &str) {
     let mut meta = txn.open_table(META).expect("meta");
-    meta.insert("checkpoint", note.as_bytes()).expect("insert");
+    meta.insert(b"checkpoint".as_slice(), note.as_bytes())
+        .expect("insert");
 }
 
 fn stored_checkpoint(txn: &redb::WriteTransaction, signer: &Signer) -> Checkpoint {
     let meta = txn.open_table(META).expect("meta");
     let note = String::from_utf8(
-        meta.get("checkpoint")
+        meta.get(b"checkpoint".as_slice())
             .expect("get")
             .expect("row")
             .value()
@@ -291,7 +320,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "index 7: the journal row is missing",
         |txn| {
             let mut leaves = txn.open_table(LEAVES).expect("leaves");
-            leaves.remove(7).expect("remove");
+            leaves.remove(leaf_key(7).as_slice()).expect("remove");
         },
     );
     assert_found(
@@ -300,7 +329,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "index 10: missing: the journal has 10 entries, the signed checkpoint covers 11",
         |txn| {
             let mut leaves = txn.open_table(LEAVES).expect("leaves");
-            leaves.remove(10).expect("remove");
+            leaves.remove(leaf_key(10).as_slice()).expect("remove");
         },
     );
     // Two entry rows swapped (each with its own hashes): 4 and 8 both store one hash, so
@@ -311,10 +340,24 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         "index 4: transaction 5, position 1",
         |txn| {
             let mut leaves = txn.open_table(LEAVES).expect("leaves");
-            let a = leaves.get(4).expect("get").expect("row").value().to_vec();
-            let b = leaves.get(8).expect("get").expect("row").value().to_vec();
-            leaves.insert(4, b.as_slice()).expect("insert");
-            leaves.insert(8, a.as_slice()).expect("insert");
+            let a = leaves
+                .get(leaf_key(4).as_slice())
+                .expect("get")
+                .expect("row")
+                .value()
+                .to_vec();
+            let b = leaves
+                .get(leaf_key(8).as_slice())
+                .expect("get")
+                .expect("row")
+                .value()
+                .to_vec();
+            leaves
+                .insert(leaf_key(4).as_slice(), b.as_slice())
+                .expect("insert");
+            leaves
+                .insert(leaf_key(8).as_slice(), a.as_slice())
+                .expect("insert");
         },
     );
     // The checkpoint signed by another key with the same name.
@@ -363,8 +406,11 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         r#"docs row ("books", "b2", version 1): points at index 3, whose entry is ("books", "b4", version 0)"#,
         |txn| {
             let mut docs = txn.open_table(DOCS).expect("docs");
-            docs.insert(("books", "b2", 1), (1, 3, true))
-                .expect("insert");
+            docs.insert(
+                doc_key("books", "b2", 1).as_slice(),
+                doc_row(1, 3, true).as_slice(),
+            )
+            .expect("insert");
         },
     );
     // A current-state row pointing at an older revision.
@@ -374,8 +420,11 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         r#"docs row ("books", "b1", current): holds version 1; versions are not dense: expected version 2"#,
         |txn| {
             let mut docs = txn.open_table(DOCS).expect("docs");
-            docs.insert(("books", "b1", CURRENT), (1, 4, true))
-                .expect("insert");
+            docs.insert(
+                doc_key("books", "b1", CURRENT).as_slice(),
+                doc_row(1, 4, true).as_slice(),
+            )
+            .expect("insert");
         },
     );
     // A deleted document shown live.
@@ -385,8 +434,11 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         r#"docs row ("books", "b3", current): says live true, the entry at index 6 is a delete"#,
         |txn| {
             let mut docs = txn.open_table(DOCS).expect("docs");
-            docs.insert(("books", "b3", CURRENT), (1, 6, true))
-                .expect("insert");
+            docs.insert(
+                doc_key("books", "b3", CURRENT).as_slice(),
+                doc_row(1, 6, true).as_slice(),
+            )
+            .expect("insert");
         },
     );
     // A revision row removed, and the current row moved back onto the one before: every
@@ -397,9 +449,13 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         r#"index 7: no docs row ("books", "b1", version 2) points at it"#,
         |txn| {
             let mut docs = txn.open_table(DOCS).expect("docs");
-            docs.remove(("books", "b1", 1)).expect("remove");
-            docs.insert(("books", "b1", CURRENT), (1, 4, true))
-                .expect("insert");
+            docs.remove(doc_key("books", "b1", 1).as_slice())
+                .expect("remove");
+            docs.insert(
+                doc_key("books", "b1", CURRENT).as_slice(),
+                doc_row(1, 4, true).as_slice(),
+            )
+            .expect("insert");
         },
     );
     // A row for the current version besides the current-state row.
@@ -409,8 +465,11 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         r#"docs row ("books", "b5", current): holds version 0; versions are not dense: expected version 1"#,
         |txn| {
             let mut docs = txn.open_table(DOCS).expect("docs");
-            docs.insert(("books", "b5", 0), (0, 10, true))
-                .expect("insert");
+            docs.insert(
+                doc_key("books", "b5", 0).as_slice(),
+                doc_row(0, 10, true).as_slice(),
+            )
+            .expect("insert");
         },
     );
 }

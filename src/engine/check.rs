@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use super::files::{KeyFileError, read_key_file};
 use super::{DB_FILE, HeadProblem, verified_head};
 use crate::error::Quote;
-use crate::storage::{self, DocRow, ReadOnlyStore, Slot, Snapshot};
+use crate::storage::{self, DocRow, Slot, Snapshot, Store};
 
 /// Why a ledger did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,7 @@ pub fn check_folder(dir: &Path, report: &mut Report<'_>) -> Outcome {
         }
         Err(e) => return Err(CheckError::CannotRun(format!("{}: {e}", path.display()))),
     }
-    let store = ReadOnlyStore::open(&path).map_err(|e| match e.kind() {
+    let store = Store::open_read_only(&path).map_err(|e| match e.kind() {
         storage::ErrorKind::InUse => CheckError::CannotRun(
             "the ledger is in use (is graven serve running? `graven check --online` checks \
              a running server)"
@@ -566,9 +566,8 @@ mod tests {
         }
         .encode()
         .expect("entry");
-        let txn = store.write().expect("write");
         {
-            let mut w = txn.writer().expect("writer");
+            let mut w = store.write().expect("write");
             let rev = NewRevision {
                 entry: &entry,
                 body: br#"{"not":"it"}"#,
@@ -581,8 +580,8 @@ mod tests {
             w.append_revision(&mut range, &rev).expect("append");
             let note = sign_checkpoint(&signer, range.size(), range.root()).expect("sign");
             w.put_checkpoint(&note).expect("checkpoint");
+            w.commit().expect("commit");
         }
-        txn.commit().expect("commit");
         let snap = store.read().expect("read");
         assert_eq!(
             check_snapshot(&snap, &signer, &mut quiet()),

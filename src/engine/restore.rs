@@ -137,11 +137,10 @@ fn fill(
     let mut known_tables: HashSet<String> = HashSet::new();
     let mut more = true;
     while more {
-        let mut txn = store.write()?;
+        let mut w = store.write()?;
         // Durable with the last transaction: until then the folder is only staged.
-        txn.defer_durability().map_err(write_failed)?;
+        w.defer_durability();
         {
-            let mut w = txn.writer()?;
             let mut batch = 0usize;
             while batch < BATCH_BYTES {
                 if !reader
@@ -202,7 +201,7 @@ fn fill(
                 }
             }
         }
-        txn.commit().map_err(write_failed)?;
+        w.commit().map_err(write_failed)?;
     }
     let note = reader
         .finish()
@@ -223,8 +222,8 @@ fn fill(
             range.root().to_base64()
         )));
     }
-    let txn = store.write()?;
-    txn.writer()?.put_checkpoint(&note)?;
-    txn.commit().map_err(write_failed)?;
+    let mut w = store.write()?;
+    w.put_checkpoint(&note)?;
+    w.commit().map_err(write_failed)?;
     Ok(())
 }

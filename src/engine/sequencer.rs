@@ -108,9 +108,10 @@ impl Sequencer {
     /// Runs one administrative change in its own durable write transaction.
     fn admin<T>(&mut self, change: impl FnOnce(&mut Writer<'_>, u64) -> Result<T>) -> Result<T> {
         self.check_writable()?;
-        let txn = self.store.write()?;
-        let out = change(&mut txn.writer()?, now_micros())?;
-        txn.commit()
+        let store = self.store.clone();
+        let mut w = store.write()?;
+        let out = change(&mut w, now_micros())?;
+        w.commit()
             .inspect_err(|e| self.failed = Some(e.to_string()))?;
         Ok(out)
     }
@@ -137,14 +138,14 @@ impl Sequencer {
     /// Writes a batch in one write transaction and makes it durable. The outer error is a
     /// storage failure (the batch is lost); the inner ones are per-transaction outcomes.
     fn write_batch(&mut self, txs: &[Prepared]) -> Result<Vec<Result<Receipt>>> {
-        let txn = self.store.write()?;
+        let store = self.store.clone();
+        let mut w = store.write()?;
         let now = now_micros().max(self.last_commit);
         let mut results = Vec::with_capacity(txs.len());
         let mut remembered: HashMap<&str, StoredReceipt> = HashMap::new();
         let mut wrote = false;
         let mut new_head = None;
         {
-            let mut w = txn.writer()?;
             for tx in txs {
                 let outcome = match self.apply(&mut w, tx, now, &remembered)? {
                     Ok((receipt, stored)) => {
@@ -176,15 +177,13 @@ impl Sequencer {
                 new_head = Some(Head { size, checkpoint });
             }
         }
-        match new_head {
-            Some(head) => {
-                txn.commit()
-                    .inspect_err(|e| self.failed = Some(e.to_string()))?;
-                self.last_commit = now;
-                // Only now, once durable, may subscribers see it.
-                self.head.send_replace(head);
-            }
-            None => txn.abort()?,
+        // A batch that wrote nothing (every transaction refused or replayed) is dropped.
+        if let Some(head) = new_head {
+            w.commit()
+                .inspect_err(|e| self.failed = Some(e.to_string()))?;
+            self.last_commit = now;
+            // Only now, once durable, may subscribers see it.
+            self.head.send_replace(head);
         }
         Ok(results)
     }

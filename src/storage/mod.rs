@@ -1,66 +1,72 @@
-//! One ledger's storage: the redb layout, its encodings, and the typed reads and writes the
-//! engine makes. This is the only module that names redb.
+//! One ledger's storage: the key spaces, their encodings, and the typed reads and writes
+//! the engine makes, over a [`Backend`] (the interface of `backend.rs`; redb in `redb.rs`,
+//! the only module that names redb).
 //!
-//! Each ledger is one redb file. Integer keys are redb `u64`s (fixed width, numeric order);
-//! composite keys are redb tuples, ordered field by field. The layout keeps what one commit
-//! writes on as few pages as possible, because the cost of a durable commit grows with the
-//! number of pages it dirties: a leaf's entry and the tree hashes it creates share one row,
-//! appended at the right edge; a document's current state and its revisions share one
-//! table, side by side. docs/FORMAT.md §9 documents every key space byte by byte.
+//! Every key space is ordered bytes to bytes; the encodings here make them sort the way the
+//! engine reads them (integers big-endian, composite keys joined by a 0x00 byte that no
+//! name or id contains). The layout keeps what one commit writes together: a leaf's entry
+//! and the tree hashes it creates share one row, appended at the right edge; a document's
+//! current state and its revisions share one key space, side by side. docs/FORMAT.md §9
+//! documents every key space byte by byte.
 //!
-//! Reads go through a [`Snapshot`] (one redb read transaction: a consistent view that never
-//! waits for the writer); writes through a [`WriteTxn`], whose [`Writer`] holds every key
-//! space open and which becomes visible, all or nothing, when committed. Nothing here decides
-//! policy: it reads and writes what the engine tells it to, and reports rows it cannot
-//! decode as [`ErrorKind::Damaged`].
+//! Reads go through a [`Snapshot`] (a backend view: consistent, never waiting for the
+//! writer). Writes go through a [`Writer`]: a snapshot plus the batch's own writes, which
+//! it reads back before the snapshot, committed as one atomic batch conditional on the
+//! journal's size when the writer began. Nothing here decides policy; rows it cannot decode
+//! are [`ErrorKind::Damaged`].
 
+mod backend;
+mod redb;
+
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
 use std::path::Path;
 
 use graven_verify::{CompactRange, Hash, HashReader, leaf_hash, split_stored_hash_index};
-use redb::{
-    Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
-};
 use serde::{Deserialize, Serialize};
+
+pub use backend::{Backend, Batch, Rows, Space, View};
 
 use crate::model::OpResult;
 
 // ---------------------------------------------------------------------------------------
-// The layout
+// The key spaces
 
+/// Every key space, by name; a [`Space`] is a position in this list. A new key space is a
+/// new name here (and its encodings below): backends need no change.
+pub const SPACES: &[&str] = &["meta", "leaves", "docs", "tables", "idempotency"];
 /// Settings and the latest checkpoint, by name (see the `META_*` keys).
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
-/// One row per journal entry, by journal index: the entry, the tree hashes it creates and
-/// the document body; see [`encode_leaf`].
-const LEAVES: TableDefinition<u64, &[u8]> = TableDefinition::new("leaves");
-/// Documents: `(table, id, CURRENT)` -> `(version, journal index, live)` of the current
+const META: Space = Space(0);
+/// One row per journal entry, by journal index (u64 BE): the entry, the tree hashes it
+/// creates and the document body; see [`encode_leaf`].
+const LEAVES: Space = Space(1);
+/// Documents, by [`doc_key`]: `(table, id, CURRENT)` -> [`DocRow`] of the current
 /// revision, and `(table, id, version)` -> the same for every earlier revision. (The
 /// current revision has no row of its own version: an insert writes one row, not two.)
-const DOCS: TableDefinition<(&str, &str, u64), (u64, u64, bool)> = TableDefinition::new("docs");
-/// User tables: name -> (created micros, active).
-const TABLES: TableDefinition<&str, (u64, bool)> = TableDefinition::new("tables");
+const DOCS: Space = Space(2);
+/// User tables: name -> [`TableRow`].
+const TABLES: Space = Space(3);
 /// Idempotency keys: key -> the stored receipt ([`StoredReceipt`], JSON).
-const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+const IDEMPOTENCY: Space = Space(4);
 
-/// The version slot of a document's current-state row in the docs key space: it sorts
-/// after every revision of the document.
+/// The version slot of a document's current-state row: it sorts after every revision of
+/// the document.
 const CURRENT: u64 = u64::MAX;
 
 /// Storage layout version (u32, big-endian). Bumped on any incompatible change.
-const META_FORMAT: &str = "format";
+const META_FORMAT: &[u8] = b"format";
 /// The checkpoint origin and key name (UTF-8).
-const META_ORIGIN: &str = "origin";
+const META_ORIGIN: &[u8] = b"origin";
 /// Creation time, microseconds since the Unix epoch (u64, big-endian).
-const META_CREATED: &str = "created_micros";
+const META_CREATED: &[u8] = b"created_micros";
 /// Deletion protection: one byte, 1 on, 0 off.
-const META_PROTECTION: &str = "deletion_protection";
+const META_PROTECTION: &[u8] = b"deletion_protection";
 /// The signed checkpoint of the journal's current size (UTF-8 note text).
-const META_CHECKPOINT: &str = "checkpoint";
+const META_CHECKPOINT: &[u8] = b"checkpoint";
 
 /// The layout version this build writes and reads (docs/FORMAT.md §9 has the history).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The redb page cache of a ledger opened with default settings, in bytes.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
@@ -72,7 +78,7 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The file is not what graven wrote: a damaged page, a missing key space, a row that
+    /// The data is not what graven wrote: a damaged page, a missing key space, a row that
     /// does not decode.
     Damaged,
     /// Another process has the database open.
@@ -80,6 +86,8 @@ pub enum ErrorKind {
     /// The database was not closed cleanly and must be opened read-write once so that redb
     /// repairs it.
     NeedsRepair,
+    /// A batch's condition did not hold: another writer extended the journal.
+    Conflict,
     /// Anything else: I/O, a failed commit.
     Failed,
 }
@@ -98,15 +106,21 @@ impl Error {
         self.kind
     }
 
-    fn damaged(message: impl Into<String>) -> Error {
+    /// A failure of `kind`, described by `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error {
-            kind: ErrorKind::Damaged,
+            kind,
             message: message.into(),
             source: None,
         }
     }
 
-    fn from_redb(kind: ErrorKind, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    fn damaged(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Damaged, message)
+    }
+
+    /// A failure of `kind` caused by `e`, described as `e` is.
+    pub fn caused(kind: ErrorKind, e: impl std::error::Error + Send + Sync + 'static) -> Error {
         Error {
             kind,
             message: e.to_string(),
@@ -129,60 +143,6 @@ impl std::error::Error for Error {
     }
 }
 
-impl From<redb::StorageError> for Error {
-    fn from(e: redb::StorageError) -> Error {
-        let kind = match e {
-            redb::StorageError::Corrupted(_) => ErrorKind::Damaged,
-            _ => ErrorKind::Failed,
-        };
-        Error::from_redb(kind, e)
-    }
-}
-
-impl From<redb::TableError> for Error {
-    fn from(e: redb::TableError) -> Error {
-        match e {
-            redb::TableError::Storage(e) => e.into(),
-            e => Error::from_redb(ErrorKind::Damaged, e),
-        }
-    }
-}
-
-impl From<redb::TransactionError> for Error {
-    fn from(e: redb::TransactionError) -> Error {
-        match e {
-            redb::TransactionError::Storage(e) => e.into(),
-            e => Error::from_redb(ErrorKind::Failed, e),
-        }
-    }
-}
-
-impl From<redb::DatabaseError> for Error {
-    fn from(e: redb::DatabaseError) -> Error {
-        match e {
-            redb::DatabaseError::Storage(e) => e.into(),
-            redb::DatabaseError::DatabaseAlreadyOpen => Error::from_redb(ErrorKind::InUse, e),
-            redb::DatabaseError::RepairAborted => Error::from_redb(ErrorKind::NeedsRepair, e),
-            e => Error::from_redb(ErrorKind::Failed, e),
-        }
-    }
-}
-
-impl From<redb::CommitError> for Error {
-    fn from(e: redb::CommitError) -> Error {
-        match e {
-            redb::CommitError::Storage(e) => e.into(),
-            e => Error::from_redb(ErrorKind::Failed, e),
-        }
-    }
-}
-
-impl From<redb::SetDurabilityError> for Error {
-    fn from(e: redb::SetDurabilityError) -> Error {
-        Error::from_redb(ErrorKind::Failed, e)
-    }
-}
-
 impl From<Error> for crate::error::Error {
     fn from(e: Error) -> crate::error::Error {
         crate::error::Error::internal_from("storage", e)
@@ -193,9 +153,54 @@ impl From<Error> for crate::error::Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 // ---------------------------------------------------------------------------------------
-// Rows
+// Rows and their encodings
 
-/// A document's row in the docs key space: the revision it points at.
+/// A u64 as a key or value: 8 bytes, big-endian (so that keys sort numerically).
+fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// The u64 of 8 big-endian bytes.
+fn read_be(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// A docs key: `table || 0x00 || id || 0x00 || u64 BE version` (version [`CURRENT`] for
+/// the current-state row). Names and ids hold no 0x00 (`model::check_*`), so keys sort as
+/// `(table, id, version)` do.
+fn doc_key(table: &str, id: &str, version: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(table.len() + id.len() + 10);
+    key.extend_from_slice(table.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&be(version));
+    key
+}
+
+/// The first key after every docs key of `table`.
+fn table_end(table: &str) -> Vec<u8> {
+    let mut key = table.as_bytes().to_vec();
+    key.push(1);
+    key
+}
+
+/// A docs key taken apart.
+fn split_doc_key(key: &[u8]) -> Result<(String, String, u64)> {
+    let bad = || Error::damaged(format!("docs key {} is malformed", hex::encode(key)));
+    let cut = key.iter().position(|&b| b == 0).ok_or_else(bad)?;
+    let rest = key.get(cut + 1..).ok_or_else(bad)?;
+    let id_len = rest.len().checked_sub(9).ok_or_else(bad)?;
+    if rest[id_len] != 0 {
+        return Err(bad());
+    }
+    let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| bad());
+    let version = read_be(&rest[id_len + 1..]).ok_or_else(bad)?;
+    Ok((text(&key[..cut])?, text(&rest[..id_len])?, version))
+}
+
+/// A document's row in the docs key space: the revision it points at. Stored as
+/// `u64 BE version || u64 BE index || u8 live`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocRow {
     /// The revision's version.
@@ -207,16 +212,26 @@ pub struct DocRow {
 }
 
 impl DocRow {
-    fn from_tuple((version, index, live): (u64, u64, bool)) -> DocRow {
-        DocRow {
-            version,
-            index,
-            live,
-        }
+    fn encode(self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(17);
+        v.extend_from_slice(&be(self.version));
+        v.extend_from_slice(&be(self.index));
+        v.push(u8::from(self.live));
+        v
     }
 
-    fn tuple(self) -> (u64, u64, bool) {
-        (self.version, self.index, self.live)
+    fn decode(bytes: &[u8]) -> Result<DocRow> {
+        match bytes {
+            [v @ .., live] if v.len() == 16 && *live <= 1 => Ok(DocRow {
+                version: read_be(&v[..8]).unwrap_or_default(),
+                index: read_be(&v[8..]).unwrap_or_default(),
+                live: *live == 1,
+            }),
+            _ => Err(Error::damaged(format!(
+                "docs row {} is malformed",
+                hex::encode(bytes)
+            ))),
+        }
     }
 }
 
@@ -246,7 +261,7 @@ fn slot(version: u64) -> Slot {
     }
 }
 
-/// A user table's row.
+/// A user table's row: `u64 BE created µs || u8 active`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TableRow {
     /// Creation time, microseconds since the Unix epoch.
@@ -255,11 +270,32 @@ pub struct TableRow {
     pub active: bool,
 }
 
+impl TableRow {
+    fn encode(self) -> Vec<u8> {
+        let mut v = be(self.created_micros).to_vec();
+        v.push(u8::from(self.active));
+        v
+    }
+
+    fn decode(bytes: &[u8]) -> Result<TableRow> {
+        match bytes {
+            [c @ .., active] if c.len() == 8 && *active <= 1 => Ok(TableRow {
+                created_micros: read_be(c).unwrap_or_default(),
+                active: *active == 1,
+            }),
+            _ => Err(Error::damaged(format!(
+                "tables row {} is malformed",
+                hex::encode(bytes)
+            ))),
+        }
+    }
+}
+
 /// What an idempotency key remembers: enough to answer a retry with the same receipt.
 /// Stored as JSON (docs/FORMAT.md §9).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredReceipt {
-    /// Hex SHA-256 of the request (docs/FORMAT.md §9.3), to refuse a key reused for another
+    /// Hex SHA-256 of the request (docs/FORMAT.md §9.7), to refuse a key reused for another
     /// transaction.
     pub request: String,
     /// The transaction id.
@@ -311,7 +347,7 @@ pub fn stored_hashes_of(index: u64) -> usize {
 /// then the node of each subtree the leaf completes, lowest level first,
 /// [`stored_hashes_of`]`(index)` of them. The body is the revision's canonical JSON, empty
 /// for a delete (a document is an object, so a body is never empty). It is written into
-/// `row`, cleared first, so that one buffer serves a whole batch.
+/// `row`, cleared first.
 fn encode_leaf(row: &mut Vec<u8>, entry: &[u8], hashes: &[Hash], body: &[u8]) {
     row.clear();
     row.reserve(4 + entry.len() + 32 * hashes.len() + body.len());
@@ -359,9 +395,10 @@ fn decode_leaf(index: u64, row: &[u8]) -> Option<Leaf<'_>> {
 }
 
 /// A leaves row as read: decode it with [`LeafRow::leaf`].
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeafRow {
     index: u64,
-    guard: redb::AccessGuard<'static, &'static [u8]>,
+    row: Vec<u8>,
 }
 
 impl LeafRow {
@@ -373,7 +410,7 @@ impl LeafRow {
     /// The row taken apart, or `None` when it is too short for its entry and its
     /// [`stored_hashes_of`] hashes.
     pub fn decode(&self) -> Option<Leaf<'_>> {
-        decode_leaf(self.index, self.guard.value())
+        decode_leaf(self.index, &self.row)
     }
 
     /// The row taken apart; a row that does not decode is [`ErrorKind::Damaged`].
@@ -383,153 +420,132 @@ impl LeafRow {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Databases
+/// The journal index of a leaves key.
+fn leaf_index(key: &[u8]) -> Result<u64> {
+    read_be(key)
+        .ok_or_else(|| Error::damaged(format!("leaves key {} is malformed", hex::encode(key))))
+}
 
-/// A ledger's database, open for reading and writing.
+// ---------------------------------------------------------------------------------------
+// Stores
+
+/// A ledger's storage, over its backend.
 pub struct Store {
-    db: Database,
+    backend: Box<dyn Backend>,
 }
 
 impl Store {
-    /// Creates the database at `path` with `ledger`'s metadata, its signed empty
-    /// checkpoint and every key space, durably.
+    /// Creates the embedded (redb) database at `path` with `ledger`'s metadata and its
+    /// signed empty checkpoint, durably.
     pub fn create(path: &Path, cache_bytes: usize, ledger: &NewLedger<'_>) -> Result<Store> {
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(path)?;
-        Store::initialize(db, ledger)
+        let backend = redb::RedbBackend::create(path, cache_bytes, SPACES)?;
+        Store::initialize(Box::new(backend), ledger)
     }
 
-    /// [`Store::create`] over a redb storage backend of the caller's (tests inject I/O
-    /// failures this way).
-    pub fn create_with_backend(
-        backend: impl redb::StorageBackend,
-        ledger: &NewLedger<'_>,
-    ) -> Result<Store> {
-        let db = Database::builder().create_with_backend(backend)?;
-        Store::initialize(db, ledger)
-    }
-
-    /// [`Store::create`] in memory, over a backend whose fsync fails while `fail` is set:
-    /// for tests of what the engine does when a commit cannot be made durable.
+    /// [`Store::create`] in memory, over a redb backend whose fsync fails while `fail` is
+    /// set: for tests of what the engine does when a commit cannot be made durable.
     #[cfg(test)]
     pub(crate) fn in_memory_failing_sync(
         fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
         ledger: &NewLedger<'_>,
     ) -> Result<Store> {
-        Store::create_with_backend(
-            FailingSync {
-                inner: redb::backends::InMemoryBackend::new(),
-                fail,
-            },
-            ledger,
-        )
+        let backend = redb::RedbBackend::create_with(redb::FailingSync::new(fail), SPACES)?;
+        Store::initialize(Box::new(backend), ledger)
     }
 
-    fn initialize(db: Database, ledger: &NewLedger<'_>) -> Result<Store> {
-        let txn = db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            meta.insert(META_FORMAT, FORMAT_VERSION.to_be_bytes().as_slice())?;
-            meta.insert(META_ORIGIN, ledger.origin.as_bytes())?;
-            meta.insert(META_CREATED, ledger.created_micros.to_be_bytes().as_slice())?;
-            meta.insert(
-                META_PROTECTION,
-                [u8::from(ledger.deletion_protection)].as_slice(),
-            )?;
-            meta.insert(META_CHECKPOINT, ledger.checkpoint.as_bytes())?;
-            txn.open_table(LEAVES)?;
-            txn.open_table(DOCS)?;
-            txn.open_table(TABLES)?;
-            txn.open_table(IDEMPOTENCY)?;
-        }
-        txn.commit()?;
-        Ok(Store { db })
+    fn initialize(backend: Box<dyn Backend>, ledger: &NewLedger<'_>) -> Result<Store> {
+        let store = Store { backend };
+        let mut w = store.write()?;
+        w.put(META, META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec());
+        w.put(META, META_ORIGIN, ledger.origin.as_bytes().to_vec());
+        w.put(META, META_CREATED, be(ledger.created_micros).to_vec());
+        w.put_deletion_protection(ledger.deletion_protection)?;
+        w.put_checkpoint(ledger.checkpoint)?;
+        w.commit()?;
+        Ok(store)
     }
 
-    /// Opens the existing database at `path`, repairing it if it was not closed cleanly
-    /// (redb's repair keeps every committed transaction).
+    /// Opens the existing embedded database at `path`, repairing it if it was not closed
+    /// cleanly (redb's repair keeps every committed transaction).
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store> {
         Ok(Store {
-            db: Database::builder().set_cache_size(cache_bytes).open(path)?,
+            backend: Box::new(redb::RedbBackend::open(path, cache_bytes, SPACES)?),
+        })
+    }
+
+    /// Opens the embedded database at `path` read-only, for the offline check: it is never
+    /// modified. [`ErrorKind::InUse`] while another process has it open;
+    /// [`ErrorKind::NeedsRepair`] when it was not closed cleanly.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        Ok(Store {
+            backend: Box::new(redb::RedbBackend::open_read_only(
+                path,
+                DEFAULT_CACHE_BYTES,
+                SPACES,
+            )?),
         })
     }
 
     /// A consistent read view of everything committed so far.
     pub fn read(&self) -> Result<Snapshot> {
-        Snapshot::new(self.db.begin_read()?)
-    }
-
-    /// Begins the one write transaction; it waits for none, as the sequencer is the only
-    /// writer.
-    pub fn write(&self) -> Result<WriteTxn> {
-        Ok(WriteTxn {
-            txn: self.db.begin_write()?,
-        })
-    }
-}
-
-/// A ledger's database opened read-only, for the offline check: it is never modified, and
-/// opening fails while a server has it open.
-pub struct ReadOnlyStore {
-    db: ReadOnlyDatabase,
-}
-
-impl ReadOnlyStore {
-    /// Opens `path` read-only. [`ErrorKind::InUse`] while another process has it open;
-    /// [`ErrorKind::NeedsRepair`] when it was not closed cleanly.
-    pub fn open(path: &Path) -> Result<ReadOnlyStore> {
-        Ok(ReadOnlyStore {
-            db: redb::Builder::new()
-                .set_cache_size(DEFAULT_CACHE_BYTES)
-                .open_read_only(path)?,
+        Ok(Snapshot {
+            view: self.backend.view()?,
         })
     }
 
-    /// A read view of the database.
-    pub fn read(&self) -> Result<Snapshot> {
-        Snapshot::new(self.db.begin_read()?)
+    /// A writer over a snapshot of now; see [`Writer::commit`].
+    pub fn write(&self) -> Result<Writer<'_>> {
+        let snap = self.read()?;
+        let base = snap.view.last(LEAVES)?.map(|(k, _)| k);
+        Ok(Writer {
+            store: self,
+            snap,
+            base,
+            pending: SPACES.iter().map(|_| BTreeMap::new()).collect(),
+            defer_durability: false,
+            row: Vec::new(),
+            hashes: Vec::new(),
+        })
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Reads
 
-/// A consistent view of one ledger's storage: one redb read transaction.
+/// Where stored hashes come from: leaves rows by index.
+trait LeafSource {
+    fn leaf_row(&self, index: u64) -> Result<Option<Vec<u8>>>;
+}
+
+/// A consistent view of one ledger's storage.
 pub struct Snapshot {
-    txn: ReadTransaction,
-    meta: redb::ReadOnlyTable<&'static str, &'static [u8]>,
-    leaves: redb::ReadOnlyTable<u64, &'static [u8]>,
-    docs: redb::ReadOnlyTable<(&'static str, &'static str, u64), (u64, u64, bool)>,
+    view: Box<dyn View>,
+}
+
+impl LeafSource for Snapshot {
+    fn leaf_row(&self, index: u64) -> Result<Option<Vec<u8>>> {
+        self.view.get(LEAVES, &be(index))
+    }
 }
 
 impl Snapshot {
-    fn new(txn: ReadTransaction) -> Result<Snapshot> {
-        Ok(Snapshot {
-            meta: txn.open_table(META)?,
-            leaves: txn.open_table(LEAVES)?,
-            docs: txn.open_table(DOCS)?,
-            txn,
-        })
-    }
-
     /// The storage format the database declares.
     pub fn format(&self) -> Result<Format> {
-        Ok(match self.meta.get(META_FORMAT)? {
+        Ok(match self.view.get(META, META_FORMAT)? {
             None => Format::Missing,
-            Some(v) => match <[u8; 4]>::try_from(v.value()) {
+            Some(v) => match <[u8; 4]>::try_from(v.as_slice()) {
                 Ok(b) => Format::Version(u32::from_be_bytes(b)),
                 Err(_) => Format::Malformed,
             },
         })
     }
 
-    fn meta_text(&self, key: &str) -> Result<String> {
-        match self.meta.get(key)? {
-            None => Err(Error::damaged(format!("meta: {key} is missing"))),
-            Some(v) => String::from_utf8(v.value().to_vec())
-                .map_err(|_| Error::damaged(format!("meta: {key} is not UTF-8"))),
+    fn meta_text(&self, key: &[u8]) -> Result<String> {
+        let name = String::from_utf8_lossy(key);
+        match self.view.get(META, key)? {
+            None => Err(Error::damaged(format!("meta: {name} is missing"))),
+            Some(v) => String::from_utf8(v)
+                .map_err(|_| Error::damaged(format!("meta: {name} is not UTF-8"))),
         }
     }
 
@@ -546,38 +562,36 @@ impl Snapshot {
     /// The creation time.
     pub fn created_micros(&self) -> Result<u64> {
         let v = self
-            .meta
-            .get(META_CREATED)?
+            .view
+            .get(META, META_CREATED)?
             .ok_or_else(|| Error::damaged("meta: created_micros is missing"))?;
-        <[u8; 8]>::try_from(v.value())
-            .map(u64::from_be_bytes)
-            .map_err(|_| Error::damaged("meta: created_micros is not 8 bytes"))
+        read_be(&v).ok_or_else(|| Error::damaged("meta: created_micros is not 8 bytes"))
     }
 
     /// Deletion protection (on unless the byte is 0).
     pub fn deletion_protection(&self) -> Result<bool> {
         Ok(self
-            .meta
-            .get(META_PROTECTION)?
-            .is_none_or(|v| v.value() != [0]))
+            .view
+            .get(META, META_PROTECTION)?
+            .is_none_or(|v| v != [0]))
     }
 
     /// The number of journal entries: one more than the last index.
     pub fn size(&self) -> Result<u64> {
-        Ok(self.leaves.last()?.map_or(0, |(k, _)| k.value() + 1))
+        match self.view.last(LEAVES)? {
+            None => Ok(0),
+            Some((key, _)) => Ok(leaf_index(&key)? + 1),
+        }
     }
 
     /// The number of leaves rows (equal to the size when none is missing).
     pub fn leaf_rows(&self) -> Result<u64> {
-        Ok(self.leaves.len()?)
+        self.view.len(LEAVES)
     }
 
     /// The leaves row of `index`, if there is one.
     pub fn leaf(&self, index: u64) -> Result<Option<LeafRow>> {
-        Ok(self
-            .leaves
-            .get(index)?
-            .map(|guard| LeafRow { index, guard }))
+        Ok(self.leaf_row(index)?.map(|row| LeafRow { index, row }))
     }
 
     /// The leaves row of `index`; a missing one is [`ErrorKind::Damaged`].
@@ -588,24 +602,27 @@ impl Snapshot {
 
     /// Every leaves row, in index order (a gap shows as a jump in [`LeafRow::index`]).
     pub fn leaves(&self) -> Result<impl Iterator<Item = Result<LeafRow>> + '_> {
-        Ok(self.leaves.range::<u64>(..)?.map(|row| {
-            let (key, guard) = row?;
-            Ok(LeafRow {
-                index: key.value(),
-                guard,
-            })
-        }))
+        Ok(self
+            .view
+            .range(LEAVES, Bound::Unbounded, Bound::Unbounded)?
+            .map(|row| {
+                let (key, row) = row?;
+                Ok(LeafRow {
+                    index: leaf_index(&key)?,
+                    row,
+                })
+            }))
     }
 
     /// The stored tree hashes, read from leaves rows.
     pub fn hashes(&self) -> StoredHashes<'_> {
-        StoredHashes(&self.leaves)
+        StoredHashes(self)
     }
 
     /// The stored tree hashes through `cache`, which keeps the upper levels.
     pub fn cached_hashes<'a>(&'a self, cache: &'a UpperHashes, size: u64) -> CachedHashes<'a> {
         CachedHashes {
-            table: &self.leaves,
+            leaves: self,
             cache,
             size,
         }
@@ -613,10 +630,14 @@ impl Snapshot {
 
     /// The current-state row of a document.
     pub fn current(&self, table: &str, id: &str) -> Result<Option<DocRow>> {
-        Ok(self
-            .docs
-            .get((table, id, CURRENT))?
-            .map(|v| DocRow::from_tuple(v.value())))
+        self.doc(table, id, CURRENT)
+    }
+
+    fn doc(&self, table: &str, id: &str, version: u64) -> Result<Option<DocRow>> {
+        self.view
+            .get(DOCS, &doc_key(table, id, version))?
+            .map(|v| DocRow::decode(&v))
+            .transpose()
     }
 
     /// The row of an earlier revision of a document, by version (`u64::MAX` is never a
@@ -625,10 +646,7 @@ impl Snapshot {
         if version == CURRENT {
             return Ok(None);
         }
-        Ok(self
-            .docs
-            .get((table, id, version))?
-            .map(|v| DocRow::from_tuple(v.value())))
+        self.doc(table, id, version)
     }
 
     /// A document's rows from version `from` on, oldest first: its earlier revisions, then
@@ -639,10 +657,12 @@ impl Snapshot {
         id: &str,
         from: u64,
     ) -> Result<impl Iterator<Item = Result<DocRow>> + '_> {
+        let start = doc_key(table, id, from);
+        let end = doc_key(table, id, CURRENT);
         Ok(self
-            .docs
-            .range((table, id, from)..=(table, id, CURRENT))?
-            .map(|row| Ok(DocRow::from_tuple(row?.1.value()))))
+            .view
+            .range(DOCS, Bound::Included(&start), Bound::Included(&end))?
+            .map(|row| DocRow::decode(&row?.1)))
     }
 
     /// The first document of `table` whose id is after `after` (from the table's start when
@@ -655,25 +675,28 @@ impl Snapshot {
         // Every document ends with its current-state row: the first row after `after`'s
         // current row, or at the table's start, begins the next document; its current row
         // is then one point read away.
+        let (from, end) = (
+            match after {
+                None => doc_key(table, "", 0)[..table.len() + 1].to_vec(),
+                Some(id) => doc_key(table, id, CURRENT),
+            },
+            table_end(table),
+        );
         let start = match after {
-            None => Bound::Included((table, "", 0)),
-            Some(id) => Bound::Excluded((table, id, CURRENT)),
+            None => Bound::Included(from.as_slice()),
+            Some(_) => Bound::Excluded(from.as_slice()),
         };
         let next = self
-            .docs
-            .range::<(&str, &str, u64)>((start, Bound::Unbounded))?
+            .view
+            .range(DOCS, start, Bound::Excluded(end.as_slice()))?
             .next();
         let Some(row) = next else {
             return Ok(None);
         };
         let (key, value) = row?;
-        let (t, id, version) = key.value();
-        if t != table {
-            return Ok(None);
-        }
-        let id = id.to_owned();
+        let (_, id, version) = split_doc_key(&key)?;
         let current = if version == CURRENT {
-            DocRow::from_tuple(value.value())
+            DocRow::decode(&value)?
         } else {
             self.current(table, &id)?.ok_or_else(|| {
                 Error::damaged(format!("document {id:?} has no current-state row"))
@@ -684,48 +707,47 @@ impl Snapshot {
 
     /// Every docs row in key order: (table, id, slot) and the row.
     pub fn doc_rows(&self) -> Result<impl Iterator<Item = Result<(DocKey, DocRow)>> + '_> {
-        Ok(self.docs.range::<(&str, &str, u64)>(..)?.map(|row| {
-            let (key, value) = row?;
-            let (table, id, version) = key.value();
-            Ok((
-                DocKey {
-                    table: table.to_owned(),
-                    id: id.to_owned(),
-                    slot: slot(version),
-                },
-                DocRow::from_tuple(value.value()),
-            ))
-        }))
+        Ok(self
+            .view
+            .range(DOCS, Bound::Unbounded, Bound::Unbounded)?
+            .map(|row| {
+                let (key, value) = row?;
+                let (table, id, version) = split_doc_key(&key)?;
+                Ok((
+                    DocKey {
+                        table,
+                        id,
+                        slot: slot(version),
+                    },
+                    DocRow::decode(&value)?,
+                ))
+            }))
     }
 
     /// The number of docs rows.
     pub fn doc_row_count(&self) -> Result<u64> {
-        Ok(self.docs.len()?)
+        self.view.len(DOCS)
     }
 
     /// A table's row.
     pub fn table(&self, name: &str) -> Result<Option<TableRow>> {
-        let tables = self.txn.open_table(TABLES)?;
-        Ok(tables.get(name)?.map(|v| table_row(v.value())))
+        self.view
+            .get(TABLES, name.as_bytes())?
+            .map(|v| TableRow::decode(&v))
+            .transpose()
     }
 
     /// Every table's row, by name.
     pub fn tables(&self) -> Result<Vec<(String, TableRow)>> {
-        let tables = self.txn.open_table(TABLES)?;
-        tables
-            .iter()?
+        self.view
+            .range(TABLES, Bound::Unbounded, Bound::Unbounded)?
             .map(|row| {
                 let (name, value) = row?;
-                Ok((name.value().to_owned(), table_row(value.value())))
+                let name = String::from_utf8(name)
+                    .map_err(|_| Error::damaged("a tables key is not UTF-8"))?;
+                Ok((name, TableRow::decode(&value)?))
             })
             .collect()
-    }
-}
-
-fn table_row((created_micros, active): (u64, bool)) -> TableRow {
-    TableRow {
-        created_micros,
-        active,
     }
 }
 
@@ -743,50 +765,17 @@ pub struct DocKey {
 // ---------------------------------------------------------------------------------------
 // Writes
 
-/// A write transaction: nothing of it is visible until [`WriteTxn::commit`], and all of
-/// it then.
-pub struct WriteTxn {
-    txn: WriteTransaction,
-}
-
-impl WriteTxn {
-    /// Every key space, open for this transaction. Drop it before committing.
-    pub fn writer(&self) -> Result<Writer<'_>> {
-        Ok(Writer {
-            meta: self.txn.open_table(META)?,
-            leaves: self.txn.open_table(LEAVES)?,
-            docs: self.txn.open_table(DOCS)?,
-            tables: self.txn.open_table(TABLES)?,
-            idempotency: self.txn.open_table(IDEMPOTENCY)?,
-            row: Vec::new(),
-            hashes: Vec::new(),
-        })
-    }
-
-    /// Makes the commit durable only together with a later durable one (fsync skipped).
-    /// For bulk loads that are only put in place once their last commit is durable.
-    pub fn defer_durability(&mut self) -> Result<()> {
-        Ok(self.txn.set_durability(Durability::None)?)
-    }
-
-    /// Commits: durable (fsynced) when this returns, unless deferred.
-    pub fn commit(self) -> Result<()> {
-        Ok(self.txn.commit()?)
-    }
-
-    /// Abandons the transaction: nothing of it is written.
-    pub fn abort(self) -> Result<()> {
-        Ok(self.txn.abort()?)
-    }
-}
-
-/// The key spaces of one write transaction.
-pub struct Writer<'t> {
-    meta: Table<'t, &'static str, &'static [u8]>,
-    leaves: Table<'t, u64, &'static [u8]>,
-    docs: Table<'t, (&'static str, &'static str, u64), (u64, u64, bool)>,
-    tables: Table<'t, &'static str, (u64, bool)>,
-    idempotency: Table<'t, &'static str, &'static [u8]>,
+/// One write batch: a snapshot of the store, the batch's own writes over it (read back
+/// first), committed all or nothing by [`Writer::commit`]. Dropped uncommitted, it writes
+/// nothing.
+pub struct Writer<'s> {
+    store: &'s Store,
+    snap: Snapshot,
+    /// The journal's last key when the writer began: the batch extends exactly that.
+    base: Option<Vec<u8>>,
+    /// The batch's writes, by key space.
+    pending: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
+    defer_durability: bool,
     /// Buffers reused from one appended revision to the next.
     row: Vec<u8>,
     hashes: Vec<Hash>,
@@ -811,7 +800,25 @@ pub struct NewRevision<'a> {
     pub previous: Option<DocRow>,
 }
 
+impl LeafSource for Writer<'_> {
+    fn leaf_row(&self, index: u64) -> Result<Option<Vec<u8>>> {
+        self.get(LEAVES, &be(index))
+    }
+}
+
 impl Writer<'_> {
+    /// A value as this batch has it: its own write, or the snapshot's.
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.pending[space.0].get(key) {
+            Some(v) => Ok(Some(v.clone())),
+            None => self.snap.view.get(space, key),
+        }
+    }
+
+    fn put(&mut self, space: Space, key: &[u8], value: Vec<u8>) {
+        self.pending[space.0].insert(key.to_vec(), value);
+    }
+
     /// Writes `rev` at journal index `range.size()` and returns that index: its leaves row
     /// (the entry, the tree hashes it completes, its body), and its docs rows: the revision
     /// it replaces gets a row of its own version, and the current-state row points at this
@@ -827,58 +834,57 @@ impl Writer<'_> {
         let hashes = &mut self.hashes;
         range.append_stored(leaf_hash(rev.entry), |_, h| hashes.push(h));
         encode_leaf(&mut self.row, rev.entry, &self.hashes, rev.body);
-        self.leaves.insert(index, self.row.as_slice())?;
+        let row = self.row.clone();
+        self.put(LEAVES, &be(index), row);
         if let Some(old) = rev.previous {
-            self.docs
-                .insert((rev.table, rev.id, old.version), old.tuple())?;
+            self.put(DOCS, &doc_key(rev.table, rev.id, old.version), old.encode());
         }
         let now = DocRow {
             version: rev.version,
             index,
             live: rev.live,
         };
-        self.docs
-            .insert((rev.table, rev.id, CURRENT), now.tuple())?;
+        self.put(DOCS, &doc_key(rev.table, rev.id, CURRENT), now.encode());
         Ok(index)
     }
 
-    /// The current-state row of a document, as this transaction has it.
+    /// The current-state row of a document, as this batch has it.
     pub fn current(&self, table: &str, id: &str) -> Result<Option<DocRow>> {
-        Ok(self
-            .docs
-            .get((table, id, CURRENT))?
-            .map(|v| DocRow::from_tuple(v.value())))
+        self.get(DOCS, &doc_key(table, id, CURRENT))?
+            .map(|v| DocRow::decode(&v))
+            .transpose()
     }
 
-    /// A table's row, as this transaction has it.
+    /// A table's row, as this batch has it.
     pub fn table(&self, name: &str) -> Result<Option<TableRow>> {
-        Ok(self.tables.get(name)?.map(|v| table_row(v.value())))
+        self.get(TABLES, name.as_bytes())?
+            .map(|v| TableRow::decode(&v))
+            .transpose()
     }
 
     /// Writes a table's row.
     pub fn put_table(&mut self, name: &str, row: TableRow) -> Result<()> {
-        self.tables.insert(name, (row.created_micros, row.active))?;
+        self.put(TABLES, name.as_bytes(), row.encode());
         Ok(())
     }
 
     /// Stores the signed checkpoint of the journal's new size.
     pub fn put_checkpoint(&mut self, note: &str) -> Result<()> {
-        self.meta.insert(META_CHECKPOINT, note.as_bytes())?;
+        self.put(META, META_CHECKPOINT, note.as_bytes().to_vec());
         Ok(())
     }
 
     /// Sets deletion protection.
     pub fn put_deletion_protection(&mut self, on: bool) -> Result<()> {
-        self.meta
-            .insert(META_PROTECTION, [u8::from(on)].as_slice())?;
+        self.put(META, META_PROTECTION, vec![u8::from(on)]);
         Ok(())
     }
 
     /// The receipt an idempotency key remembers.
     pub fn receipt(&self, key: &str) -> Result<Option<StoredReceipt>> {
-        match self.idempotency.get(key)? {
+        match self.get(IDEMPOTENCY, key.as_bytes())? {
             None => Ok(None),
-            Some(v) => serde_json::from_slice(v.value()).map(Some).map_err(|e| {
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
                 Error::damaged(format!("the stored receipt of an idempotency key: {e}"))
             }),
         }
@@ -886,62 +892,50 @@ impl Writer<'_> {
 
     /// Remembers `receipt` under an idempotency key.
     pub fn put_receipt(&mut self, key: &str, receipt: &StoredReceipt) -> Result<()> {
-        let json = serde_json::to_vec(receipt).map_err(|e| Error {
-            kind: ErrorKind::Failed,
-            message: format!("encoding a receipt: {e}"),
-            source: Some(Box::new(e)),
-        })?;
-        self.idempotency.insert(key, json.as_slice())?;
+        let json = serde_json::to_vec(receipt).map_err(|e| Error::caused(ErrorKind::Failed, e))?;
+        self.put(IDEMPOTENCY, key.as_bytes(), json);
         Ok(())
     }
 
-    /// The stored tree hashes, as this transaction has them.
-    pub fn hashes(&self) -> StoredHashes<'_, Table<'_, u64, &'static [u8]>> {
-        StoredHashes(&self.leaves)
+    /// The stored tree hashes, as this batch has them.
+    pub fn hashes(&self) -> StoredHashes<'_> {
+        StoredHashes(self)
     }
-}
 
-/// An in-memory redb backend whose fsync fails while `fail` is set.
-#[cfg(test)]
-#[derive(Debug)]
-struct FailingSync {
-    inner: redb::backends::InMemoryBackend,
-    fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
+    /// Makes the commit durable only together with a later durable one (fsync skipped).
+    /// For bulk loads that are only put in place once their last commit is durable.
+    pub fn defer_durability(&mut self) {
+        self.defer_durability = true;
+    }
 
-#[cfg(test)]
-impl redb::StorageBackend for FailingSync {
-    fn len(&self) -> std::io::Result<u64> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read(offset, out)
-    }
-    fn set_len(&self, len: u64) -> std::io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self) -> std::io::Result<()> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(std::io::Error::other("injected fsync failure"));
-        }
-        self.inner.sync_data()
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.inner.write(offset, data)
+    /// Commits the batch: all of it, durable (unless deferred) when this returns. Refused
+    /// ([`ErrorKind::Conflict`]) if the journal is no longer the one the writer began on.
+    pub fn commit(self) -> Result<()> {
+        let puts = self
+            .pending
+            .into_iter()
+            .enumerate()
+            .flat_map(|(space, rows)| rows.into_iter().map(move |(k, v)| (Space(space), k, v)))
+            .collect();
+        self.store.backend.commit(Batch {
+            puts,
+            expect_last: Some((LEAVES, self.base)),
+            defer_durability: self.defer_durability,
+        })
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Stored tree hashes
 
-/// Reads the stored hash at stored-hash index `i` from a leaves table: its level and the
+/// Reads the stored hash at stored-hash index `i` from leaves rows: its level and the
 /// hash.
-fn read_stored_hash<T: ReadableTable<u64, &'static [u8]>>(table: &T, i: u64) -> Result<(u8, Hash)> {
+fn read_stored_hash(leaves: &(impl LeafSource + ?Sized), i: u64) -> Result<(u8, Hash)> {
     let (record, level) = split_stored_hash_index(i);
-    let row = table
-        .get(record)?
+    let row = leaves
+        .leaf_row(record)?
         .ok_or_else(|| Error::damaged(format!("journal row {record} is missing")))?;
-    let leaf = decode_leaf(record, row.value())
+    let leaf = decode_leaf(record, &row)
         .ok_or_else(|| Error::damaged(format!("journal row {record} is malformed")))?;
     let at = usize::from(level) * 32;
     let mut hash = [0u8; 32];
@@ -952,9 +946,9 @@ fn read_stored_hash<T: ReadableTable<u64, &'static [u8]>>(table: &T, i: u64) -> 
 }
 
 /// Stored tree hashes read from leaves rows.
-pub struct StoredHashes<'a, T = redb::ReadOnlyTable<u64, &'static [u8]>>(&'a T);
+pub struct StoredHashes<'a>(&'a dyn LeafSource);
 
-impl<T: ReadableTable<u64, &'static [u8]>> HashReader for StoredHashes<'_, T> {
+impl HashReader for StoredHashes<'_> {
     fn read_hashes(
         &self,
         indexes: &[u64],
@@ -998,7 +992,7 @@ pub struct UpperHashes(std::sync::Mutex<std::collections::HashMap<u64, Hash>>);
 
 /// Stored tree hashes read through an [`UpperHashes`] cache.
 pub struct CachedHashes<'a> {
-    table: &'a redb::ReadOnlyTable<u64, &'static [u8]>,
+    leaves: &'a dyn LeafSource,
     cache: &'a UpperHashes,
     /// The snapshot's journal size (it sets the lowest level cached).
     size: u64,
@@ -1021,7 +1015,7 @@ impl HashReader for CachedHashes<'_> {
         let mut fresh = Vec::new();
         for (slot, &i) in found.iter_mut().zip(indexes) {
             if slot.is_none() {
-                let (level, hash) = read_stored_hash(self.table, i)?;
+                let (level, hash) = read_stored_hash(self.leaves, i)?;
                 if level >= lowest {
                     fresh.push((i, hash));
                 }
@@ -1062,9 +1056,8 @@ mod tests {
             },
         )
         .expect("create");
-        let txn = store.write().expect("write");
         {
-            let mut w = txn.writer().expect("writer");
+            let mut w = store.write().expect("write");
             let mut range = CompactRange::new();
             for i in 0..n {
                 let entry = i.to_be_bytes();
@@ -1082,8 +1075,8 @@ mod tests {
                 )
                 .expect("append");
             }
+            w.commit().expect("commit");
         }
-        txn.commit().expect("commit");
         (dir, store)
     }
 
@@ -1127,21 +1120,14 @@ mod tests {
             snap.hashes().read_hashes(&[upper]).expect("read")[0]
         };
         assert_eq!(cache.0.lock().expect("lock").get(&upper), Some(&before));
-        let txn = store.write().expect("write");
         {
-            let mut w = txn.writer().expect("writer");
-            let mut row = w
-                .leaves
-                .get(511)
-                .expect("get")
-                .expect("row")
-                .value()
-                .to_vec();
+            let mut w = store.write().expect("write");
+            let mut row = w.leaf_row(511).expect("get").expect("row");
             let at = 4 + 8 + 8 * 32; // entry length, entry, levels 0 to 7
             row[at] ^= 1;
-            w.leaves.insert(511, row.as_slice()).expect("insert");
+            w.put(LEAVES, &be(511), row);
+            w.commit().expect("commit");
         }
-        txn.commit().expect("commit");
         let snap = store.read().expect("read");
         let stored = snap.hashes().read_hashes(&[upper]).expect("read")[0];
         assert_ne!(stored, before, "the row was changed");
@@ -1180,22 +1166,21 @@ mod tests {
     #[test]
     fn a_short_row_is_damage_not_a_zero_hash() {
         let (_dir, store) = journal(2);
-        let txn = store.write().expect("write");
         {
-            let mut w = txn.writer().expect("writer");
+            let mut w = store.write().expect("write");
             // Leaf 1 must hold two hashes; this row has an entry and half a hash.
             let mut row = Vec::new();
             encode_leaf(&mut row, b"entry", &[], &[0u8; 16]);
-            w.leaves.insert(1, row.as_slice()).expect("insert");
+            w.put(LEAVES, &be(1), row);
+            w.commit().expect("commit");
         }
-        txn.commit().expect("commit");
         let snap = store.read().expect("read");
         let row = snap.require_leaf(1).expect("the row is there");
         assert!(row.decode().is_none());
         let e = row.leaf().expect_err("too short");
         assert_eq!(e.kind(), ErrorKind::Damaged);
         assert_eq!(e.to_string(), "journal row 1 is malformed");
-        let e = snap.require_leaf(2).err().expect("missing");
+        let e = snap.require_leaf(2).expect_err("missing");
         assert_eq!(
             (e.kind(), e.to_string().as_str()),
             (ErrorKind::Damaged, "journal row 2 is missing")
@@ -1205,9 +1190,8 @@ mod tests {
     #[test]
     fn documents_and_scans() {
         let (_dir, store) = journal(0);
-        let txn = store.write().expect("write");
         {
-            let mut w = txn.writer().expect("writer");
+            let mut w = store.write().expect("write");
             let mut range = CompactRange::new();
             let mut put = |w: &mut Writer<'_>, id: &str, version: u64, live: bool| {
                 let previous = w.current("t", id).expect("current");
@@ -1237,8 +1221,8 @@ mod tests {
                 },
             )
             .expect("table");
+            w.commit().expect("commit");
         }
-        txn.commit().expect("commit");
         let snap = store.read().expect("read");
         assert_eq!(snap.size().expect("size"), 4);
         let b = snap.current("t", "b").expect("current").expect("b");
@@ -1271,5 +1255,74 @@ mod tests {
                 active: true
             })
         );
+    }
+
+    #[test]
+    fn keys_sort_as_the_engine_reads_them() {
+        // (table, id, version) order, with the current-state row after every version.
+        let keys = [
+            doc_key("a", "", 0),
+            doc_key("a", "x", 0),
+            doc_key("a", "x", 1),
+            doc_key("a", "x", CURRENT),
+            doc_key("a", "x\u{1}", 0),
+            doc_key("a", "xa", 0),
+            doc_key("a_", "x", 0),
+            doc_key("ab", "", 0),
+        ];
+        for pair in keys.windows(2) {
+            assert!(pair[0] < pair[1], "{:?} < {:?}", pair[0], pair[1]);
+        }
+        assert!(doc_key("a", "zzz", CURRENT) < table_end("a"));
+        assert!(table_end("a") < doc_key("a_", "", 0));
+        assert_eq!(
+            split_doc_key(&doc_key("t", "id é", 7)).expect("splits"),
+            ("t".into(), "id é".into(), 7)
+        );
+        for bad in [&b""[..], b"t", b"t\0id", b"t\0id\x01\0\0\0\0\0\0\0\0"] {
+            assert!(split_doc_key(bad).is_err(), "{bad:?}");
+        }
+        let row = DocRow {
+            version: 3,
+            index: 9,
+            live: false,
+        };
+        assert_eq!(DocRow::decode(&row.encode()).expect("decodes"), row);
+        assert!(DocRow::decode(&[0; 16]).is_err());
+        assert!(DocRow::decode(&[[0u8; 16].as_slice(), &[2]].concat()).is_err());
+    }
+
+    /// A batch extends the journal its writer read: a second writer that began on the same
+    /// journal cannot commit after the first did, and nothing of it is applied.
+    #[test]
+    fn a_stale_writer_cannot_extend_the_journal() {
+        let (_dir, store) = journal(3);
+        let revision = |entry: &'static [u8]| NewRevision {
+            entry,
+            body: b"{}",
+            table: "t",
+            id: "y",
+            version: 0,
+            live: true,
+            previous: None,
+        };
+        let snap = store.read().expect("read");
+        let mut range = CompactRange::read(3, &snap.hashes()).expect("range");
+        let mut second_range = range.clone();
+        let mut first = store.write().expect("first");
+        let mut second = store.write().expect("second");
+        first
+            .append_revision(&mut range, &revision(b"first"))
+            .expect("append");
+        second
+            .append_revision(&mut second_range, &revision(b"second"))
+            .expect("append");
+        first.commit().expect("the first commits");
+        let e = second.commit().expect_err("the second is stale");
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        let snap = store.read().expect("read");
+        assert_eq!(snap.size().expect("size"), 4);
+        let row = snap.require_leaf(3).expect("row");
+        assert_eq!(row.leaf().expect("leaf").entry, b"first");
     }
 }
