@@ -5,7 +5,7 @@ use std::process::{Output, Stdio};
 
 use serde_json::Value;
 
-use crate::util::{ServerProcess, bench_command};
+use crate::util::{Postgres, ServerProcess, bench_command};
 
 /// Runs `graven-bench --server URL ARGS`.
 fn bench(url: &str, args: &[&str]) -> Output {
@@ -177,125 +177,9 @@ fn count_ops_and_reads_shape_a_run() {
     }
 }
 
-/// A throwaway PostgreSQL server in a temporary folder (loopback only), if the machine
-/// has one installed; stopped on drop.
-struct Postgres {
-    dir: tempfile::TempDir,
-    url: String,
-    bin: std::path::PathBuf,
-    run_as: Option<&'static str>,
-}
-
-impl Postgres {
-    fn start() -> Option<Postgres> {
-        let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .find(|b| b.join("initdb").exists())?;
-        let dir = tempfile::tempdir().expect("temp dir");
-        // initdb refuses to run as root: use the postgres account then.
-        let root = std::process::Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-        let run_as = root.then_some("postgres");
-        let pg = |program: &str, args: &[&str]| {
-            let mut c = match run_as {
-                Some(user) => {
-                    let mut c = std::process::Command::new("runuser");
-                    c.args(["-u", user, "--"]).arg(bin.join(program));
-                    c
-                }
-                None => std::process::Command::new(bin.join(program)),
-            };
-            let out = c.args(args).output().expect("running a PostgreSQL tool");
-            assert!(
-                out.status.success(),
-                "{program} {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        if root {
-            pg_chown(dir.path());
-        }
-        let data = dir.path().join("data");
-        let data = data.to_str().expect("utf-8 path");
-        pg("initdb", &["-D", data, "-A", "trust", "-U", "bench"]);
-        let port = free_port();
-        let opts = format!(
-            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
-             -c synchronous_commit=on",
-            dir.path().display()
-        );
-        let log = dir.path().join("log");
-        pg(
-            "pg_ctl",
-            &[
-                "-D",
-                data,
-                "-l",
-                log.to_str().expect("utf-8"),
-                "-o",
-                &opts,
-                "-w",
-                "start",
-            ],
-        );
-        Some(Postgres {
-            url: format!("postgresql://bench@127.0.0.1:{port}/postgres"),
-            dir,
-            bin,
-            run_as,
-        })
-    }
-}
-
-/// A loopback port nothing listens on (just now).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-fn pg_chown(path: &std::path::Path) {
-    let ok = std::process::Command::new("chown")
-        .arg("postgres")
-        .arg(path)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "chown postgres {}", path.display());
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let mut c = match self.run_as {
-            Some(user) => {
-                let mut c = std::process::Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(self.bin.join("pg_ctl"));
-                c
-            }
-            None => std::process::Command::new(self.bin.join("pg_ctl")),
-        };
-        let _ = c
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "immediate", "stop"])
-            .output();
-    }
-}
-
 #[test]
 fn postgres_peer_runs_the_workloads() {
-    let Some(pg) = Postgres::start() else {
-        // CI installs PostgreSQL (.ci/run): there, a missing server is a failure.
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "no PostgreSQL under /usr/lib/postgresql, and CI=true: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: no PostgreSQL under /usr/lib/postgresql on this machine");
+    let Some(pg) = Postgres::start_or_skip("postgres_peer_runs_the_workloads") else {
         return;
     };
     // No graven server is needed (nor contacted) with --postgres.

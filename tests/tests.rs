@@ -29,6 +29,8 @@ mod model;
 mod outbox;
 /// The README walk-through, run as written.
 mod readme;
+/// The storage interface's contract, on the redb and PostgreSQL backends alike.
+mod storage;
 /// The change stream: order, gaps, checkpoints, resume, filters, slow subscribers, ends.
 mod stream;
 /// TLS and mutual TLS between the CLI and `graven serve`.

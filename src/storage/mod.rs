@@ -16,7 +16,8 @@
 //! are [`ErrorKind::Damaged`].
 
 mod backend;
-mod redb;
+pub mod postgres;
+pub mod redb;
 
 use std::collections::BTreeMap;
 use std::fmt;
