@@ -244,3 +244,24 @@ fn racing_writers_on_postgres_never_both_extend_the_journal() {
     }
     eprintln!("racing writers: {refused} commits refused as stale");
 }
+
+/// The PostgreSQL backend is called from the tasks of another runtime too (the gRPC
+/// handlers read on tokio's workers): its queries run on a runtime of its own, so a
+/// current-thread runtime's task can read and commit without blocking that runtime's
+/// own futures forever or panicking.
+#[tokio::test]
+async fn the_postgres_backend_works_from_async_tasks() {
+    let Some(pg) = Postgres::start_or_skip("the_postgres_backend_works_from_async_tasks") else {
+        return;
+    };
+    let backend = PostgresBackend::connect(&pg.url, "async", SPACES).expect("connect");
+    backend
+        .commit(put(&[(A, b"k", b"v")]))
+        .expect("commit from a task");
+    let view = backend.view().expect("view from a task");
+    assert_eq!(view.get(A, b"k").expect("get"), Some(b"v".to_vec()));
+    assert_eq!(
+        keys(&*view, A, Bound::Unbounded, Bound::Unbounded),
+        [b"k".to_vec()]
+    );
+}

@@ -19,16 +19,20 @@
 //! `synchronous_commit` makes it: see docs/DESIGN.md).
 //!
 //! It uses only what CockroachDB and YugabyteDB also have (bytea, composite primary keys,
-//! `FOR UPDATE`, `unnest` of arrays, `ON CONFLICT`); the client is `postgres`, the
-//! blocking face of tokio-postgres, because the storage interface is synchronous (the
-//! sequencer and the check run on threads of their own).
+//! `ON CONFLICT`, `unnest` of arrays, row locks), but for the schema's creation.
+//!
+//! The client is tokio-postgres. The storage interface is synchronous (the sequencer and
+//! the check run on threads of their own, reads on the caller's), so every query runs on
+//! one small runtime of this module's, [`io`], and the caller waits for its answer on a
+//! channel. That works from any thread, the tasks of another runtime included, where a
+//! blocking client that drives its own runtime cannot be used.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls};
 
 use super::backend::{Backend, Batch, Rows, Space, View, conflict};
 use super::{Error, ErrorKind, Result};
@@ -39,29 +43,76 @@ pub const SCHEMA_VERSION: i32 = 1;
 /// Rows fetched per page of a range read.
 const PAGE_ROWS: i64 = 1000;
 
-impl From<postgres::Error> for Error {
-    fn from(e: postgres::Error) -> Error {
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Error {
         Error::caused(ErrorKind::Failed, e)
+    }
+}
+
+/// The runtime every PostgreSQL query of the process runs on: its connections' drivers
+/// and their queries. Two threads: the database is across a network, not on this CPU.
+fn io() -> Result<&'static tokio::runtime::Runtime> {
+    static IO: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    IO.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("graven-postgres")
+            .enable_all()
+            .build()
+    })
+    .as_ref()
+    .map_err(|e| {
+        Error::new(
+            ErrorKind::Failed,
+            format!("starting PostgreSQL's runtime: {e}"),
+        )
+    })
+}
+
+/// Runs `work` on [`io`] and waits for its result, from any thread.
+fn run<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    io()?.spawn(async move {
+        // The caller may have gone (a panicking thread): nobody to answer.
+        let _ = tx.send(work.await);
+    });
+    rx.recv()
+        .map_err(|_| Error::new(ErrorKind::Failed, "a PostgreSQL query's task was lost"))?
+}
+
+/// Idle connections, shared with the views that borrow one.
+type Pool = Arc<Mutex<Vec<Arc<Client>>>>;
+
+/// A connection: an idle one of `pool`, or a new one to `url`, its driver on [`io`].
+async fn connection(pool: &Pool, url: &str) -> Result<Arc<Client>> {
+    let idle = pool.lock().ok().and_then(|mut idle| idle.pop());
+    if let Some(c) = idle
+        && !c.is_closed()
+    {
+        return Ok(c);
+    }
+    let (client, driver) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        // It ends when the client is dropped or the server goes; queries then fail.
+        let _ = driver.await;
+    });
+    Ok(Arc::new(client))
+}
+
+/// Returns a connection to the pool.
+fn give_back(pool: &Pool, client: Arc<Client>) {
+    if let Ok(mut idle) = pool.lock() {
+        idle.push(client);
     }
 }
 
 /// One ledger's key spaces in a PostgreSQL database.
 pub struct PostgresBackend {
-    url: String,
-    ledger: String,
+    url: Arc<str>,
+    ledger: Arc<str>,
     spaces: &'static [&'static str],
     /// Idle connections, reused by views and commits.
     idle: Pool,
-}
-
-/// Idle connections, shared with the views that borrow one.
-type Pool = Arc<Mutex<Vec<Client>>>;
-
-/// Returns a connection to the pool.
-fn give_back(pool: &Pool, client: Client) {
-    if let Ok(mut idle) = pool.lock() {
-        idle.push(client);
-    }
 }
 
 impl PostgresBackend {
@@ -73,77 +124,45 @@ impl PostgresBackend {
         spaces: &'static [&'static str],
     ) -> Result<PostgresBackend> {
         let backend = PostgresBackend {
-            url: url.to_owned(),
-            ledger: ledger.to_owned(),
+            url: url.into(),
+            ledger: ledger.into(),
             spaces,
             idle: Pool::default(),
         };
-        let mut client = backend.client()?;
-        create_tables(&mut client)?;
-        let mut tx = client.transaction()?;
-        tx.batch_execute("LOCK TABLE graven_schema IN EXCLUSIVE MODE")?;
-        let version: Option<i32> = tx
-            .query_opt("SELECT version FROM graven_schema", &[])?
-            .map(|r| r.get(0));
-        match version {
-            None => {
-                tx.execute(
-                    "INSERT INTO graven_schema (version) VALUES ($1)",
-                    &[&SCHEMA_VERSION],
-                )?;
-            }
-            Some(v) if v > SCHEMA_VERSION => {
-                return Err(Error::new(
-                    ErrorKind::Failed,
-                    format!(
-                        "the database's graven schema is version {v}, newer than this build's \
-                         {SCHEMA_VERSION}: upgrade graven"
-                    ),
-                ));
-            }
-            Some(_) => {}
-        }
-        tx.commit()?;
-        give_back(&backend.idle, client);
+        let (pool, url) = (backend.idle.clone(), backend.url.clone());
+        run(async move {
+            let client = connection(&pool, &url).await?;
+            create_schema(&client).await?;
+            give_back(&pool, client);
+            Ok(())
+        })?;
         Ok(backend)
-    }
-
-    /// An idle connection, or a new one.
-    fn client(&self) -> Result<Client> {
-        if let Some(c) = self.idle.lock().ok().and_then(|mut idle| idle.pop())
-            && !c.is_closed()
-        {
-            return Ok(c);
-        }
-        Ok(Client::connect(&self.url, NoTls)?)
-    }
-
-    fn space(&self, space: Space) -> i16 {
-        // At most a few key spaces: their positions fit.
-        space.0 as i16
     }
 }
 
-/// Creates graven's tables where they are missing. `CREATE TABLE IF NOT EXISTS` is not
-/// safe against a concurrent creation (two servers starting on an empty database): the
-/// loser gets a unique violation in PostgreSQL's catalog, and simply tries again, finding
-/// the tables there.
-fn create_tables(client: &mut Client) -> Result<()> {
-    use postgres::error::SqlState;
+/// Creates graven's tables where they are missing, and checks the schema's version.
+///
+/// `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent creation (two servers
+/// starting on an empty database): the loser gets a unique violation in PostgreSQL's
+/// catalog, and simply tries again, finding the tables there.
+async fn create_schema(client: &Client) -> Result<()> {
+    use tokio_postgres::error::SqlState;
     let mut attempts = 0;
     loop {
-        let outcome = client.batch_execute(
-            "CREATE TABLE IF NOT EXISTS graven_schema (version integer NOT NULL);
-             CREATE TABLE IF NOT EXISTS graven_ledger (ledger text PRIMARY KEY);
-             CREATE TABLE IF NOT EXISTS graven_kv (
-                 ledger text NOT NULL,
-                 space smallint NOT NULL,
-                 key bytea NOT NULL,
-                 value bytea NOT NULL,
-                 PRIMARY KEY (ledger, space, key));",
-        );
+        let outcome = client
+            .batch_execute(
+                "CREATE TABLE IF NOT EXISTS graven_schema (version integer NOT NULL);
+                 CREATE TABLE IF NOT EXISTS graven_ledger (ledger text PRIMARY KEY);
+                 CREATE TABLE IF NOT EXISTS graven_kv (
+                     ledger text NOT NULL,
+                     space smallint NOT NULL,
+                     key bytea NOT NULL,
+                     value bytea NOT NULL,
+                     PRIMARY KEY (ledger, space, key));",
+            )
+            .await;
         match outcome {
-            Ok(()) => return Ok(()),
+            Ok(()) => break,
             Err(e)
                 if attempts < 3
                     && matches!(
@@ -156,142 +175,207 @@ fn create_tables(client: &mut Client) -> Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
+    // The version row, once: the table lock makes two first starts take turns.
+    client
+        .batch_execute("BEGIN; LOCK TABLE graven_schema IN EXCLUSIVE MODE")
+        .await?;
+    let version: Option<i32> = client
+        .query_opt("SELECT version FROM graven_schema", &[])
+        .await?
+        .map(|r| r.get(0));
+    let outcome = match version {
+        None => client
+            .execute(
+                "INSERT INTO graven_schema (version) VALUES ($1)",
+                &[&SCHEMA_VERSION],
+            )
+            .await
+            .map(|_| ())
+            .map_err(Error::from),
+        Some(v) if v > SCHEMA_VERSION => Err(Error::new(
+            ErrorKind::Failed,
+            format!(
+                "the database's graven schema is version {v}, newer than this build's \
+                 {SCHEMA_VERSION}: upgrade graven"
+            ),
+        )),
+        Some(_) => Ok(()),
+    };
+    let end = if outcome.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    client.batch_execute(end).await?;
+    outcome
 }
 
 impl Backend for PostgresBackend {
     fn view(&self) -> Result<Box<dyn View>> {
-        let mut client = self.client()?;
-        client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        let (pool, url) = (self.idle.clone(), self.url.clone());
+        let client = run(async move {
+            let client = connection(&pool, &url).await?;
+            client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await?;
+            Ok(client)
+        })?;
         Ok(Box::new(PostgresView {
-            client: RefCell::new(Some(client)),
+            client: Some(client),
             ledger: self.ledger.clone(),
             pool: self.idle.clone(),
         }))
     }
 
     fn commit(&self, batch: Batch) -> Result<()> {
-        let mut client = self.client()?;
-        let outcome = self.commit_on(&mut client, &batch);
-        // A refused batch leaves the connection fine; a failed one may not.
-        if outcome
+        let (pool, url, ledger) = (self.idle.clone(), self.url.clone(), self.ledger.clone());
+        let expect = batch
+            .expect_last
             .as_ref()
-            .map_or_else(|e| e.kind() == ErrorKind::Conflict, |()| true)
-        {
-            give_back(&self.idle, client);
-        }
-        outcome
+            .map(|(space, key)| (space.0 as i16, self.spaces[space.0], key.clone()));
+        run(async move {
+            let client = connection(&pool, &url).await?;
+            let outcome = commit_on(&client, &ledger, &batch, expect).await;
+            // A refused batch leaves the connection fine; a failed one may not.
+            if outcome
+                .as_ref()
+                .map_or_else(|e| e.kind() == ErrorKind::Conflict, |()| true)
+            {
+                give_back(&pool, client);
+            }
+            outcome
+        })
     }
 }
 
-impl PostgresBackend {
-    /// One commit's transaction on `client`: lock, check, write, commit.
-    fn commit_on(&self, client: &mut Client, batch: &Batch) -> Result<()> {
-        let mut tx = client.transaction()?;
+/// One commit's transaction: lock the ledger, check the condition, write, commit.
+async fn commit_on(
+    client: &Client,
+    ledger: &str,
+    batch: &Batch,
+    expect: Option<(i16, &'static str, Option<Vec<u8>>)>,
+) -> Result<()> {
+    client.batch_execute("BEGIN").await?;
+    let outcome = async {
         if batch.defer_durability {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")?;
+            client
+                .batch_execute("SET LOCAL synchronous_commit = off")
+                .await?;
         }
         // One committer per ledger at a time: the upsert locks the ledger's row until the
         // transaction ends (and creates it for the ledger's first batch).
-        tx.execute(
-            "INSERT INTO graven_ledger (ledger) VALUES ($1) \
-             ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger",
-            &[&self.ledger],
-        )?;
-        if let Some((space, expected)) = &batch.expect_last {
-            let found: Option<Vec<u8>> = tx
+        client
+            .execute(
+                "INSERT INTO graven_ledger (ledger) VALUES ($1) \
+                 ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger",
+                &[&ledger],
+            )
+            .await?;
+        if let Some((space, name, expected)) = expect {
+            let found: Option<Vec<u8>> = client
                 .query_opt(
                     "SELECT key FROM graven_kv WHERE ledger = $1 AND space = $2 \
                      ORDER BY key DESC LIMIT 1",
-                    &[&self.ledger, &self.space(*space)],
-                )?
+                    &[&ledger, &space],
+                )
+                .await?
                 .map(|r| r.get(0));
-            if found != *expected {
-                return Err(conflict(
-                    self.spaces[space.0],
-                    expected.as_deref(),
-                    found.as_deref(),
-                ));
+            if found != expected {
+                return Err(conflict(name, expected.as_deref(), found.as_deref()));
             }
         }
         if !batch.puts.is_empty() {
-            let spaces: Vec<i16> = batch.puts.iter().map(|(s, _, _)| self.space(*s)).collect();
+            let spaces: Vec<i16> = batch.puts.iter().map(|(s, _, _)| s.0 as i16).collect();
             let keys: Vec<&[u8]> = batch.puts.iter().map(|(_, k, _)| k.as_slice()).collect();
             let values: Vec<&[u8]> = batch.puts.iter().map(|(_, _, v)| v.as_slice()).collect();
-            tx.execute(
-                "INSERT INTO graven_kv (ledger, space, key, value) \
-                 SELECT $1, s, k, v FROM unnest($2::smallint[], $3::bytea[], $4::bytea[]) \
-                 AS t(s, k, v) \
-                 ON CONFLICT (ledger, space, key) DO UPDATE SET value = excluded.value",
-                &[&self.ledger, &spaces, &keys, &values],
-            )?;
+            client
+                .execute(
+                    "INSERT INTO graven_kv (ledger, space, key, value) \
+                     SELECT $1, s, k, v FROM unnest($2::smallint[], $3::bytea[], $4::bytea[]) \
+                     AS t(s, k, v) \
+                     ON CONFLICT (ledger, space, key) DO UPDATE SET value = excluded.value",
+                    &[&ledger, &spaces, &keys, &values],
+                )
+                .await?;
         }
-        tx.commit()?;
         Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => Ok(client.batch_execute("COMMIT").await?),
+        Err(e) => {
+            client.batch_execute("ROLLBACK").await?;
+            Err(e)
+        }
     }
 }
 
 /// One read-only transaction.
 struct PostgresView {
-    client: RefCell<Option<Client>>,
-    ledger: String,
+    client: Option<Arc<Client>>,
+    ledger: Arc<str>,
     /// Where the connection goes back when the view ends.
     pool: Pool,
 }
 
 impl Drop for PostgresView {
     fn drop(&mut self) {
-        if let Some(mut client) = self.client.get_mut().take() {
+        if let Some(client) = self.client.take() {
+            let pool = self.pool.clone();
             // A read-only transaction has nothing to keep; a connection that cannot end
-            // it is dropped rather than reused.
-            if client.batch_execute("ROLLBACK").is_ok() {
-                give_back(&self.pool, client);
+            // it is dropped rather than reused. Nobody waits for this.
+            if let Ok(io) = io() {
+                io.spawn(async move {
+                    if client.batch_execute("ROLLBACK").await.is_ok() {
+                        give_back(&pool, client);
+                    }
+                });
             }
         }
     }
 }
 
 impl PostgresView {
-    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let mut slot = self.client.borrow_mut();
-        let client = slot
-            .as_mut()
+    /// Runs a query of this view's transaction.
+    fn query<T: Send + 'static, F>(
+        &self,
+        query: impl FnOnce(Arc<Client>, Arc<str>) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let client = self
+            .client
+            .clone()
             .ok_or_else(|| Error::new(ErrorKind::Failed, "the view's connection is gone"))?;
-        f(client)
+        run(query(client, self.ledger.clone()))
     }
 
-    /// Up to [`PAGE_ROWS`] rows of `space` after `after` (or from `start`), before `end`.
+    /// Up to [`PAGE_ROWS`] rows of `space` from `start` to `end`.
     fn page(
         &self,
         space: i16,
         start: &Bound<Vec<u8>>,
         end: &Bound<Vec<u8>>,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let (lower, lower_inclusive) = match start {
-            Bound::Included(k) => (Some(k.as_slice()), true),
-            Bound::Excluded(k) => (Some(k.as_slice()), false),
+        let split = |b: &Bound<Vec<u8>>| match b {
+            Bound::Included(k) => (Some(k.clone()), true),
+            Bound::Excluded(k) => (Some(k.clone()), false),
             Bound::Unbounded => (None, true),
         };
-        let (upper, upper_inclusive) = match end {
-            Bound::Included(k) => (Some(k.as_slice()), true),
-            Bound::Excluded(k) => (Some(k.as_slice()), false),
-            Bound::Unbounded => (None, true),
-        };
-        self.with(|c| {
-            let rows = c.query(
-                "SELECT key, value FROM graven_kv WHERE ledger = $1 AND space = $2 \
-                 AND ($3::bytea IS NULL OR key > $3 OR ($4 AND key = $3)) \
-                 AND ($5::bytea IS NULL OR key < $5 OR ($6 AND key = $5)) \
-                 ORDER BY key LIMIT $7",
-                &[
-                    &self.ledger,
-                    &space,
-                    &lower,
-                    &lower_inclusive,
-                    &upper,
-                    &upper_inclusive,
-                    &PAGE_ROWS,
-                ],
-            )?;
+        let ((lower, lower_in), (upper, upper_in)) = (split(start), split(end));
+        self.query(move |c, ledger| async move {
+            let rows = c
+                .query(
+                    "SELECT key, value FROM graven_kv WHERE ledger = $1 AND space = $2 \
+                     AND ($3::bytea IS NULL OR key > $3 OR ($4 AND key = $3)) \
+                     AND ($5::bytea IS NULL OR key < $5 OR ($6 AND key = $5)) \
+                     ORDER BY key LIMIT $7",
+                    &[
+                        &&*ledger, &space, &lower, &lower_in, &upper, &upper_in, &PAGE_ROWS,
+                    ],
+                )
+                .await?;
             Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
         })
     }
@@ -299,11 +383,13 @@ impl PostgresView {
 
 impl View for PostgresView {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with(|c| {
+        let (space, key) = (space.0 as i16, key.to_vec());
+        self.query(move |c, ledger| async move {
             Ok(c.query_opt(
                 "SELECT value FROM graven_kv WHERE ledger = $1 AND space = $2 AND key = $3",
-                &[&self.ledger, &(space.0 as i16), &key],
-            )?
+                &[&&*ledger, &space, &key],
+            )
+            .await?
             .map(|r| r.get(0)))
         })
     }
@@ -325,24 +411,29 @@ impl View for PostgresView {
     }
 
     fn last(&self, space: Space) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.with(|c| {
+        let space = space.0 as i16;
+        self.query(move |c, ledger| async move {
             Ok(c.query_opt(
                 "SELECT key, value FROM graven_kv WHERE ledger = $1 AND space = $2 \
                  ORDER BY key DESC LIMIT 1",
-                &[&self.ledger, &(space.0 as i16)],
-            )?
+                &[&&*ledger, &space],
+            )
+            .await?
             .map(|r| (r.get(0), r.get(1))))
         })
     }
 
     fn len(&self, space: Space) -> Result<u64> {
-        self.with(|c| {
+        let space = space.0 as i16;
+        self.query(move |c, ledger| async move {
             let n: i64 = c
                 .query_one(
                     "SELECT count(*) FROM graven_kv WHERE ledger = $1 AND space = $2",
-                    &[&self.ledger, &(space.0 as i16)],
-                )?
+                    &[&&*ledger, &space],
+                )
+                .await?
                 .get(0);
+            // count(*) is never negative.
             Ok(u64::try_from(n).unwrap_or_default())
         })
     }
