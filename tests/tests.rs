@@ -27,6 +27,8 @@ mod import;
 mod model;
 /// The outbox relay example: each event handed on once, across a restart.
 mod outbox;
+/// graven on PostgreSQL: the API, restarts, deletion, check and import with --storage.
+mod postgres;
 /// The README walk-through, run as written.
 mod readme;
 /// The storage interface's contract, on the redb and PostgreSQL backends alike.

@@ -251,6 +251,7 @@ pub(crate) fn graven_command() -> Command {
         "GRAVEN_DATA",
         "GRAVEN_LISTEN",
         "GRAVEN_NAME",
+        "GRAVEN_STORAGE",
     ] {
         c.env_remove(var);
     }

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use graven::client::{Client, status_line};
-use graven::engine::check::{CheckError, Outcome, Summary, check_folder};
+use graven::engine::check::{CheckError, Outcome, Summary, check_ledger};
 use graven::engine::files::{ledger_names, ledgers_dir};
 use graven::pb;
 use graven::progress::ProgressLine;
@@ -27,6 +27,16 @@ pub struct CheckArgs {
     /// Data folder (offline).
     #[arg(long, env = "GRAVEN_DATA", default_value = "./graven-data")]
     pub data: PathBuf,
+    /// Keep the ledgers in this PostgreSQL database (`postgresql://USER@HOST:PORT/DB`;
+    /// give a password in GRAVEN_STORAGE, never on a command line)
+    /// where a server keeps them (offline: the keys come from --data).
+    #[arg(
+        long,
+        env = "GRAVEN_STORAGE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub storage: Option<String>,
     /// Ask the running server at --server to check a snapshot of each ledger while it
     /// serves (needs the admin role), instead of reading --data with the server stopped.
     #[arg(long)]
@@ -79,10 +89,19 @@ fn offline(args: &CheckArgs) -> ExitCode {
     let mut results = Results::new(args.json);
     for name in &names {
         let mut line = ProgressLine::new();
-        let outcome = check_folder(&root.join(name), &mut |what, done, total| {
-            line.show(|| format!("checking {name}: {what} {done} of {total}"));
-            Ok(())
-        });
+        let location = match &args.storage {
+            Some(url) => graven::storage::Location::Postgres(url.clone()),
+            None => graven::storage::Location::Embedded,
+        };
+        let outcome = check_ledger(
+            &location,
+            &root.join(name),
+            name,
+            &mut |what, done, total| {
+                line.show(|| format!("checking {name}: {what} {done} of {total}"));
+                Ok(())
+            },
+        );
         drop(line);
         if results.print(name, &outcome).is_err() {
             return ExitCode::from(2);

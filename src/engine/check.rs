@@ -41,7 +41,7 @@ use sha2::{Digest, Sha256};
 use super::files::{KeyFileError, read_key_file};
 use super::{DB_FILE, HeadProblem, verified_head};
 use crate::error::Quote;
-use crate::storage::{self, DocRow, Slot, Snapshot, Store};
+use crate::storage::{self, DocRow, Location, Slot, Snapshot, Store};
 
 /// Why a ledger did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,16 +134,34 @@ pub(crate) fn read_key(dir: &Path) -> Result<Signer, CheckError> {
 /// Checks the stopped ledger in folder `dir`, opening its database read-only (it is never
 /// modified; a server that has it open makes the check refuse to run).
 pub fn check_folder(dir: &Path, report: &mut Report<'_>) -> Outcome {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    check_ledger(&Location::Embedded, dir, &name, report)
+}
+
+/// Checks ledger `name`, whose key is in folder `dir`, with its storage at `location`:
+/// embedded, its redb file in `dir` opened read-only; in PostgreSQL, one read-only
+/// transaction.
+pub fn check_ledger(
+    location: &Location,
+    dir: &Path,
+    name: &str,
+    report: &mut Report<'_>,
+) -> Outcome {
     let signer = read_key(dir)?;
     let path = dir.join(DB_FILE);
-    match std::fs::metadata(&path) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return damaged(format!("{DB_FILE} is missing"));
+    if *location == Location::Embedded {
+        match std::fs::metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return damaged(format!("{DB_FILE} is missing"));
+            }
+            Err(e) => return Err(CheckError::CannotRun(format!("{}: {e}", path.display()))),
         }
-        Err(e) => return Err(CheckError::CannotRun(format!("{}: {e}", path.display()))),
     }
-    let store = Store::open_read_only(&path).map_err(|e| match e.kind() {
+    let store = Store::open_to_check(location, &path, name).map_err(|e| match e.kind() {
         storage::ErrorKind::InUse => CheckError::CannotRun(
             "the ledger is in use (is graven serve running? `graven check --online` checks \
              a running server)"

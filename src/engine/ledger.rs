@@ -56,7 +56,12 @@ impl Ledger {
     /// other, and starts the sequencer (see [`Ledger::start`]).
     pub(crate) fn open(name: &str, dir: &Path, config: &super::Config) -> Result<Ledger> {
         let signer = files::read_key_file(dir).map_err(|e| Error::internal(e.to_string()))?;
-        let store = Store::open(&dir.join(DB_FILE), config.cache_bytes)?;
+        let store = Store::open_at(
+            &config.storage,
+            &dir.join(DB_FILE),
+            name,
+            config.cache_bytes,
+        )?;
         Ledger::start(name, dir, store, signer, config.limits.max_page_size)
     }
 

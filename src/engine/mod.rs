@@ -28,7 +28,7 @@ pub use ledger::{Closed, Ledger};
 
 use crate::error::{Error, Quote, Result};
 use crate::model::{Limits, check_ledger_name};
-use crate::storage::{self, Format, NewLedger, Snapshot, Store};
+use crate::storage::{self, Format, Location, NewLedger, Snapshot, Store};
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -41,6 +41,9 @@ pub struct Config {
     pub limits: Limits,
     /// redb page cache per ledger, in bytes.
     pub cache_bytes: usize,
+    /// Where the ledgers' key spaces live: redb files in the data folder (the default), or
+    /// a PostgreSQL database (the data folder then holds the signing keys).
+    pub storage: Location,
 }
 
 impl Config {
@@ -52,6 +55,7 @@ impl Config {
             server_name: "graven.local".into(),
             limits: Limits::default(),
             cache_bytes: storage::DEFAULT_CACHE_BYTES,
+            storage: Location::Embedded,
         }
     }
 }
@@ -171,16 +175,21 @@ pub(crate) fn verified_head(
     Ok((note, head))
 }
 
-/// Creates a ledger's database at `path`: its metadata and an empty, signed tree.
+/// Creates ledger `name`'s storage (in its folder `dir` when embedded): its metadata and
+/// an empty, signed tree.
 pub(crate) fn create_store(
-    path: &std::path::Path,
+    location: &Location,
+    dir: &std::path::Path,
+    name: &str,
     signer: &Signer,
     deletion_protection: bool,
     cache_bytes: usize,
 ) -> Result<Store> {
     let checkpoint = sign_checkpoint(signer, 0, EMPTY_ROOT)?;
-    Ok(Store::create(
-        path,
+    Ok(Store::create_at(
+        location,
+        &dir.join(DB_FILE),
+        name,
         cache_bytes,
         &NewLedger {
             origin: signer.name(),
@@ -302,7 +311,9 @@ impl Engine {
             |staging| {
                 files::write_key_file(staging, &signer)?;
                 create_store(
-                    &staging.join(DB_FILE),
+                    &self.config.storage,
+                    staging,
+                    name,
                     &signer,
                     deletion_protection,
                     self.config.cache_bytes,
@@ -344,6 +355,7 @@ impl Engine {
         std::fs::rename(root.join(name), &trash)?;
         files::sync_dir(&root)?;
         std::fs::remove_dir_all(&trash)?;
+        Store::destroy_at(&self.config.storage, name)?;
         tracing::info!(ledger = %name, "deleted ledger");
         Ok(())
     }

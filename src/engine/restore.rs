@@ -26,10 +26,10 @@ use graven_verify::export::{ExportReader, Record};
 use graven_verify::{CompactRange, Entry, Operation, Signer, open_checkpoint};
 
 use super::check::{self, CheckError, Summary};
-use super::{DB_FILE, create_store, files};
+use super::{create_store, files};
 use crate::error::Quote;
 use crate::model::check_ledger_name;
-use crate::storage::{self, NewRevision, Store, TableRow};
+use crate::storage::{self, Location, NewRevision, Store, TableRow};
 
 /// Write transactions of about this many bytes of leaf rows while importing.
 const BATCH_BYTES: usize = 64 << 20;
@@ -44,6 +44,8 @@ pub struct Restore<'a> {
     pub name: Option<String>,
     /// Deletion protection of the new ledger.
     pub deletion_protection: bool,
+    /// Where its key spaces go (the key goes into `data` either way).
+    pub storage: Location,
 }
 
 /// Progress of a restore: the phase, done and in all, every few thousand rows.
@@ -100,22 +102,39 @@ pub fn restore(
     }
     let io =
         |path: &Path, e: std::io::Error| CheckError::CannotRun(format!("{}: {e}", path.display()));
-    let summary = files::build_ledger_folder(&root, "importing", &name, io, |staging| {
+    // Whether this import created the ledger's key spaces (and must remove them if it
+    // fails).
+    let mut created = false;
+    let built = files::build_ledger_folder(&root, "importing", &name, io, |staging| {
         files::write_key_file(staging, &to.signer)
             .map_err(|e| io(&staging.join(super::KEY_FILE), e))?;
         let store = create_store(
-            &staging.join(DB_FILE),
+            &to.storage,
+            staging,
+            &name,
             &to.signer,
             to.deletion_protection,
             storage::DEFAULT_CACHE_BYTES,
         )
         .map_err(|e| CheckError::CannotRun(e.message))?;
+        created = true;
         fill(&store, reader, &to.signer, progress)?;
         check::check_snapshot(&store.read()?, &to.signer, &mut |what, done, total| {
             progress(&format!("checking {what}"), done, total);
             Ok(())
         })
-    })?;
+    });
+    let summary = match built {
+        Ok(summary) => summary,
+        Err(e) => {
+            // The folder is gone; key spaces written to a database go too (best effort:
+            // a ledger without its folder is never served, and a new import refuses them).
+            if created && let Err(cleanup) = Store::destroy_at(&to.storage, &name) {
+                tracing::warn!(ledger = %name, error = %cleanup, "removing a failed import");
+            }
+            return Err(e);
+        }
+    };
     Ok((name, summary))
 }
 

@@ -430,6 +430,27 @@ fn leaf_index(key: &[u8]) -> Result<u64> {
 // ---------------------------------------------------------------------------------------
 // Stores
 
+/// Where ledgers keep their key spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Location {
+    /// The embedded backend: a redb file in each ledger's folder.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database, by URL (`postgresql://USER@HOST:PORT/DB`, or key=value
+    /// settings), shared by every ledger (and server) that uses it.
+    Postgres(String),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Embedded => f.write_str("the embedded redb files"),
+            // Never the URL: it may hold a password.
+            Location::Postgres(_) => f.write_str("PostgreSQL"),
+        }
+    }
+}
+
 /// A ledger's storage, over its backend.
 pub struct Store {
     backend: Box<dyn Backend>,
@@ -464,6 +485,67 @@ impl Store {
         w.put_checkpoint(ledger.checkpoint)?;
         w.commit()?;
         Ok(store)
+    }
+
+    /// Creates ledger `name`'s storage at `location`: the redb file `file` when embedded,
+    /// its key spaces in the database otherwise, which must hold none of them yet.
+    pub fn create_at(
+        location: &Location,
+        file: &Path,
+        name: &str,
+        cache_bytes: usize,
+        ledger: &NewLedger<'_>,
+    ) -> Result<Store> {
+        match location {
+            Location::Embedded => Store::create(file, cache_bytes, ledger),
+            Location::Postgres(url) => {
+                let backend = postgres::PostgresBackend::connect(url, name, SPACES)?;
+                if backend.view()?.get(META, META_FORMAT)?.is_some() {
+                    return Err(Error::new(
+                        ErrorKind::Failed,
+                        format!(
+                            "the database already holds a ledger {name:?}: delete it there, \
+                             or import it with its key"
+                        ),
+                    ));
+                }
+                Store::initialize(Box::new(backend), ledger)
+            }
+        }
+    }
+
+    /// Opens ledger `name`'s storage at `location` (the redb file `file` when embedded).
+    pub fn open_at(
+        location: &Location,
+        file: &Path,
+        name: &str,
+        cache_bytes: usize,
+    ) -> Result<Store> {
+        match location {
+            Location::Embedded => Store::open(file, cache_bytes),
+            Location::Postgres(url) => Ok(Store {
+                backend: Box::new(postgres::PostgresBackend::connect(url, name, SPACES)?),
+            }),
+        }
+    }
+
+    /// Opens ledger `name`'s storage at `location` for the offline check: the redb file
+    /// `file` read-only when embedded (see [`Store::open_read_only`]).
+    pub fn open_to_check(location: &Location, file: &Path, name: &str) -> Result<Store> {
+        match location {
+            Location::Embedded => Store::open_read_only(file),
+            // A PostgreSQL view is a read-only transaction.
+            Location::Postgres(_) => Store::open_at(location, file, name, DEFAULT_CACHE_BYTES),
+        }
+    }
+
+    /// Removes ledger `name`'s key spaces from `location` (an embedded ledger's go with its
+    /// folder, which the caller removes).
+    pub fn destroy_at(location: &Location, name: &str) -> Result<()> {
+        match location {
+            Location::Embedded => Ok(()),
+            Location::Postgres(url) => postgres::PostgresBackend::destroy(url, name),
+        }
     }
 
     /// Opens the existing embedded database at `path`, repairing it if it was not closed

@@ -140,6 +140,25 @@ impl PostgresBackend {
     }
 }
 
+impl PostgresBackend {
+    /// Removes every key space of `ledger` from the database at `url`.
+    pub fn destroy(url: &str, ledger: &str) -> Result<()> {
+        let (url, ledger) = (url.to_owned(), ledger.to_owned());
+        run(async move {
+            let client = connection(&Pool::default(), &url).await?;
+            client.batch_execute("BEGIN").await?;
+            client
+                .execute("DELETE FROM graven_kv WHERE ledger = $1", &[&ledger])
+                .await?;
+            client
+                .execute("DELETE FROM graven_ledger WHERE ledger = $1", &[&ledger])
+                .await?;
+            client.batch_execute("COMMIT").await?;
+            Ok(())
+        })
+    }
+}
+
 /// Creates graven's tables where they are missing, and checks the schema's version.
 ///
 /// `CREATE TABLE IF NOT EXISTS` is not safe against a concurrent creation (two servers

@@ -1,0 +1,257 @@
+//! graven on PostgreSQL (`graven serve --storage URL`): the engine's API, a restart, a
+//! deletion, the tamper check and an import, on a throwaway cluster.
+
+use std::process::Stdio;
+
+use graven::engine::Config;
+use graven::pb;
+use graven::storage::Location;
+use graven_verify::{Verifier, open_checkpoint};
+
+use crate::util::{Postgres, ServerProcess, graven_command, insert, start_with, update};
+
+/// Parses a checkpoint note with the ledger's key: (size, root).
+fn head(note: &str, key: &Verifier) -> (u64, graven_verify::Hash) {
+    let c = open_checkpoint(note.as_bytes(), std::slice::from_ref(key))
+        .expect("checkpoint verifies")
+        .checkpoint;
+    (c.size, c.root)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_on_postgres_keeps_its_ledgers_across_restarts() {
+    let Some(pg) =
+        Postgres::start_or_skip("the_engine_on_postgres_keeps_its_ledgers_across_restarts")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = || {
+        let mut c = Config::new(dir.path().join("keys"));
+        c.storage = Location::Postgres(pg.url.clone());
+        c
+    };
+    let mut s = start_with(config(), tempfile::tempdir().expect("temp dir")).await;
+    s.ledger("shop", &["orders"]).await;
+    let r = s
+        .transact("shop", vec![insert("orders", "o1", r#"{"n":1}"#)])
+        .await
+        .expect("insert");
+    s.transact("shop", vec![update("orders", "o1", r#"{"n":2}"#, Some(0))])
+        .await
+        .expect("update");
+    let key = Verifier::parse(
+        &s.proofs
+            .get_key(pb::GetKeyRequest {
+                ledger: "shop".into(),
+            })
+            .await
+            .expect("key")
+            .into_inner()
+            .vkey,
+    )
+    .expect("vkey");
+    assert_eq!(head(&r.checkpoint, &key).0, 1);
+    let doc = s
+        .docs
+        .get_document(pb::GetDocumentRequest {
+            ledger: "shop".into(),
+            table: "orders".into(),
+            id: "o1".into(),
+            version: None,
+            proof: Some(pb::ProofRequest { tree_size: 0 }),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .revision
+        .expect("revision");
+    assert_eq!(
+        (doc.version, doc.json.as_slice()),
+        (1, br#"{"n":2}"#.as_slice())
+    );
+    let proof = doc.proof.expect("a proof");
+    let (size, root) = head(&proof.checkpoint, &key);
+    let hashes: Vec<graven_verify::Hash> = proof
+        .hashes
+        .iter()
+        .map(|h| graven_verify::Hash(h.as_slice().try_into().expect("32 bytes")))
+        .collect();
+    graven_verify::check_inclusion(
+        &hashes,
+        doc.index,
+        size,
+        &graven_verify::leaf_hash(&doc.entry),
+        &root,
+    )
+    .expect("the inclusion proof verifies");
+    let before = s
+        .proofs
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: "shop".into(),
+            size: None,
+        })
+        .await
+        .expect("checkpoint")
+        .into_inner();
+
+    // A restart reads the tree's edge back from PostgreSQL and checks it against the
+    // signed checkpoint; writes continue the same tree.
+    s.engine.close();
+    drop(s);
+    let mut s = start_with(config(), tempfile::tempdir().expect("temp dir")).await;
+    let after = s
+        .proofs
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: "shop".into(),
+            size: None,
+        })
+        .await
+        .expect("checkpoint")
+        .into_inner();
+    assert_eq!(after.checkpoint, before.checkpoint);
+    let r = s
+        .transact("shop", vec![insert("orders", "o2", "{}")])
+        .await
+        .expect("insert after the restart");
+    assert_eq!(r.first_index, 2);
+
+    // The online check runs on a PostgreSQL snapshot.
+    let mut admin = s.admin.clone();
+    let mut events = admin
+        .check_ledger(pb::CheckLedgerRequest {
+            name: "shop".into(),
+        })
+        .await
+        .expect("check")
+        .into_inner();
+    let mut result = None;
+    while let Some(e) = events.message().await.expect("event") {
+        if let Some(pb::check_ledger_event::Kind::Result(r)) = e.kind {
+            result = Some(r);
+        }
+    }
+    let result = result.expect("a result");
+    assert!(result.ok, "{}", result.problem);
+    assert_eq!((result.entries, result.documents), (3, 2));
+
+    // Deleted, its rows go: a new ledger of the name starts empty.
+    s.admin
+        .delete_ledger(pb::DeleteLedgerRequest {
+            name: "shop".into(),
+        })
+        .await
+        .expect("delete");
+    let info = s.ledger("shop", &[]).await;
+    assert_eq!(info.size, 0);
+}
+
+/// The command line on PostgreSQL: serve, write, export, the offline check with
+/// --storage, and an import of the export into PostgreSQL beside the original.
+#[test]
+fn serve_check_and_import_on_postgres() {
+    let Some(pg) = Postgres::start_or_skip("serve_check_and_import_on_postgres") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let storage = [("GRAVEN_STORAGE", pg.url.as_str())];
+    let mut server = ServerProcess::start_with(&data, &log, &storage, &[]);
+    let g = |args: &[&str]| {
+        let out = graven_command()
+            .args(["--server", &server.url])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("graven");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    g(&["ledger", "create", "shop", "--no-deletion-protection"]);
+    g(&["table", "create", "shop", "orders"]);
+    for i in 0..5 {
+        g(&["insert", "shop", "orders", "--id", &format!("o{i}"), "{}"]);
+    }
+    let export = dir.path().join("shop.export");
+    g(&["export", "shop", "--out", export.to_str().expect("path")]);
+    let online = g(&["check", "--online"]);
+    assert!(online.contains("shop: ok: 5 entries"), "{online}");
+    server.stop();
+
+    let offline = |extra: &[&str]| {
+        graven_command()
+            .args(["check", "--data"])
+            .arg(&data)
+            .args(extra)
+            .env("GRAVEN_STORAGE", &pg.url)
+            .output()
+            .expect("graven check")
+    };
+    let out = offline(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shop: ok: 5 entries"));
+
+    let key = data.join("ledgers/shop/signing.key");
+    let out = graven_command()
+        .arg("import")
+        .arg(&export)
+        .arg("--signing-key")
+        .arg(&key)
+        .args(["--ledger", "copy", "--data"])
+        .arg(&data)
+        .env("GRAVEN_STORAGE", &pg.url)
+        .output()
+        .expect("graven import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second import of the same name is refused and leaves the first as it was.
+    let again = graven_command()
+        .arg("import")
+        .arg(&export)
+        .arg("--signing-key")
+        .arg(&key)
+        .args(["--ledger", "copy", "--data"])
+        .arg(&data)
+        .env("GRAVEN_STORAGE", &pg.url)
+        .output()
+        .expect("graven import");
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let server = ServerProcess::start_with(&data, &log, &storage, &[]);
+    let g = |args: &[&str]| {
+        let out = graven_command()
+            .args(["--server", &server.url])
+            .args(args)
+            .output()
+            .expect("graven");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    assert_eq!(g(&["checkpoint", "copy"]).lines().nth(1), Some("5"));
+    assert_eq!(
+        g(&["checkpoint", "shop"]).lines().nth(2),
+        g(&["checkpoint", "copy"]).lines().nth(2)
+    );
+    assert!(g(&["get", "copy", "orders", "o3"]).contains(r#""id":"o3""#));
+}
