@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use graven::engine::{Config, Engine};
 use graven::pb;
 use graven::pb::operation::Kind;
+use graven::storage::Location;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
@@ -30,7 +31,10 @@ pub async fn start() -> TestServer {
 }
 
 /// Starts a server with `config` (its data folder inside `dir`).
-pub async fn start_with(config: Config, dir: tempfile::TempDir) -> TestServer {
+pub async fn start_with(mut config: Config, dir: tempfile::TempDir) -> TestServer {
+    if config.storage == Location::Embedded {
+        config.storage = test_storage(&config.data_dir).await;
+    }
     let engine = graven::server::open_engine(config).await.expect("engine");
     let channel = connect(engine.clone()).await;
     TestServer {
@@ -43,6 +47,31 @@ pub async fn start_with(config: Config, dir: tempfile::TempDir) -> TestServer {
         engine,
         dir,
     }
+}
+
+/// Where the in-process servers keep their ledgers: redb in their data folder, or, when
+/// `GRAVEN_TEST_POSTGRES` names a PostgreSQL database (`.ci/run` runs the engine's suites
+/// a second time so), that database, in a schema of the data folder's own (named after its
+/// path, so a folder reopened finds its ledgers and two folders never meet).
+pub async fn test_storage(data: &Path) -> Location {
+    let Ok(url) = std::env::var("GRAVEN_TEST_POSTGRES") else {
+        return Location::Embedded;
+    };
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(data.as_os_str().as_encoded_bytes());
+    let schema = format!("t{}", hex::encode(&digest[..8]));
+    let (client, driver) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("GRAVEN_TEST_POSTGRES: connecting");
+    let driver = tokio::spawn(driver);
+    client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .await
+        .expect("creating the test's schema");
+    drop(client);
+    let _ = driver.await;
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Location::Postgres(format!("{url}{sep}options=-csearch_path%3D{schema}"))
 }
 
 /// Serves the engine over an in-memory pipe and returns a channel to it.
@@ -424,9 +453,50 @@ pub struct Postgres {
     pub url: String,
     bin: std::path::PathBuf,
     run_as: Option<&'static str>,
+    /// The server's settings (port, sockets), for a restart.
+    opts: String,
 }
 
 impl Postgres {
+    /// Runs `pg_ctl ARGS` on this server's data folder, as the postgres account when root.
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Output {
+        let mut c = match self.run_as {
+            Some(user) => {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(self.bin.join("pg_ctl"));
+                c
+            }
+            None => std::process::Command::new(self.bin.join("pg_ctl")),
+        };
+        c.arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(args)
+            .output()
+            .expect("running pg_ctl")
+    }
+
+    /// Stops the server at once, as a crash would (`-m immediate`).
+    pub fn crash(&self) {
+        let out = self.pg_ctl(&["-m", "immediate", "stop"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server again, on the same port, after [`Postgres::crash`].
+    pub fn start_again(&self) {
+        let log = self.dir.path().join("log");
+        let log = log.to_str().expect("utf-8").to_owned();
+        let out = self.pg_ctl(&["-l", &log, "-o", &self.opts, "-w", "start"]);
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// [`Postgres::start`], or `None` after saying why on stderr; under `CI=true` (where
     /// `.ci/run` installs PostgreSQL) a missing server is a failure instead.
     pub fn start_or_skip(test: &str) -> Option<Postgres> {
@@ -502,6 +572,7 @@ impl Postgres {
             dir,
             bin,
             run_as,
+            opts,
         })
     }
 }
@@ -517,19 +588,6 @@ fn pg_chown(path: &std::path::Path) {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let mut c = match self.run_as {
-            Some(user) => {
-                let mut c = std::process::Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(self.bin.join("pg_ctl"));
-                c
-            }
-            None => std::process::Command::new(self.bin.join("pg_ctl")),
-        };
-        let _ = c
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "immediate", "stop"])
-            .output();
+        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
     }
 }

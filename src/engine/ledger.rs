@@ -76,44 +76,19 @@ impl Ledger {
         max_page_size: u32,
     ) -> Result<Ledger> {
         let snap = store.read()?;
-        let (note, head) = verified_head(&snap, &signer).map_err(|p| match p {
-            HeadProblem::Damaged(m) | HeadProblem::Unreadable(m) => Error::internal(m),
-        })?;
-        let size = snap.size()?;
-        let range = CompactRange::read(size, &snap.hashes())
-            .map_err(|e| Error::internal(format!("reading the tree: {e}")))?;
-        // The last entry says where transaction ids and commit times resume.
-        let (next_tx, last_commit) = match size.checked_sub(1) {
-            None => (0, 0),
-            Some(index) => {
-                let e = entry_at(&snap, index)?;
-                (e.tx_id + 1, e.commit_time_micros)
-            }
-        };
-        if head.size != size || head.root != range.root() {
-            return Err(Error::internal(format!(
-                "stored tree (size {size}, root {}) does not match the latest signed \
-                 checkpoint (size {}, root {}): the data folder was modified or damaged; \
-                 with the server stopped, `graven check --data DIR` names what differs",
-                range.root(),
-                head.size,
-                head.root
-            )));
-        }
+        let journal = JournalState::read(&snap, &signer)?;
         let created_micros = snap.created_micros()?;
         drop(snap);
-        let (head_tx, head_rx) = watch::channel(Head {
-            size,
-            checkpoint: note,
-        });
+        let (head_tx, head_rx) = watch::channel(journal.head.clone());
         let store = Arc::new(store);
         let sequencer = Sequencer {
             store: store.clone(),
             signer: signer.clone(),
-            range,
-            next_tx,
-            last_commit,
+            range: journal.range,
+            next_tx: journal.next_tx,
+            last_commit: journal.last_commit,
             failed: None,
+            resync: false,
             head: head_tx,
         };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
@@ -534,6 +509,58 @@ impl Ledger {
             &on_disk,
             report,
         )
+    }
+}
+
+/// Where a ledger's journal stands in storage: what the sequencer needs to go on writing.
+pub(crate) struct JournalState {
+    /// The tree's right edge.
+    pub(crate) range: CompactRange,
+    /// The next transaction id.
+    pub(crate) next_tx: u64,
+    /// The last commit time.
+    pub(crate) last_commit: u64,
+    /// The size and the stored signed checkpoint.
+    pub(crate) head: Head,
+}
+
+impl JournalState {
+    /// Reads it from `snap`: the tree's right edge from `O(log n)` stored hashes (no
+    /// journal replay), checked against the latest signed checkpoint, and where
+    /// transaction ids and commit times resume (the last entry).
+    pub(crate) fn read(snap: &Snapshot, signer: &Signer) -> Result<JournalState> {
+        let (note, head) = verified_head(snap, signer).map_err(|p| match p {
+            HeadProblem::Damaged(m) | HeadProblem::Unreadable(m) => Error::internal(m),
+        })?;
+        let size = snap.size()?;
+        let range = CompactRange::read(size, &snap.hashes())
+            .map_err(|e| Error::internal(format!("reading the tree: {e}")))?;
+        let (next_tx, last_commit) = match size.checked_sub(1) {
+            None => (0, 0),
+            Some(index) => {
+                let e = entry_at(snap, index)?;
+                (e.tx_id + 1, e.commit_time_micros)
+            }
+        };
+        if head.size != size || head.root != range.root() {
+            return Err(Error::internal(format!(
+                "stored tree (size {size}, root {}) does not match the latest signed \
+                 checkpoint (size {}, root {}): the data folder was modified or damaged; \
+                 with the server stopped, `graven check --data DIR` names what differs",
+                range.root(),
+                head.size,
+                head.root
+            )));
+        }
+        Ok(JournalState {
+            range,
+            next_tx,
+            last_commit,
+            head: Head {
+                size,
+                checkpoint: note,
+            },
+        })
     }
 }
 

@@ -18,6 +18,7 @@ use graven_verify::{CompactRange, Entry, Operation, Signer};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::{check_op, check_shape, next_version, op_name};
+use super::ledger::JournalState;
 use super::prepare::Prepared;
 use super::{checkpoint_of, now_micros, sign_checkpoint};
 use crate::error::{Error, Quote, Result};
@@ -46,6 +47,9 @@ pub(crate) struct Sequencer {
     pub(crate) last_commit: u64,
     /// Set after a storage failure: the ledger then refuses writes until restarted.
     pub(crate) failed: Option<String>,
+    /// Set when the storage could not be reached during a commit, whose fate is then
+    /// unknown: the state is read back from storage before the next write.
+    pub(crate) resync: bool,
     /// The durable head, published after each commit for the change stream.
     pub(crate) head: watch::Sender<Head>,
 }
@@ -96,12 +100,42 @@ impl Sequencer {
         }
     }
 
-    fn check_writable(&self) -> Result<()> {
-        match &self.failed {
-            Some(why) => Err(Error::unavailable(format!(
+    fn check_writable(&mut self) -> Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(Error::unavailable(format!(
                 "ledger stopped accepting writes after a storage failure ({why}); restart the server"
-            ))),
-            None => Ok(()),
+            )));
+        }
+        if self.resync {
+            self.read_back()?;
+        }
+        Ok(())
+    }
+
+    /// After a commit whose fate is unknown (the storage went away during it): the
+    /// journal as storage has it, which is the truth, whether the commit happened or not.
+    /// Subscribers see the head if it moved.
+    fn read_back(&mut self) -> Result<()> {
+        let journal = JournalState::read(&self.store.read()?, &self.signer)?;
+        self.range = journal.range;
+        self.next_tx = journal.next_tx;
+        self.last_commit = journal.last_commit;
+        if self.head.borrow().size != journal.head.size {
+            self.head.send_replace(journal.head);
+        }
+        self.resync = false;
+        tracing::info!(origin = %self.signer.name(), "the storage is back; writes resume");
+        Ok(())
+    }
+
+    /// Records a failed commit: storage out of reach leaves its fate unknown until the
+    /// state is read back; any other failure stops the ledger's writes (after a failed
+    /// fsync the state on disk is unknown, and retrying can hide data loss).
+    fn commit_failed(&mut self, e: &Error) {
+        if e.kind == crate::error::ErrorKind::Unavailable {
+            self.resync = true;
+        } else {
+            self.failed = Some(e.to_string());
         }
     }
 
@@ -111,8 +145,11 @@ impl Sequencer {
         let store = self.store.clone();
         let mut w = store.write()?;
         let out = change(&mut w, now_micros())?;
-        w.commit()
-            .inspect_err(|e| self.failed = Some(e.to_string()))?;
+        if let Err(e) = w.commit() {
+            let e = Error::from(e);
+            self.commit_failed(&e);
+            return Err(e);
+        }
         Ok(out)
     }
 
@@ -179,8 +216,11 @@ impl Sequencer {
         }
         // A batch that wrote nothing (every transaction refused or replayed) is dropped.
         if let Some(head) = new_head {
-            w.commit()
-                .inspect_err(|e| self.failed = Some(e.to_string()))?;
+            if let Err(e) = w.commit() {
+                let e = Error::from(e);
+                self.commit_failed(&e);
+                return Err(e);
+            }
             self.last_commit = now;
             // Only now, once durable, may subscribers see it.
             self.head.send_replace(head);
@@ -498,5 +538,91 @@ mod tests {
         let err = ledger.create_table("u").await.expect_err("stopped");
         assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
         ledger.close(crate::engine::Closed::Shutdown);
+    }
+
+    /// A backend that loses the answer to a commit, as a database that goes away during
+    /// one does: the commit applied or not, the caller cannot tell.
+    struct LosesAnswers {
+        inner: crate::storage::redb::RedbBackend,
+        /// 0: answer; 1: apply, then fail; 2: fail without applying.
+        mode: Arc<std::sync::atomic::AtomicU8>,
+    }
+
+    impl crate::storage::Backend for LosesAnswers {
+        fn view(&self) -> crate::storage::Result<Box<dyn crate::storage::View>> {
+            self.inner.view()
+        }
+        fn commit(&self, batch: crate::storage::Batch) -> crate::storage::Result<()> {
+            let lost = || {
+                crate::storage::Error::new(
+                    crate::storage::ErrorKind::Unavailable,
+                    "connection lost",
+                )
+            };
+            match self.mode.load(Ordering::SeqCst) {
+                0 => self.inner.commit(batch),
+                1 => self.inner.commit(batch).and_then(|()| Err(lost())),
+                _ => Err(lost()),
+            }
+        }
+    }
+
+    /// A commit whose answer was lost gets UNAVAILABLE (its fate unknown, to be retried
+    /// with its idempotency key); the sequencer then reads the journal back from storage
+    /// before its next write and goes on from there, whether the lost commit happened or
+    /// not, publishing the head if it moved.
+    #[tokio::test]
+    async fn a_lost_commit_answer_is_read_back() {
+        for applied in [true, false] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let signer = Signer::generate("test/l").expect("key");
+            let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+            let backend = LosesAnswers {
+                inner: crate::storage::redb::RedbBackend::create(
+                    &dir.path().join("l.redb"),
+                    1 << 20,
+                    crate::storage::SPACES,
+                )
+                .expect("redb"),
+                mode: mode.clone(),
+            };
+            let checkpoint = sign_checkpoint(&signer, 0, EMPTY_ROOT).expect("sign");
+            let store = Store::create_over(
+                Box::new(backend),
+                &NewLedger {
+                    origin: signer.name(),
+                    created_micros: 0,
+                    deletion_protection: false,
+                    checkpoint: &checkpoint,
+                },
+            )
+            .expect("store");
+            let ledger = Ledger::start("l", dir.path(), store, signer, 100).expect("ledger");
+            ledger.create_table("t").await.expect("table");
+            ledger.transact(insert("a")).await.expect("durable");
+
+            mode.store(if applied { 1 } else { 2 }, Ordering::SeqCst);
+            let err = ledger.transact(insert("b")).await.expect_err("answer lost");
+            assert_eq!(err.kind, ErrorKind::Unavailable, "{err}");
+            assert_eq!(
+                ledger.head().borrow().size,
+                1,
+                "not published: its fate is unknown"
+            );
+
+            mode.store(0, Ordering::SeqCst);
+            let next = ledger.transact(insert("c")).await.expect("writes go on");
+            let expected = if applied { 2 } else { 1 };
+            assert_eq!(next.first_index, expected, "applied: {applied}");
+            assert_eq!(next.tx_id, expected, "transaction ids follow the journal");
+            assert_eq!(ledger.head().borrow().size, expected + 1);
+            let b = ledger.get("t", "b", None, None);
+            assert_eq!(
+                b.is_ok(),
+                applied,
+                "b is there exactly when its commit applied"
+            );
+            ledger.close(crate::engine::Closed::Shutdown);
+        }
     }
 }

@@ -89,6 +89,9 @@ pub enum ErrorKind {
     NeedsRepair,
     /// A batch's condition did not hold: another writer extended the journal.
     Conflict,
+    /// The storage could not be reached (a database down or restarting, a network
+    /// failure): a commit's fate is then unknown until it is read back.
+    Unavailable,
     /// Anything else: I/O, a failed commit.
     Failed,
 }
@@ -146,7 +149,14 @@ impl std::error::Error for Error {
 
 impl From<Error> for crate::error::Error {
     fn from(e: Error) -> crate::error::Error {
-        crate::error::Error::internal_from("storage", e)
+        match e.kind {
+            ErrorKind::Unavailable => {
+                let mut err = crate::error::Error::internal_from("the storage is unavailable", e);
+                err.kind = crate::error::ErrorKind::Unavailable;
+                err
+            }
+            _ => crate::error::Error::internal_from("storage", e),
+        }
     }
 }
 
@@ -473,6 +483,13 @@ impl Store {
     ) -> Result<Store> {
         let backend = redb::RedbBackend::create_with(redb::FailingSync::new(fail), SPACES)?;
         Store::initialize(Box::new(backend), ledger)
+    }
+
+    /// A new ledger's storage over any backend: for tests of how the engine meets what a
+    /// backend may do.
+    #[cfg(test)]
+    pub(crate) fn create_over(backend: Box<dyn Backend>, ledger: &NewLedger<'_>) -> Result<Store> {
+        Store::initialize(backend, ledger)
     }
 
     fn initialize(backend: Box<dyn Backend>, ledger: &NewLedger<'_>) -> Result<Store> {

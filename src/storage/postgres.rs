@@ -45,7 +45,26 @@ const PAGE_ROWS: i64 = 1000;
 
 impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Error {
-        Error::caused(ErrorKind::Failed, e)
+        use tokio_postgres::error::SqlState;
+        // No SQLSTATE: the connection failed or closed (the database down, restarting or
+        // out of reach); so too a server that is shutting down or not yet up.
+        let unreachable = match e.code() {
+            None => true,
+            Some(code) => [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+            ]
+            .contains(code),
+        };
+        let kind = if unreachable {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Failed
+        };
+        let mut err = Error::caused(kind, e);
+        err.message = format!("PostgreSQL: {}", err.message);
+        err
     }
 }
 
