@@ -8,6 +8,8 @@
 #     audit table filled by a trigger, a SHA-256 hash chain over the audit rows (pgcrypto),
 #     synchronous_commit=on; and the same without the chain, to show what it costs
 #     (graven-bench --postgres, see bench/src/postgres.rs);
+#   * graven on PostgreSQL: a second graven server with --storage on the same PostgreSQL
+#     cluster, the same workloads (target "graven-postgres");
 #   * sha256sum on the same export file that graven-verify audit checks.
 #
 # Every workload runs RUNS times, the peers interleaved with graven; then a concurrency
@@ -49,8 +51,8 @@ if [ "$(id -u)" = 0 ]; then
   pg_as=(runuser -u postgres --)
 fi
 cleanup() {
-  kill "$server" 2>/dev/null || true
-  wait "$server" 2>/dev/null || true
+  kill "$server" ${server_pg:-} 2>/dev/null || true
+  wait "$server" ${server_pg:-} 2>/dev/null || true
   "${pg_as[@]}" "$pgbin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -96,17 +98,41 @@ bench() {
   echo "$phase run $run: $report" >&2
 }
 
+# graven on PostgreSQL: a second server, its ledgers in the same cluster.
+GRAVEN_PG_PORT=${GRAVEN_PG_PORT:-7499}
+"$bin/graven" serve --data "$work/graven-pg" --listen "127.0.0.1:$GRAVEN_PG_PORT" \
+  --storage "$pg" 2>"$work/graven-pg.log" &
+server_pg=$!
+url_pg="http://127.0.0.1:$GRAVEN_PG_PORT"
+for _ in $(seq 100); do
+  "$bin/graven" --server "$url_pg" ledger list >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# The same, against it; its reports are tagged graven-postgres.
+bench_pg() {
+  local phase=$1 run=$2
+  shift 2
+  local report
+  report=$("$bin/graven-bench" --server "$url_pg" --json "$@" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); d["target"]="graven-postgres"; print(json.dumps(d))')
+  echo "{\"phase\":\"$phase\",\"run\":$run,\"report\":$report}" >>"$results"
+  echo "$phase run $run: $report" >&2
+}
+w5_ledger_pg=""
+
 w5_ledger=""
 for run in $(seq "$RUNS"); do
   for w in w1 w2 w3; do
     rm -f "$work/raw.redb"
     bench main "$run" --workload "$w" --duration "$DURATION" --raw-redb "$work/raw.redb"
     bench main "$run" --workload "$w" --duration "$DURATION"
+    bench_pg main "$run" --workload "$w" --duration "$DURATION"
     bench main "$run" --workload "$w" --duration "$DURATION" --postgres "$pg"
     bench main "$run" --workload "$w" --duration "$DURATION" --postgres "$pg" --no-chain
   done
   rm -f "$work/raw.redb"
   bench main "$run" --workload w4 --duration "$DURATION"
+  bench_pg main "$run" --workload w4 --duration "$DURATION"
   bench main "$run" --workload w4 --duration "$DURATION" --postgres "$pg"
   bench main "$run" --workload w4 --duration "$DURATION" --postgres "$pg" --no-chain
   if [ -z "$w5_ledger" ]; then
@@ -114,6 +140,12 @@ for run in $(seq "$RUNS"); do
     w5_ledger=$(tail -1 "$results" | python3 -c 'import json,sys; print(json.load(sys.stdin)["report"]["ledger"])')
   else
     bench main "$run" --workload w5 --duration "$DURATION" --ledger "$w5_ledger"
+  fi
+  if [ -z "$w5_ledger_pg" ]; then
+    bench_pg main "$run" --workload w5 --duration "$DURATION" --preload "$PRELOAD"
+    w5_ledger_pg=$(tail -1 "$results" | python3 -c 'import json,sys; print(json.load(sys.stdin)["report"]["ledger"])')
+  else
+    bench_pg main "$run" --workload w5 --duration "$DURATION" --ledger "$w5_ledger_pg"
   fi
   bench main "$run" --workload w5 --duration "$DURATION" --preload "$PRELOAD" --postgres "$pg"
 done

@@ -14,9 +14,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-TARGETS = ["graven", "redb", "postgres", "postgres-no-chain"]
+TARGETS = ["graven", "graven-postgres", "redb", "postgres", "postgres-no-chain"]
 LABELS = {
     "graven": "graven (gRPC)",
+    "graven-postgres": "graven on PostgreSQL (gRPC)",
     "redb": "raw redb floor",
     "postgres": "PostgreSQL + hash chain",
     "postgres-no-chain": "PostgreSQL audit table, no chain",

@@ -265,3 +265,41 @@ async fn the_postgres_backend_works_from_async_tasks() {
         [b"k".to_vec()]
     );
 }
+
+/// `get_many` answers in the order asked, a key asked twice twice, a missing one `None`,
+/// on every backend (PostgreSQL answers in one query).
+#[test]
+fn get_many_answers_in_order_on_both_backends() {
+    let check = |backend: &dyn Backend| {
+        backend
+            .commit(put(&[
+                (A, b"a", b"1"),
+                (A, b"b", b"2"),
+                (B, b"a", b"other"),
+            ]))
+            .expect("commit");
+        let view = backend.view().expect("view");
+        let keys: Vec<Vec<u8>> = [&b"b"[..], b"none", b"a", b"b"]
+            .iter()
+            .map(|k| k.to_vec())
+            .collect();
+        assert_eq!(
+            view.get_many(A, &keys).expect("get_many"),
+            [
+                Some(b"2".to_vec()),
+                None,
+                Some(b"1".to_vec()),
+                Some(b"2".to_vec())
+            ]
+        );
+        assert_eq!(
+            view.get_many(A, &[]).expect("none asked"),
+            Vec::<Option<Vec<u8>>>::new()
+        );
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    check(&RedbBackend::create(&dir.path().join("t.redb"), 1 << 20, SPACES).expect("create"));
+    if let Some(pg) = Postgres::start_or_skip("get_many_answers_in_order_on_both_backends") {
+        check(&PostgresBackend::connect(&pg.url, "many", SPACES).expect("connect"));
+    }
+}

@@ -398,10 +398,13 @@ impl Sequencer {
 /// its checks against it (the inner error names the first that did not). The outer error
 /// is a storage failure.
 fn states_before(w: &Writer<'_>, ops: &[Op]) -> Result<Result<Vec<Option<DocRow>>>> {
-    let mut states = Vec::with_capacity(ops.len());
+    // Every document's state in one read (one round trip to a database); the operations
+    // are then checked in order, so that the first that fails is the one named.
+    let targets: Vec<(&str, &str)> = ops.iter().map(Op::target).collect();
+    let states = w.currents(&targets)?;
     let mut active_tables: Vec<&str> = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        let (table, id) = op.target();
+    for (i, (op, state)) in ops.iter().zip(&states).enumerate() {
+        let (table, _) = op.target();
         if !active_tables.contains(&table) {
             if !w.table(table)?.is_some_and(|t| t.active) {
                 return Ok(Err(Error::not_found(format!(
@@ -412,11 +415,9 @@ fn states_before(w: &Writer<'_>, ops: &[Op]) -> Result<Result<Vec<Option<DocRow>
             }
             active_tables.push(table);
         }
-        let state = w.current(table, id)?;
-        if let Err(e) = check_op(i, op, state) {
+        if let Err(e) = check_op(i, op, *state) {
             return Ok(Err(e));
         }
-        states.push(state);
     }
     Ok(Ok(states))
 }

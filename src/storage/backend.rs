@@ -40,6 +40,12 @@ pub trait View {
     /// The value of `key` in `space`.
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
+    /// The values of `keys` in `space`, in the order asked. A backend across a network
+    /// answers them in one round trip; the default asks one at a time.
+    fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(space, k)).collect()
+    }
+
     /// The rows of `space` with keys in `(start, end)`, in key order.
     fn range<'a>(
         &'a self,

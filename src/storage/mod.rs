@@ -615,6 +615,9 @@ impl Store {
 /// Where stored hashes come from: leaves rows by index.
 trait LeafSource {
     fn leaf_row(&self, index: u64) -> Result<Option<Vec<u8>>>;
+
+    /// The rows of `indexes`, in order, in one read where the backend can.
+    fn leaf_rows(&self, indexes: &[u64]) -> Result<Vec<Option<Vec<u8>>>>;
 }
 
 /// A consistent view of one ledger's storage.
@@ -625,6 +628,11 @@ pub struct Snapshot {
 impl LeafSource for Snapshot {
     fn leaf_row(&self, index: u64) -> Result<Option<Vec<u8>>> {
         self.view.get(LEAVES, &be(index))
+    }
+
+    fn leaf_rows(&self, indexes: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        let keys: Vec<Vec<u8>> = indexes.iter().map(|&i| be(i).to_vec()).collect();
+        self.view.get_many(LEAVES, &keys)
     }
 }
 
@@ -904,6 +912,11 @@ impl LeafSource for Writer<'_> {
     fn leaf_row(&self, index: u64) -> Result<Option<Vec<u8>>> {
         self.get(LEAVES, &be(index))
     }
+
+    fn leaf_rows(&self, indexes: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        let keys: Vec<Vec<u8>> = indexes.iter().map(|&i| be(i).to_vec()).collect();
+        self.get_many(LEAVES, &keys)
+    }
 }
 
 impl Writer<'_> {
@@ -913,6 +926,32 @@ impl Writer<'_> {
             Some(v) => Ok(Some(v.clone())),
             None => self.snap.view.get(space, key),
         }
+    }
+
+    /// Values as this batch has them, the snapshot's read in one go.
+    fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let pending = &self.pending[space.0];
+        let missing: Vec<Vec<u8>> = keys
+            .iter()
+            .filter(|k| !pending.contains_key(k.as_slice()))
+            .cloned()
+            .collect();
+        let mut stored = self.snap.view.get_many(space, &missing)?.into_iter();
+        keys.iter()
+            .map(|k| match pending.get(k.as_slice()) {
+                Some(v) => Ok(Some(v.clone())),
+                None => Ok(stored.next().flatten()),
+            })
+            .collect()
+    }
+
+    /// The current-state rows of documents, as this batch has them, in one read.
+    pub fn currents(&self, docs: &[(&str, &str)]) -> Result<Vec<Option<DocRow>>> {
+        let keys: Vec<Vec<u8>> = docs.iter().map(|(t, i)| doc_key(t, i, CURRENT)).collect();
+        self.get_many(DOCS, &keys)?
+            .into_iter()
+            .map(|v| v.map(|v| DocRow::decode(&v)).transpose())
+            .collect()
     }
 
     fn put(&mut self, space: Space, key: &[u8], value: Vec<u8>) {
@@ -1028,21 +1067,38 @@ impl Writer<'_> {
 // ---------------------------------------------------------------------------------------
 // Stored tree hashes
 
-/// Reads the stored hash at stored-hash index `i` from leaves rows: its level and the
-/// hash.
-fn read_stored_hash(leaves: &(impl LeafSource + ?Sized), i: u64) -> Result<(u8, Hash)> {
-    let (record, level) = split_stored_hash_index(i);
-    let row = leaves
-        .leaf_row(record)?
-        .ok_or_else(|| Error::damaged(format!("journal row {record} is missing")))?;
-    let leaf = decode_leaf(record, &row)
-        .ok_or_else(|| Error::damaged(format!("journal row {record} is malformed")))?;
-    let at = usize::from(level) * 32;
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(leaf.hashes.get(at..at + 32).ok_or_else(|| {
-        Error::damaged(format!("journal row {record} lacks its level {level} hash"))
-    })?);
-    Ok((level, Hash(hash)))
+/// Reads the stored hashes at stored-hash indexes `indexes` from leaves rows, reading each
+/// row once and all of them in one read: each hash's level and the hash, in order.
+fn read_stored_hashes(
+    leaves: &(impl LeafSource + ?Sized),
+    indexes: &[u64],
+) -> Result<Vec<(u8, Hash)>> {
+    let wanted: Vec<(u64, u8)> = indexes
+        .iter()
+        .map(|&i| split_stored_hash_index(i))
+        .collect();
+    let mut records: Vec<u64> = wanted.iter().map(|&(r, _)| r).collect();
+    records.sort_unstable();
+    records.dedup();
+    let rows = leaves.leaf_rows(&records)?;
+    wanted
+        .into_iter()
+        .map(|(record, level)| {
+            // `records` holds every record of `wanted`, sorted.
+            let at_row = records.binary_search(&record).unwrap_or_default();
+            let row = rows[at_row]
+                .as_deref()
+                .ok_or_else(|| Error::damaged(format!("journal row {record} is missing")))?;
+            let leaf = decode_leaf(record, row)
+                .ok_or_else(|| Error::damaged(format!("journal row {record} is malformed")))?;
+            let at = usize::from(level) * 32;
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(leaf.hashes.get(at..at + 32).ok_or_else(|| {
+                Error::damaged(format!("journal row {record} lacks its level {level} hash"))
+            })?);
+            Ok((level, Hash(hash)))
+        })
+        .collect()
 }
 
 /// Stored tree hashes read from leaves rows.
@@ -1053,10 +1109,10 @@ impl HashReader for StoredHashes<'_> {
         &self,
         indexes: &[u64],
     ) -> std::result::Result<Vec<Hash>, Box<dyn std::error::Error + Send + Sync>> {
-        indexes
-            .iter()
-            .map(|&i| Ok(read_stored_hash(self.0, i)?.1))
-            .collect()
+        Ok(read_stored_hashes(self.0, indexes)?
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect())
     }
 }
 
@@ -1112,10 +1168,18 @@ impl HashReader for CachedHashes<'_> {
             indexes.iter().map(|i| map.get(i).copied()).collect()
         };
         let lowest = upper_level(self.size);
+        let missing: Vec<u64> = found
+            .iter()
+            .zip(indexes)
+            .filter(|(slot, _)| slot.is_none())
+            .map(|(_, &i)| i)
+            .collect();
+        let mut read = read_stored_hashes(self.leaves, &missing)?.into_iter();
         let mut fresh = Vec::new();
         for (slot, &i) in found.iter_mut().zip(indexes) {
-            if slot.is_none() {
-                let (level, hash) = read_stored_hash(self.leaves, i)?;
+            if slot.is_none()
+                && let Some((level, hash)) = read.next()
+            {
                 if level >= lowest {
                     fresh.push((i, hash));
                 }

@@ -432,6 +432,26 @@ impl View for PostgresView {
         })
     }
 
+    fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        if keys.len() < 2 {
+            return keys.iter().map(|k| self.get(space, k)).collect();
+        }
+        let (space, wanted) = (space.0 as i16, keys.to_vec());
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            self.query(move |c, ledger| async move {
+                let rows = c
+                    .query(
+                        "SELECT key, value FROM graven_kv \
+                         WHERE ledger = $1 AND space = $2 AND key = ANY($3)",
+                        &[&&*ledger, &space, &wanted],
+                    )
+                    .await?;
+                Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+            })?;
+        // A key asked twice gets its value twice.
+        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
     fn range<'a>(
         &'a self,
         space: Space,
