@@ -279,19 +279,26 @@ fn get_many_answers_in_order_on_both_backends() {
             ]))
             .expect("commit");
         let view = backend.view().expect("view");
-        let keys: Vec<Vec<u8>> = [&b"b"[..], b"none", b"a", b"b"]
-            .iter()
-            .map(|k| k.to_vec())
-            .collect();
-        assert_eq!(
-            view.get_many(A, &keys).expect("get_many"),
-            [
+        // Few keys (read one by one on PostgreSQL) and many (one query there).
+        for n in [1, 3, 20] {
+            let keys: Vec<Vec<u8>> = [&b"b"[..], b"none", b"a", b"b"]
+                .iter()
+                .cycle()
+                .take(4 * n)
+                .map(|k| k.to_vec())
+                .collect();
+            let expected: Vec<Option<Vec<u8>>> = [
                 Some(b"2".to_vec()),
                 None,
                 Some(b"1".to_vec()),
-                Some(b"2".to_vec())
+                Some(b"2".to_vec()),
             ]
-        );
+            .into_iter()
+            .cycle()
+            .take(4 * n)
+            .collect();
+            assert_eq!(view.get_many(A, &keys).expect("get_many"), expected, "{n}");
+        }
         assert_eq!(
             view.get_many(A, &[]).expect("none asked"),
             Vec::<Option<Vec<u8>>>::new()
