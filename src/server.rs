@@ -16,6 +16,7 @@ use crate::engine::{Config, Engine};
 use crate::model::MAX_MESSAGE_BYTES;
 use crate::pb;
 use crate::service::{GravenService, fix_tonic_codes};
+use crate::storage::{Location, Store};
 
 /// The PEM files of `graven serve --tls-cert/--tls-key/--tls-client-ca`.
 #[derive(Debug, Clone)]
@@ -71,6 +72,7 @@ pub async fn router(
     auth: Option<Arc<Auth>>,
     tls: Option<ServerTlsConfig>,
 ) -> anyhow::Result<GravenRouter> {
+    let watched = engine.clone();
     let service = match auth {
         Some(auth) => GravenService::with_auth(engine, auth),
         None => GravenService::new(engine),
@@ -88,6 +90,9 @@ pub async fn router(
     health
         .set_serving::<pb::stream_server::StreamServer<GravenService>>()
         .await;
+    if *watched.storage() != Location::Embedded {
+        tokio::spawn(watch_storage(watched, health.clone()));
+    }
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -121,6 +126,43 @@ pub async fn router(
             service.clone()
         )))
         .add_service(limited!(pb::stream_server::StreamServer::new(service))))
+}
+
+/// How often the health of a storage across a network is looked at.
+const STORAGE_HEALTH_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Keeps gRPC health true to the storage: graven's services are NOT_SERVING while the
+/// database does not answer, SERVING again once it does. Ends with the engine.
+async fn watch_storage(engine: Arc<Engine>, health: tonic_health::server::HealthReporter) {
+    use tonic_health::ServingStatus;
+    let mut serving = true;
+    while !engine.is_closed() {
+        tokio::time::sleep(STORAGE_HEALTH_EVERY).await;
+        let location = engine.storage().clone();
+        let ok = tokio::task::spawn_blocking(move || Store::reachable(&location))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if ok == serving {
+            continue;
+        }
+        serving = ok;
+        let status = if ok {
+            tracing::info!("the storage answers again: serving");
+            ServingStatus::Serving
+        } else {
+            tracing::warn!("the storage does not answer: not serving");
+            ServingStatus::NotServing
+        };
+        for name in [
+            <pb::admin_server::AdminServer<GravenService> as tonic::server::NamedService>::NAME,
+            <pb::documents_server::DocumentsServer<GravenService> as tonic::server::NamedService>::NAME,
+            <pb::proofs_server::ProofsServer<GravenService> as tonic::server::NamedService>::NAME,
+            <pb::stream_server::StreamServer<GravenService> as tonic::server::NamedService>::NAME,
+            "",
+        ] {
+            health.set_service_status(name, status).await;
+        }
+    }
 }
 
 /// Opens the engine on a blocking thread (opening fsyncs and reads files).

@@ -327,3 +327,42 @@ async fn writes_resume_after_postgres_restarts() {
             .unwrap_or_else(|e| panic!("{id} was acknowledged: {e:?}"));
     }
 }
+
+/// gRPC health follows the storage: NOT_SERVING while PostgreSQL does not answer, SERVING
+/// again once it does, with nobody restarting graven.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_not_serving_while_postgres_is_down() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let Some(pg) = Postgres::start_or_skip("health_is_not_serving_while_postgres_is_down") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::new(dir.path().join("keys"));
+    config.storage = Location::Postgres(pg.url.clone());
+    let s = start_with(config, tempfile::tempdir().expect("temp dir")).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(s.channel.clone());
+    let mut status = async || {
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "graven.v1.Documents".into(),
+            })
+            .await
+            .expect("health")
+            .into_inner()
+            .status
+    };
+    let mut wait_for = async |want: ServingStatus| {
+        for _ in 0..100 {
+            if status().await == want as i32 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("health did not become {want:?} within 10 s");
+    };
+    wait_for(ServingStatus::Serving).await;
+    pg.crash();
+    wait_for(ServingStatus::NotServing).await;
+    pg.start_again();
+    wait_for(ServingStatus::Serving).await;
+}

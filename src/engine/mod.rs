@@ -234,6 +234,16 @@ impl Engine {
         &self.config.limits
     }
 
+    /// Whether the engine was closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Where the ledgers are kept.
+    pub fn storage(&self) -> &Location {
+        &self.config.storage
+    }
+
     /// A ledger by name.
     pub fn ledger(&self, name: &str) -> Result<Arc<Ledger>> {
         self.check_open()?;

@@ -556,6 +556,15 @@ impl Store {
         }
     }
 
+    /// Whether the storage at `location` answers: always, when embedded; for a database,
+    /// a new connection and a trivial query.
+    pub fn reachable(location: &Location) -> Result<()> {
+        match location {
+            Location::Embedded => Ok(()),
+            Location::Postgres(url) => postgres::PostgresBackend::ping(url),
+        }
+    }
+
     /// Removes ledger `name`'s key spaces from `location` (an embedded ledger's go with its
     /// folder, which the caller removes).
     pub fn destroy_at(location: &Location, name: &str) -> Result<()> {

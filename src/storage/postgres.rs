@@ -163,6 +163,16 @@ impl PostgresBackend {
 }
 
 impl PostgresBackend {
+    /// Whether the database at `url` answers (a new connection and `SELECT 1`).
+    pub fn ping(url: &str) -> Result<()> {
+        let url = url.to_owned();
+        run(async move {
+            let client = connection(&Pool::default(), &url).await?;
+            client.batch_execute("SELECT 1").await?;
+            Ok(())
+        })
+    }
+
     /// Removes every key space of `ledger` from the database at `url`.
     pub fn destroy(url: &str, ledger: &str) -> Result<()> {
         let (url, ledger) = (url.to_owned(), ledger.to_owned());
