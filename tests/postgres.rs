@@ -201,32 +201,26 @@ fn serve_check_and_import_on_postgres() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("shop: ok: 5 entries"));
 
     let key = data.join("ledgers/shop/signing.key");
-    let out = graven_command()
-        .arg("import")
-        .arg(&export)
-        .arg("--signing-key")
-        .arg(&key)
-        .args(["--ledger", "copy", "--data"])
-        .arg(&data)
-        .env("GRAVEN_STORAGE", &pg.url)
-        .output()
-        .expect("graven import");
+    let import = || {
+        graven_command()
+            .arg("import")
+            .arg(&export)
+            .arg("--signing-key")
+            .arg(&key)
+            .args(["--ledger", "copy", "--data"])
+            .arg(&data)
+            .env("GRAVEN_STORAGE", &pg.url)
+            .output()
+            .expect("graven import")
+    };
+    let out = import();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     // A second import of the same name is refused and leaves the first as it was.
-    let again = graven_command()
-        .arg("import")
-        .arg(&export)
-        .arg("--signing-key")
-        .arg(&key)
-        .args(["--ledger", "copy", "--data"])
-        .arg(&data)
-        .env("GRAVEN_STORAGE", &pg.url)
-        .output()
-        .expect("graven import");
+    let again = import();
     assert_eq!(
         again.status.code(),
         Some(2),

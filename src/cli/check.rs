@@ -27,16 +27,8 @@ pub struct CheckArgs {
     /// Data folder (offline).
     #[arg(long, env = "GRAVEN_DATA", default_value = "./graven-data")]
     pub data: PathBuf,
-    /// Keep the ledgers in this PostgreSQL database (`postgresql://USER@HOST:PORT/DB`;
-    /// give a password in GRAVEN_STORAGE, never on a command line)
-    /// where a server keeps them (offline: the keys come from --data).
-    #[arg(
-        long,
-        env = "GRAVEN_STORAGE",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub storage: Option<String>,
+    #[command(flatten)]
+    pub storage: super::StorageArg,
     /// Ask the running server at --server to check a snapshot of each ledger while it
     /// serves (needs the admin role), instead of reading --data with the server stopped.
     #[arg(long)]
@@ -89,10 +81,7 @@ fn offline(args: &CheckArgs) -> ExitCode {
     let mut results = Results::new(args.json);
     for name in &names {
         let mut line = ProgressLine::new();
-        let location = match &args.storage {
-            Some(url) => graven::storage::Location::Postgres(url.clone()),
-            None => graven::storage::Location::Embedded,
-        };
+        let location = args.storage.location();
         let outcome = check_ledger(
             &location,
             &root.join(name),

@@ -27,17 +27,8 @@ pub struct ImportArgs {
     /// Data folder; no server may be using it.
     #[arg(long, env = "GRAVEN_DATA", default_value = "./graven-data")]
     pub data: PathBuf,
-    /// Keep the ledgers in this PostgreSQL database (`postgresql://USER@HOST:PORT/DB`;
-    /// give a password in GRAVEN_STORAGE, never on a command line)
-    /// (the key goes into --data): a ledger moves from redb to PostgreSQL by export and
-    /// import.
-    #[arg(
-        long,
-        env = "GRAVEN_STORAGE",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub storage: Option<String>,
+    #[command(flatten)]
+    pub storage: super::StorageArg,
     /// Create the ledger with deletion protection off (it is on by default).
     #[arg(long)]
     pub deletion_protection_off: bool,
@@ -85,10 +76,7 @@ fn import(args: &ImportArgs) -> Result<String, CheckError> {
             signer,
             name: args.ledger.clone(),
             deletion_protection: !args.deletion_protection_off,
-            storage: match &args.storage {
-                Some(url) => graven::storage::Location::Postgres(url.clone()),
-                None => graven::storage::Location::Embedded,
-            },
+            storage: args.storage.location(),
         },
         input,
         &mut |what, done, total| line.show(|| format!("importing: {what} {done} of {total}")),

@@ -130,6 +130,31 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `--storage URL`: where the ledgers are kept.
+#[derive(Debug, clap::Args)]
+pub struct StorageArg {
+    /// The PostgreSQL database that holds the ledgers (`postgresql://USER@HOST:PORT/DB`;
+    /// give a password through GRAVEN_STORAGE, never on a command line). Without it: redb
+    /// files in the data folder. With it, the data folder holds the ledgers' signing keys.
+    #[arg(
+        long = "storage",
+        env = "GRAVEN_STORAGE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    url: Option<String>,
+}
+
+impl StorageArg {
+    /// The location these options name.
+    pub fn location(&self) -> graven::storage::Location {
+        match &self.url {
+            Some(url) => graven::storage::Location::Postgres(url.clone()),
+            None => graven::storage::Location::Embedded,
+        }
+    }
+}
+
 /// A multi-threaded tokio runtime.
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()

@@ -15,16 +15,8 @@ pub struct ServeArgs {
     /// Data folder.
     #[arg(long, env = "GRAVEN_DATA", default_value = "./graven-data")]
     pub data: PathBuf,
-    /// Keep the ledgers in this PostgreSQL database (`postgresql://USER@HOST:PORT/DB`;
-    /// give a password in GRAVEN_STORAGE, never on a command line)
-    /// instead of redb files in the data folder, which then holds only the signing keys.
-    #[arg(
-        long,
-        env = "GRAVEN_STORAGE",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub storage: Option<String>,
+    #[command(flatten)]
+    pub storage: super::StorageArg,
     /// Address to listen on.
     #[arg(long, env = "GRAVEN_LISTEN", default_value = "127.0.0.1:7420")]
     pub listen: SocketAddr,
@@ -83,9 +75,7 @@ impl ServeArgs {
         c.limits.max_transaction_operations = self.max_transaction_operations;
         c.limits.max_transaction_bytes = self.max_transaction_bytes;
         c.cache_bytes = self.cache_mib << 20;
-        if let Some(url) = &self.storage {
-            c.storage = graven::storage::Location::Postgres(url.clone());
-        }
+        c.storage = self.storage.location();
         c
     }
 

@@ -476,6 +476,25 @@ mod tests {
     use crate::model::{Limits, RequestOp, TransactRequest};
     use crate::storage::NewLedger;
 
+    /// A ledger `l` (key `test/l`) over the store `create` makes, with a table `t`.
+    async fn ledger_over(
+        dir: &std::path::Path,
+        create: impl FnOnce(&NewLedger<'_>) -> crate::storage::Result<Store>,
+    ) -> Ledger {
+        let signer = Signer::generate("test/l").expect("key");
+        let checkpoint = sign_checkpoint(&signer, 0, EMPTY_ROOT).expect("sign");
+        let store = create(&NewLedger {
+            origin: signer.name(),
+            created_micros: 0,
+            deletion_protection: false,
+            checkpoint: &checkpoint,
+        })
+        .expect("store");
+        let ledger = Ledger::start("l", dir, store, signer, 100).expect("ledger");
+        ledger.create_table("t").await.expect("table");
+        ledger
+    }
+
     fn insert(id: &str) -> Prepared {
         let request = TransactRequest {
             ops: vec![RequestOp::Insert {
@@ -494,21 +513,11 @@ mod tests {
     #[tokio::test]
     async fn a_failed_fsync_fails_the_batch_and_stops_writes() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let signer = Signer::generate("test/l").expect("key");
         let fail = Arc::new(AtomicBool::new(false));
-        let checkpoint = sign_checkpoint(&signer, 0, EMPTY_ROOT).expect("sign");
-        let store = Store::in_memory_failing_sync(
-            fail.clone(),
-            &NewLedger {
-                origin: signer.name(),
-                created_micros: 0,
-                deletion_protection: false,
-                checkpoint: &checkpoint,
-            },
-        )
-        .expect("store");
-        let ledger = Ledger::start("l", dir.path(), store, signer, 100).expect("ledger");
-        ledger.create_table("t").await.expect("table");
+        let ledger = ledger_over(dir.path(), |new| {
+            Store::in_memory_failing_sync(fail.clone(), new)
+        })
+        .await;
         let first = ledger.transact(insert("a")).await.expect("durable");
         assert_eq!(first.tree_size, 1);
 
@@ -576,7 +585,6 @@ mod tests {
     async fn a_lost_commit_answer_is_read_back() {
         for applied in [true, false] {
             let dir = tempfile::tempdir().expect("temp dir");
-            let signer = Signer::generate("test/l").expect("key");
             let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
             let backend = LosesAnswers {
                 inner: crate::storage::redb::RedbBackend::create(
@@ -587,19 +595,8 @@ mod tests {
                 .expect("redb"),
                 mode: mode.clone(),
             };
-            let checkpoint = sign_checkpoint(&signer, 0, EMPTY_ROOT).expect("sign");
-            let store = Store::create_over(
-                Box::new(backend),
-                &NewLedger {
-                    origin: signer.name(),
-                    created_micros: 0,
-                    deletion_protection: false,
-                    checkpoint: &checkpoint,
-                },
-            )
-            .expect("store");
-            let ledger = Ledger::start("l", dir.path(), store, signer, 100).expect("ledger");
-            ledger.create_table("t").await.expect("table");
+            let ledger =
+                ledger_over(dir.path(), |new| Store::create_over(Box::new(backend), new)).await;
             ledger.transact(insert("a")).await.expect("durable");
 
             mode.store(if applied { 1 } else { 2 }, Ordering::SeqCst);
