@@ -360,3 +360,36 @@ async fn health_is_not_serving_while_postgres_is_down() {
     pg.start_again();
     wait_for(ServingStatus::Serving).await;
 }
+
+/// Every server that may write a ledger holds its key in its own folder, never in the
+/// database; a server whose key is not the ledger's (its signed checkpoint does not verify
+/// with it) refuses to open the ledger, so it can never write with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_another_key_refuses_the_ledger() {
+    let Some(pg) = Postgres::start_or_skip("a_server_with_another_key_refuses_the_ledger") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let keys = dir.path().join("keys");
+    let config = || {
+        let mut c = Config::new(&keys);
+        c.storage = Location::Postgres(pg.url.clone());
+        c
+    };
+    let mut s = start_with(config(), tempfile::tempdir().expect("temp dir")).await;
+    let info = s.ledger("shop", &[]).await;
+    s.engine.close();
+    drop(s);
+    // The same key name, another key.
+    let other = graven_verify::Signer::generate(&info.origin).expect("key");
+    let key_file = keys.join("ledgers/shop/signing.key");
+    std::fs::write(&key_file, format!("{}\n", other.to_private_key())).expect("replace the key");
+    let err = graven::server::open_engine(config())
+        .await
+        .err()
+        .expect("the ledger does not open");
+    assert!(
+        format!("{err:#}").contains("not signed by the ledger's key"),
+        "{err:#}"
+    );
+}
