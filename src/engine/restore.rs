@@ -199,7 +199,7 @@ fn fill(
                             created_micros: entry.commit_time_micros,
                             active: true,
                         },
-                    )?;
+                    );
                     known_tables.insert(table.to_owned());
                 }
                 w.append_revision(
@@ -242,7 +242,7 @@ fn fill(
         )));
     }
     let mut w = store.write()?;
-    w.put_checkpoint(&note)?;
+    w.put_checkpoint(&note);
     w.commit().map_err(write_failed)?;
     Ok(())
 }

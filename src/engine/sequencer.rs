@@ -94,7 +94,10 @@ impl Sequencer {
                     let _ = reply.send(self.admin(|w, _| drop_table(w, &name)));
                 }
                 Job::SetProtection(on, reply) => {
-                    let _ = reply.send(self.admin(|w, _| Ok(w.put_deletion_protection(on)?)));
+                    let _ = reply.send(self.admin(|w, _| {
+                        w.put_deletion_protection(on);
+                        Ok(())
+                    }));
                 }
             }
         }
@@ -203,7 +206,7 @@ impl Sequencer {
                     stored.tree_size = size;
                     w.put_receipt(key, &stored)?;
                 }
-                w.put_checkpoint(&checkpoint)?;
+                w.put_checkpoint(&checkpoint);
                 for r in results.iter_mut().flatten() {
                     // A replay of a key first used in this batch gets the batch's checkpoint.
                     if !r.replayed || r.checkpoint.is_empty() {
@@ -440,7 +443,7 @@ fn create_table(w: &mut Writer<'_>, name: &str, now: u64) -> Result<TableInfo> {
             created_micros: created,
             active: true,
         },
-    )?;
+    );
     Ok(TableInfo {
         name: name.to_owned(),
         created_micros: created,
@@ -449,13 +452,16 @@ fn create_table(w: &mut Writer<'_>, name: &str, now: u64) -> Result<TableInfo> {
 
 fn drop_table(w: &mut Writer<'_>, name: &str) -> Result<()> {
     match w.table(name)? {
-        Some(t) if t.active => Ok(w.put_table(
-            name,
-            TableRow {
-                created_micros: t.created_micros,
-                active: false,
-            },
-        )?),
+        Some(t) if t.active => {
+            w.put_table(
+                name,
+                TableRow {
+                    created_micros: t.created_micros,
+                    active: false,
+                },
+            );
+            Ok(())
+        }
         _ => Err(Error::not_found(format!(
             "table {} does not exist",
             Quote(name)

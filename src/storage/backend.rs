@@ -54,8 +54,8 @@ pub trait View {
         end: Bound<&[u8]>,
     ) -> Result<Rows<'a>>;
 
-    /// The row with the greatest key of `space`.
-    fn last(&self, space: Space) -> Result<Option<(Vec<u8>, Vec<u8>)>>;
+    /// The greatest key of `space`.
+    fn last_key(&self, space: Space) -> Result<Option<Vec<u8>>>;
 
     /// The number of rows of `space`.
     fn len(&self, space: Space) -> Result<u64>;

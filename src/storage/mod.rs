@@ -357,11 +357,9 @@ pub fn stored_hashes_of(index: u64) -> usize {
 /// appending this leaf stores (graven_verify::CompactRange::append_stored): the leaf hash,
 /// then the node of each subtree the leaf completes, lowest level first,
 /// [`stored_hashes_of`]`(index)` of them. The body is the revision's canonical JSON, empty
-/// for a delete (a document is an object, so a body is never empty). It is written into
-/// `row`, cleared first.
-fn encode_leaf(row: &mut Vec<u8>, entry: &[u8], hashes: &[Hash], body: &[u8]) {
-    row.clear();
-    row.reserve(4 + entry.len() + 32 * hashes.len() + body.len());
+/// for a delete (a document is an object, so a body is never empty).
+fn encode_leaf(entry: &[u8], hashes: &[Hash], body: &[u8]) -> Vec<u8> {
+    let mut row = Vec::with_capacity(4 + entry.len() + 32 * hashes.len() + body.len());
     // An entry is at most 65,535 bytes (graven_verify::entry::MAX_ENTRY_BYTES).
     row.extend_from_slice(&(entry.len() as u32).to_be_bytes());
     row.extend_from_slice(entry);
@@ -369,6 +367,7 @@ fn encode_leaf(row: &mut Vec<u8>, entry: &[u8], hashes: &[Hash], body: &[u8]) {
         row.extend_from_slice(&h.0);
     }
     row.extend_from_slice(body);
+    row
 }
 
 /// A leaves row taken apart.
@@ -451,16 +450,6 @@ pub enum Location {
     Postgres(String),
 }
 
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Embedded => f.write_str("the embedded redb files"),
-            // Never the URL: it may hold a password.
-            Location::Postgres(_) => f.write_str("PostgreSQL"),
-        }
-    }
-}
-
 /// A ledger's storage, over its backend.
 pub struct Store {
     backend: Box<dyn Backend>,
@@ -498,8 +487,8 @@ impl Store {
         w.put(META, META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec());
         w.put(META, META_ORIGIN, ledger.origin.as_bytes().to_vec());
         w.put(META, META_CREATED, be(ledger.created_micros).to_vec());
-        w.put_deletion_protection(ledger.deletion_protection)?;
-        w.put_checkpoint(ledger.checkpoint)?;
+        w.put_deletion_protection(ledger.deletion_protection);
+        w.put_checkpoint(ledger.checkpoint);
         w.commit()?;
         Ok(store)
     }
@@ -605,14 +594,13 @@ impl Store {
     /// A writer over a snapshot of now; see [`Writer::commit`].
     pub fn write(&self) -> Result<Writer<'_>> {
         let snap = self.read()?;
-        let base = snap.view.last(LEAVES)?.map(|(k, _)| k);
+        let base = snap.view.last_key(LEAVES)?;
         Ok(Writer {
             store: self,
             snap,
             base,
             pending: SPACES.iter().map(|_| BTreeMap::new()).collect(),
             defer_durability: false,
-            row: Vec::new(),
             hashes: Vec::new(),
         })
     }
@@ -695,9 +683,9 @@ impl Snapshot {
 
     /// The number of journal entries: one more than the last index.
     pub fn size(&self) -> Result<u64> {
-        match self.view.last(LEAVES)? {
+        match self.view.last_key(LEAVES)? {
             None => Ok(0),
-            Some((key, _)) => Ok(leaf_index(&key)? + 1),
+            Some(key) => Ok(leaf_index(&key)? + 1),
         }
     }
 
@@ -893,8 +881,7 @@ pub struct Writer<'s> {
     /// The batch's writes, by key space.
     pending: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
     defer_durability: bool,
-    /// Buffers reused from one appended revision to the next.
-    row: Vec<u8>,
+    /// The tree hashes of the revision being appended (reused from one to the next).
     hashes: Vec<Hash>,
 }
 
@@ -963,8 +950,8 @@ impl Writer<'_> {
             .collect()
     }
 
-    fn put(&mut self, space: Space, key: &[u8], value: Vec<u8>) {
-        self.pending[space.0].insert(key.to_vec(), value);
+    fn put(&mut self, space: Space, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        self.pending[space.0].insert(key.into(), value);
     }
 
     /// Writes `rev` at journal index `range.size()` and returns that index: its leaves row
@@ -981,18 +968,17 @@ impl Writer<'_> {
         self.hashes.clear();
         let hashes = &mut self.hashes;
         range.append_stored(leaf_hash(rev.entry), |_, h| hashes.push(h));
-        encode_leaf(&mut self.row, rev.entry, &self.hashes, rev.body);
-        let row = self.row.clone();
-        self.put(LEAVES, &be(index), row);
+        let row = encode_leaf(rev.entry, &self.hashes, rev.body);
+        self.put(LEAVES, be(index), row);
         if let Some(old) = rev.previous {
-            self.put(DOCS, &doc_key(rev.table, rev.id, old.version), old.encode());
+            self.put(DOCS, doc_key(rev.table, rev.id, old.version), old.encode());
         }
         let now = DocRow {
             version: rev.version,
             index,
             live: rev.live,
         };
-        self.put(DOCS, &doc_key(rev.table, rev.id, CURRENT), now.encode());
+        self.put(DOCS, doc_key(rev.table, rev.id, CURRENT), now.encode());
         Ok(index)
     }
 
@@ -1011,21 +997,18 @@ impl Writer<'_> {
     }
 
     /// Writes a table's row.
-    pub fn put_table(&mut self, name: &str, row: TableRow) -> Result<()> {
+    pub fn put_table(&mut self, name: &str, row: TableRow) {
         self.put(TABLES, name.as_bytes(), row.encode());
-        Ok(())
     }
 
     /// Stores the signed checkpoint of the journal's new size.
-    pub fn put_checkpoint(&mut self, note: &str) -> Result<()> {
+    pub fn put_checkpoint(&mut self, note: &str) {
         self.put(META, META_CHECKPOINT, note.as_bytes().to_vec());
-        Ok(())
     }
 
     /// Sets deletion protection.
-    pub fn put_deletion_protection(&mut self, on: bool) -> Result<()> {
+    pub fn put_deletion_protection(&mut self, on: bool) {
         self.put(META, META_PROTECTION, vec![u8::from(on)]);
-        Ok(())
     }
 
     /// The receipt an idempotency key remembers.
@@ -1298,7 +1281,7 @@ mod tests {
             let mut row = w.leaf_row(511).expect("get").expect("row");
             let at = 4 + 8 + 8 * 32; // entry length, entry, levels 0 to 7
             row[at] ^= 1;
-            w.put(LEAVES, &be(511), row);
+            w.put(LEAVES, be(511), row);
             w.commit().expect("commit");
         }
         let snap = store.read().expect("read");
@@ -1312,8 +1295,7 @@ mod tests {
     fn leaf_rows_round_trip_and_reject_garbage() {
         let hashes = [leaf_hash(b"a"), leaf_hash(b"b")];
         // Leaf 1 completes the subtree [0, 2): two hashes.
-        let mut row = Vec::new();
-        encode_leaf(&mut row, b"entry", &hashes, b"{}");
+        let row = encode_leaf(b"entry", &hashes, b"{}");
         let leaf = decode_leaf(1, &row).expect("decodes");
         assert_eq!(leaf.entry, b"entry");
         assert_eq!(leaf.hashes.len(), 64);
@@ -1323,8 +1305,7 @@ mod tests {
         // Read as leaf 0 (one hash), the second hash is taken for the body: the caller
         // must pass the row's own index.
         assert_eq!(decode_leaf(0, &row).expect("decodes").body.len(), 34);
-        let mut delete = Vec::new();
-        encode_leaf(&mut delete, b"entry", &hashes[..1], b"");
+        let delete = encode_leaf(b"entry", &hashes[..1], b"");
         assert_eq!(decode_leaf(0, &delete).expect("decodes").body, b"");
         // Too short for its hashes, or for its entry.
         assert!(decode_leaf(1, &delete).is_none());
@@ -1342,9 +1323,8 @@ mod tests {
         {
             let mut w = store.write().expect("write");
             // Leaf 1 must hold two hashes; this row has an entry and half a hash.
-            let mut row = Vec::new();
-            encode_leaf(&mut row, b"entry", &[], &[0u8; 16]);
-            w.put(LEAVES, &be(1), row);
+            let row = encode_leaf(b"entry", &[], &[0u8; 16]);
+            w.put(LEAVES, be(1), row);
             w.commit().expect("commit");
         }
         let snap = store.read().expect("read");
@@ -1392,8 +1372,7 @@ mod tests {
                     created_micros: 7,
                     active: true,
                 },
-            )
-            .expect("table");
+            );
             w.commit().expect("commit");
         }
         let snap = store.read().expect("read");

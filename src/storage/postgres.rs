@@ -139,7 +139,8 @@ pub struct PostgresBackend {
 
 impl PostgresBackend {
     /// Connects to the database at `url` (a `postgresql://` URL, or key=value settings),
-    /// creating graven's schema if the database has none and refusing a newer one.
+    /// creating graven's schema if the database has none and refusing a newer one (once
+    /// per database and process: every ledger's backend connects).
     pub fn connect(
         url: &str,
         ledger: &str,
@@ -151,13 +152,20 @@ impl PostgresBackend {
             spaces,
             idle: Pool::default(),
         };
-        let (pool, url) = (backend.idle.clone(), backend.url.clone());
-        run(async move {
-            let client = connection(&pool, &url).await?;
-            create_schema(&client).await?;
-            give_back(&pool, client);
-            Ok(())
-        })?;
+        static READY: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let ready = |url: &str| READY.lock().is_ok_and(|r| r.iter().any(|u| u == url));
+        if !ready(url) {
+            let (pool, at) = (backend.idle.clone(), backend.url.clone());
+            run(async move {
+                let client = connection(&pool, &at).await?;
+                create_schema(&client).await?;
+                give_back(&pool, client);
+                Ok(())
+            })?;
+            if let Ok(mut r) = READY.lock() {
+                r.push(url.to_owned());
+            }
+        }
         Ok(backend)
     }
 }
@@ -482,16 +490,16 @@ impl View for PostgresView {
         }))
     }
 
-    fn last(&self, space: Space) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    fn last_key(&self, space: Space) -> Result<Option<Vec<u8>>> {
         let space = space.0 as i16;
         self.query(move |c, ledger| async move {
             Ok(c.query_opt(
-                "SELECT key, value FROM graven_kv WHERE ledger = $1 AND space = $2 \
+                "SELECT key FROM graven_kv WHERE ledger = $1 AND space = $2 \
                  ORDER BY key DESC LIMIT 1",
                 &[&&*ledger, &space],
             )
             .await?
-            .map(|r| (r.get(0), r.get(1))))
+            .map(|r| r.get(0)))
         })
     }
 

@@ -185,11 +185,8 @@ impl View for RedbView {
         })))
     }
 
-    fn last(&self, space: Space) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        Ok(self
-            .table(space)?
-            .last()?
-            .map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+    fn last_key(&self, space: Space) -> Result<Option<Vec<u8>>> {
+        Ok(self.table(space)?.last()?.map(|(k, _)| k.value().to_vec()))
     }
 
     fn len(&self, space: Space) -> Result<u64> {
