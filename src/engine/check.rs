@@ -1,5 +1,5 @@
 //! The tamper check: everything of a ledger re-derived from its journal and compared with
-//! what is stored, offline on a stopped server's folder ([`check_folder`]) or online on a
+//! what is stored, offline on a stopped server's ledgers ([`check_ledger`]) or online on a
 //! snapshot of an open ledger (`Ledger::check`). `graven check` and the `CheckLedger` call
 //! print what it finds; `graven import` runs it before a restored ledger is put in place.
 //!
@@ -129,16 +129,6 @@ pub(crate) fn read_key(dir: &Path) -> Result<Signer, CheckError> {
         KeyFileError::Unreadable(_) => CheckError::CannotRun(e.to_string()),
         KeyFileError::Missing | KeyFileError::Malformed(_) => CheckError::Damaged(e.to_string()),
     })
-}
-
-/// Checks the stopped ledger in folder `dir`, opening its database read-only (it is never
-/// modified; a server that has it open makes the check refuse to run).
-pub fn check_folder(dir: &Path, report: &mut Report<'_>) -> Outcome {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    check_ledger(&Location::Embedded, dir, &name, report)
 }
 
 /// Checks ledger `name`, whose key is in folder `dir`, with its storage at `location`:
@@ -544,7 +534,7 @@ mod tests {
     async fn a_clean_ledger_passes_with_its_counts() {
         let (_dir, ledger) = folder().await;
         let mut phases = std::collections::BTreeSet::new();
-        let s = check_folder(&ledger, &mut |phase, _, _| {
+        let s = check_ledger(&Location::Embedded, &ledger, "l", &mut |phase, _, _| {
             phases.insert(phase.to_owned());
             Ok(())
         })
@@ -555,7 +545,9 @@ mod tests {
             ["document row".to_owned(), "journal entry".to_owned()].into()
         );
         // A progress callback that says stop stops the check, as "cannot run".
-        let stopped = check_folder(&ledger, &mut |_, _, _| Err("stop".into()));
+        let stopped = check_ledger(&Location::Embedded, &ledger, "l", &mut |_, _, _| {
+            Err("stop".into())
+        });
         assert_eq!(stopped, Err(CheckError::CannotRun("stop".into())));
     }
 
@@ -623,7 +615,7 @@ mod tests {
         // A missing key file is a discrepancy, named.
         std::fs::remove_file(ledger.join(KEY_FILE)).expect("remove key");
         assert_eq!(
-            check_folder(&ledger, &mut quiet()),
+            check_ledger(&Location::Embedded, &ledger, "l", &mut quiet()),
             Err(CheckError::Damaged(format!("{KEY_FILE} is missing")))
         );
     }

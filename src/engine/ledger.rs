@@ -434,20 +434,19 @@ impl Ledger {
             if bytes >= max_bytes {
                 break;
             }
-            if !tables.is_empty() {
-                let row = v.snap.require_leaf(index)?;
-                let leaf = row.leaf()?;
-                let e = decode_entry(index, leaf.entry)?;
-                if !tables.contains(&e.table) {
-                    out.push(JournalItem::Skipped {
-                        index,
-                        leaf_hash: leaf.leaf_hash(),
-                    });
-                    bytes += 40;
-                    continue;
-                }
+            // Each row read and decoded once, whether it is delivered or skipped.
+            let row = v.snap.require_leaf(index)?;
+            let leaf = row.leaf()?;
+            let entry = decode_entry(index, leaf.entry)?;
+            if !tables.is_empty() && !tables.contains(&entry.table) {
+                out.push(JournalItem::Skipped {
+                    index,
+                    leaf_hash: leaf.leaf_hash(),
+                });
+                bytes += 40;
+                continue;
             }
-            let revision = v.revision(index, None)?;
+            let revision = revision_from(index, &leaf, entry, None);
             bytes += revision.entry.len() + revision.body.len();
             out.push(JournalItem::Revision(revision));
         }
@@ -674,23 +673,33 @@ impl View<'_> {
     fn revision(&self, index: u64, proof_size: Option<u64>) -> Result<Revision> {
         let row = self.snap.require_leaf(index)?;
         let leaf = row.leaf()?;
-        let e = decode_entry(index, leaf.entry)?;
+        let entry = decode_entry(index, leaf.entry)?;
         let proof = match proof_size {
             Some(size) => Some(self.inclusion(index, size)?),
             None => None,
         };
-        Ok(Revision {
-            table: e.table,
-            id: e.id,
-            version: e.version,
-            operation: e.operation,
-            index,
-            tx_id: e.tx_id,
-            commit_micros: e.commit_time_micros,
-            principal: e.principal,
-            body: leaf.body.to_vec(),
-            entry: leaf.entry.to_vec(),
-            proof,
-        })
+        Ok(revision_from(index, &leaf, entry, proof))
+    }
+}
+
+/// The revision of the leaf at `index`, its entry decoded.
+fn revision_from(
+    index: u64,
+    leaf: &storage::Leaf<'_>,
+    e: Entry,
+    proof: Option<InclusionProof>,
+) -> Revision {
+    Revision {
+        table: e.table,
+        id: e.id,
+        version: e.version,
+        operation: e.operation,
+        index,
+        tx_id: e.tx_id,
+        commit_micros: e.commit_time_micros,
+        principal: e.principal,
+        body: leaf.body.to_vec(),
+        entry: leaf.entry.to_vec(),
+        proof,
     }
 }

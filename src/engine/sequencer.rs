@@ -131,15 +131,20 @@ impl Sequencer {
         Ok(())
     }
 
-    /// Records a failed commit: storage out of reach leaves its fate unknown until the
-    /// state is read back; any other failure stops the ledger's writes (after a failed
-    /// fsync the state on disk is unknown, and retrying can hide data loss).
-    fn commit_failed(&mut self, e: &Error) {
+    /// Commits `w`. On failure: storage out of reach leaves the commit's fate unknown
+    /// until the state is read back; any other failure stops the ledger's writes (after a
+    /// failed fsync the state on disk is unknown, and retrying can hide data loss).
+    fn commit(&mut self, w: Writer<'_>) -> Result<()> {
+        let e = match w.commit() {
+            Ok(()) => return Ok(()),
+            Err(e) => Error::from(e),
+        };
         if e.kind == crate::error::ErrorKind::Unavailable {
             self.resync = true;
         } else {
             self.failed = Some(e.to_string());
         }
+        Err(e)
     }
 
     /// Runs one administrative change in its own durable write transaction.
@@ -148,11 +153,7 @@ impl Sequencer {
         let store = self.store.clone();
         let mut w = store.write()?;
         let out = change(&mut w, now_micros())?;
-        if let Err(e) = w.commit() {
-            let e = Error::from(e);
-            self.commit_failed(&e);
-            return Err(e);
-        }
+        self.commit(w)?;
         Ok(out)
     }
 
@@ -184,50 +185,40 @@ impl Sequencer {
         let mut results = Vec::with_capacity(txs.len());
         let mut remembered: HashMap<&str, StoredReceipt> = HashMap::new();
         let mut wrote = false;
-        let mut new_head = None;
-        {
-            for tx in txs {
-                let outcome = match self.apply(&mut w, tx, now, &remembered)? {
-                    Ok((receipt, stored)) => {
-                        if let (Some(stored), Some((key, _))) = (stored, &tx.tx.idempotency) {
-                            remembered.insert(key, stored);
-                        }
-                        Ok(receipt)
+        for tx in txs {
+            let outcome = match self.apply(&mut w, tx, now, &remembered)? {
+                Ok((receipt, stored)) => {
+                    if let (Some(stored), Some((key, _))) = (stored, &tx.tx.idempotency) {
+                        remembered.insert(key, stored);
                     }
-                    Err(e) => Err(e),
-                };
-                wrote |= matches!(&outcome, Ok(r) if !r.replayed);
-                results.push(outcome);
-            }
-            if wrote {
-                let size = self.range.size();
-                let checkpoint = sign_checkpoint(&self.signer, size, self.range.root())?;
-                for (key, mut stored) in remembered {
-                    stored.tree_size = size;
-                    w.put_receipt(key, &stored)?;
+                    Ok(receipt)
                 }
-                w.put_checkpoint(&checkpoint);
-                for r in results.iter_mut().flatten() {
-                    // A replay of a key first used in this batch gets the batch's checkpoint.
-                    if !r.replayed || r.checkpoint.is_empty() {
-                        r.checkpoint.clone_from(&checkpoint);
-                        r.tree_size = size;
-                    }
-                }
-                new_head = Some(Head { size, checkpoint });
-            }
+                Err(e) => Err(e),
+            };
+            wrote |= matches!(&outcome, Ok(r) if !r.replayed);
+            results.push(outcome);
         }
-        // A batch that wrote nothing (every transaction refused or replayed) is dropped.
-        if let Some(head) = new_head {
-            if let Err(e) = w.commit() {
-                let e = Error::from(e);
-                self.commit_failed(&e);
-                return Err(e);
+        if wrote {
+            let size = self.range.size();
+            let checkpoint = sign_checkpoint(&self.signer, size, self.range.root())?;
+            for (key, mut stored) in remembered {
+                stored.tree_size = size;
+                w.put_receipt(key, &stored)?;
             }
+            w.put_checkpoint(&checkpoint);
+            for r in results.iter_mut().flatten() {
+                // A replay of a key first used in this batch gets the batch's checkpoint.
+                if !r.replayed || r.checkpoint.is_empty() {
+                    r.checkpoint.clone_from(&checkpoint);
+                    r.tree_size = size;
+                }
+            }
+            self.commit(w)?;
             self.last_commit = now;
             // Only now, once durable, may subscribers see it.
-            self.head.send_replace(head);
+            self.head.send_replace(Head { size, checkpoint });
         }
+        // A batch that wrote nothing (every transaction refused or replayed) is dropped.
         Ok(results)
     }
 
