@@ -8,7 +8,9 @@ use graven::pb;
 use graven::storage::Location;
 use graven_verify::{Verifier, open_checkpoint};
 
-use crate::util::{Postgres, ServerProcess, graven_command, insert, start_with, update};
+use crate::util::{
+    Postgres, ServerProcess, TestServer, graven_command, insert, start_with, update,
+};
 
 /// Parses a checkpoint note with the ledger's key: (size, root).
 fn head(note: &str, key: &Verifier) -> (u64, graven_verify::Hash) {
@@ -16,6 +18,19 @@ fn head(note: &str, key: &Verifier) -> (u64, graven_verify::Hash) {
         .expect("checkpoint verifies")
         .checkpoint;
     (c.size, c.root)
+}
+
+/// The ledger's latest signed checkpoint.
+async fn latest_checkpoint(s: &mut TestServer, ledger: &str) -> String {
+    s.proofs
+        .get_checkpoint(pb::GetCheckpointRequest {
+            ledger: ledger.into(),
+            size: None,
+        })
+        .await
+        .expect("checkpoint")
+        .into_inner()
+        .checkpoint
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,31 +100,15 @@ async fn the_engine_on_postgres_keeps_its_ledgers_across_restarts() {
         &root,
     )
     .expect("the inclusion proof verifies");
-    let before = s
-        .proofs
-        .get_checkpoint(pb::GetCheckpointRequest {
-            ledger: "shop".into(),
-            size: None,
-        })
-        .await
-        .expect("checkpoint")
-        .into_inner();
+    let before = latest_checkpoint(&mut s, "shop").await;
 
     // A restart reads the tree's edge back from PostgreSQL and checks it against the
     // signed checkpoint; writes continue the same tree.
     s.engine.close();
     drop(s);
     let mut s = start_with(config(), tempfile::tempdir().expect("temp dir")).await;
-    let after = s
-        .proofs
-        .get_checkpoint(pb::GetCheckpointRequest {
-            ledger: "shop".into(),
-            size: None,
-        })
-        .await
-        .expect("checkpoint")
-        .into_inner();
-    assert_eq!(after.checkpoint, before.checkpoint);
+    let after = latest_checkpoint(&mut s, "shop").await;
+    assert_eq!(after, before);
     let r = s
         .transact("shop", vec![insert("orders", "o2", "{}")])
         .await
