@@ -96,16 +96,25 @@ impl Error {
         Error::new(ErrorKind::Internal, message)
     }
 
+    /// An error of `kind` caused by `source`: `what: source`.
+    pub fn caused(
+        kind: ErrorKind,
+        what: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error {
+            kind,
+            message: format!("{what}: {source}"),
+            source: Some(Arc::new(source)),
+        }
+    }
+
     /// An [`ErrorKind::Internal`] error caused by `source`: `what: source`.
     pub fn internal_from(
         what: impl fmt::Display,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Error {
-        Error {
-            kind: ErrorKind::Internal,
-            message: format!("{what}: {source}"),
-            source: Some(Arc::new(source)),
-        }
+        Error::caused(ErrorKind::Internal, what, source)
     }
 
     /// The same error with `context: ` in front of its message.

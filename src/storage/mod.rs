@@ -149,13 +149,12 @@ impl std::error::Error for Error {
 
 impl From<Error> for crate::error::Error {
     fn from(e: Error) -> crate::error::Error {
+        use crate::error::{Error as EngineError, ErrorKind as Engine};
         match e.kind {
             ErrorKind::Unavailable => {
-                let mut err = crate::error::Error::internal_from("the storage is unavailable", e);
-                err.kind = crate::error::ErrorKind::Unavailable;
-                err
+                EngineError::caused(Engine::Unavailable, "the storage is unavailable", e)
             }
-            _ => crate::error::Error::internal_from("storage", e),
+            _ => EngineError::internal_from("storage", e),
         }
     }
 }
