@@ -31,6 +31,10 @@ pub enum ErrorKind {
     PermissionDenied,
     /// Shutting down, or the ledger is going away.
     Unavailable,
+    /// A write reached a server that is not the ledger's writer: another server holds
+    /// its write lease ([`Error::writer`] says where). The gRPC adapter forwards the write
+    /// there; a client that sees it anyway gets UNAVAILABLE.
+    NotWriter,
     /// Storage failure. Nothing was acknowledged.
     Internal,
 }
@@ -44,6 +48,8 @@ pub struct Error {
     pub message: String,
     /// The underlying failure (a storage or I/O error), kept for logs and `source()`.
     source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+    /// For [`ErrorKind::NotWriter`]: the address of the server that writes the ledger.
+    writer: Option<Arc<str>>,
 }
 
 impl Error {
@@ -53,6 +59,7 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            writer: None,
         }
     }
 
@@ -91,6 +98,25 @@ impl Error {
         Error::new(ErrorKind::Unavailable, message)
     }
 
+    /// [`ErrorKind::NotWriter`]: the server at `address` writes `ledger`.
+    pub fn not_writer(ledger: &str, address: &str) -> Error {
+        let mut e = Error::new(
+            ErrorKind::NotWriter,
+            format!(
+                "ledger {} is written by the server at {}, not this one",
+                Quote(ledger),
+                Quote(address)
+            ),
+        );
+        e.writer = Some(address.into());
+        e
+    }
+
+    /// The address of the ledger's writer, for [`ErrorKind::NotWriter`].
+    pub fn writer(&self) -> Option<&str> {
+        self.writer.as_deref()
+    }
+
     /// [`ErrorKind::Internal`].
     pub fn internal(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::Internal, message)
@@ -106,6 +132,7 @@ impl Error {
             kind,
             message: format!("{what}: {source}"),
             source: Some(Arc::new(source)),
+            writer: None,
         }
     }
 

@@ -352,6 +352,8 @@ pub struct LedgerInfo {
     pub deletion_protection: bool,
     /// Creation time, microseconds since the Unix epoch.
     pub created_micros: u64,
+    /// On shared storage, the address of the server holding the write lease, if any.
+    pub writer: Option<String>,
 }
 
 /// A table as described to clients.

@@ -38,7 +38,7 @@ use graven_verify::{
 use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::util::{ServerProcess, graven_command};
+use crate::util::{Rng, ServerProcess, graven_command, hashes};
 
 // ---------------------------------------------------------------------------------------
 // Clients and small helpers
@@ -115,28 +115,6 @@ where
         .into_iter()
         .map(|r| r.expect("every item has a result"))
         .collect()
-}
-
-fn hashes(raw: &[Vec<u8>]) -> Vec<Hash> {
-    raw.iter()
-        .map(|h| Hash(h.as_slice().try_into().expect("32-byte proof hash")))
-        .collect()
-}
-
-/// A small deterministic generator (xorshift64*), one per writer.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use graven::storage::postgres::PostgresBackend;
 use graven::storage::redb::RedbBackend;
-use graven::storage::{Backend, Batch, ErrorKind, Space, View};
+use graven::storage::{Backend, Batch, Claim, ErrorKind, Holder, Space, View};
 
 use crate::util::Postgres;
 
@@ -176,6 +176,101 @@ fn the_postgres_backend_keeps_the_contract() {
     // A second connection to the first ledger sees everything committed.
     let again = PostgresBackend::connect(&pg.url, "one", SPACES).expect("connect");
     assert_eq!(again.view().expect("view").len(B).expect("len"), 2_502);
+    assert!(
+        RedbBackend::create(
+            &tempfile::tempdir().expect("dir").path().join("x"),
+            1 << 20,
+            SPACES
+        )
+        .expect("redb")
+        .leases()
+        .is_none(),
+        "one process opens a redb file: it has no leases"
+    );
+    leases(&pg.url);
+}
+
+/// The write lease, as two servers (two backends of one ledger) see it: one holds it at
+/// a time; the other learns who, and for how long; a lapsed or released lease goes to the
+/// next claimant with a greater epoch; and a batch fenced by a lease that is no longer
+/// the ledger's is refused, writing nothing, while one fenced by the current lease lands.
+fn leases(url: &str) {
+    use std::time::Duration;
+    let a = PostgresBackend::connect(url, "leased", SPACES).expect("connect");
+    let b = PostgresBackend::connect(url, "leased", SPACES).expect("connect");
+    let (la, lb) = (a.leases().expect("leases"), b.leases().expect("leases"));
+    let server_a = Holder {
+        id: "a",
+        address: "http://a",
+    };
+    let server_b = Holder {
+        id: "b",
+        address: "http://b",
+    };
+    assert_eq!(
+        la.holder().expect("holder"),
+        None,
+        "nobody holds a new ledger's lease"
+    );
+    let Claim::Granted(first) = la.claim(server_a, Duration::from_secs(30)).expect("claim") else {
+        panic!("a free lease is granted");
+    };
+    match lb.claim(server_b, Duration::from_secs(30)).expect("claim") {
+        Claim::Held { address, remaining } => {
+            assert_eq!(address, "http://a");
+            assert!(
+                remaining > Duration::from_secs(20) && remaining <= Duration::from_secs(30),
+                "{remaining:?}"
+            );
+        }
+        other => panic!("a held lease is not granted to another: {other:?}"),
+    }
+    assert_eq!(
+        la.holder().expect("holder").map(|h| h.0).as_deref(),
+        Some("http://a")
+    );
+    let mut fenced = put(&[(A, b"a1", b"by a")]);
+    fenced.fence = Some(first);
+    a.commit(fenced)
+        .expect("the holder commits under its lease");
+
+    // A lease that lapses goes to the next claimant, under a new epoch.
+    assert!(la.renew(first, Duration::from_millis(1)).expect("renew"));
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(
+        la.holder().expect("holder"),
+        None,
+        "a lapsed lease has no holder"
+    );
+    let Claim::Granted(second) = lb.claim(server_b, Duration::from_secs(30)).expect("claim") else {
+        panic!("a lapsed lease is granted");
+    };
+    assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
+    assert!(
+        !la.renew(first, Duration::from_secs(30)).expect("renew"),
+        "a lost lease does not renew"
+    );
+    let mut stale = put(&[(A, b"a2", b"by a, late")]);
+    stale.fence = Some(first);
+    let e = a.commit(stale).expect_err("fenced out");
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    assert!(e.to_string().contains("write lease"), "{e}");
+    assert_eq!(
+        b.view().expect("view").get(A, b"a2").expect("get"),
+        None,
+        "nothing written"
+    );
+    let mut current = put(&[(A, b"b1", b"by b")]);
+    current.fence = Some(second);
+    b.commit(current).expect("the new holder commits");
+
+    // Released, it is free at once.
+    lb.release(second).expect("release");
+    assert_eq!(lb.holder().expect("holder"), None);
+    let Claim::Granted(third) = la.claim(server_a, Duration::from_secs(30)).expect("claim") else {
+        panic!("a released lease is granted");
+    };
+    assert!(third.epoch > second.epoch);
 }
 
 /// Two writers on two connections race to extend one key space, each committing "my key

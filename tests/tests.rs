@@ -14,6 +14,8 @@ mod bench_smoke;
 mod check;
 /// The `graven` and `graven-verify` command lines, end to end against a real server.
 mod cli_contract;
+/// Several servers on one PostgreSQL: forwarding, streams everywhere, failover harness.
+mod cluster;
 /// Many clients, expected versions: no lost update, one winner per conflict.
 mod concurrency;
 /// The crash harness: `graven serve` SIGKILLed at random moments under write load, rounds

@@ -10,6 +10,7 @@ use graven::engine::{Config, Engine};
 use graven::pb;
 use graven::pb::operation::Kind;
 use graven::storage::Location;
+use graven_verify::Hash;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 use tower::service_fn;
@@ -207,6 +208,30 @@ pub fn assert_code<T: std::fmt::Debug>(
                 s.message()
             );
         }
+    }
+}
+
+/// Proof hashes as a server sent them.
+pub(crate) fn hashes(raw: &[Vec<u8>]) -> Vec<Hash> {
+    raw.iter()
+        .map(|h| Hash(h.as_slice().try_into().expect("32-byte proof hash")))
+        .collect()
+}
+
+/// A small deterministic generator (xorshift64*), one per writer.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// A number below `n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
     }
 }
 

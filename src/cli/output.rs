@@ -136,6 +136,7 @@ pub fn ledger_json(i: &pb::LedgerInfo) -> Value {
         "vkey": i.vkey,
         "deletion_protection": i.deletion_protection,
         "created_micros": i.created_micros,
+        "writer": i.writer,
         "checkpoint": i.checkpoint,
     })
 }

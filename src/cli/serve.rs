@@ -20,6 +20,14 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "GRAVEN_LISTEN", default_value = "127.0.0.1:7420")]
     pub listen: SocketAddr,
+    /// With --storage: the address the other servers reach this one at, to forward the
+    /// writes of the ledgers it writes. Default: http(s)://<--listen>.
+    #[arg(long, env = "GRAVEN_ADVERTISE", value_name = "URL")]
+    pub advertise: Option<String>,
+    /// With --storage: how long a ledger's write lease lasts without renewal, in
+    /// milliseconds; when its writer dies, another server takes over within about this.
+    #[arg(long, env = "GRAVEN_LEASE_MS", default_value_t = 3000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub lease_ms: u64,
     /// Server name: ledgers created from now on get checkpoint origin `<name>/<ledger>`.
     #[arg(long, env = "GRAVEN_NAME", default_value = "graven.local")]
     pub name: String,
@@ -76,6 +84,15 @@ impl ServeArgs {
         c.limits.max_transaction_bytes = self.max_transaction_bytes;
         c.cache_bytes = self.cache_mib << 20;
         c.storage = self.storage.location();
+        c.address = self.advertise.clone().unwrap_or_else(|| {
+            let scheme = if self.tls_cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", self.listen)
+        });
+        c.lease = std::time::Duration::from_millis(self.lease_ms);
         c
     }
 

@@ -56,7 +56,9 @@ pub fn subscribe(ledger: Arc<Ledger>, follow: Follow) -> Result<Subscription> {
     for table in &follow.tables {
         check_table_name(table).map_err(|e| e.context("tables"))?;
     }
-    let size = ledger.head().borrow().size;
+    // The size in storage: on shared storage another server may have extended the
+    // journal since this one last published its head.
+    let size = ledger.checkpoint(TreeSize::Latest)?.size;
     let start = follow.from.unwrap_or(size);
     if start > size {
         return Err(Error::out_of_range(format!(

@@ -9,6 +9,7 @@ use graven_verify::{CompactRange, Entry, Signer, prove_consistency, prove_inclus
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::check::{self, Outcome, Report};
+use super::lease::{Claimant, WriteLease};
 use super::prepare::Prepared;
 use super::sequencer::{Job, Sequencer};
 use super::{DB_FILE, HeadProblem, checkpoint_of, files, verified_head};
@@ -54,7 +55,12 @@ pub struct Ledger {
 impl Ledger {
     /// Opens the ledger in `dir`: reads its key and database, checks them against each
     /// other, and starts the sequencer (see [`Ledger::start`]).
-    pub(crate) fn open(name: &str, dir: &Path, config: &super::Config) -> Result<Ledger> {
+    pub(crate) fn open(
+        name: &str,
+        dir: &Path,
+        config: &super::Config,
+        claimant: &Arc<Claimant>,
+    ) -> Result<Ledger> {
         let signer = files::read_key_file(dir).map_err(|e| Error::internal(e.to_string()))?;
         let store = Store::open_at(
             &config.storage,
@@ -62,7 +68,14 @@ impl Ledger {
             name,
             config.cache_bytes,
         )?;
-        Ledger::start(name, dir, store, signer, config.limits.max_page_size)
+        Ledger::start(
+            name,
+            dir,
+            store,
+            signer,
+            config.limits.max_page_size,
+            claimant.clone(),
+        )
     }
 
     /// Starts serving `store`: restores the tree's right edge from `O(log n)` stored hashes
@@ -74,14 +87,20 @@ impl Ledger {
         store: Store,
         signer: Signer,
         max_page_size: u32,
+        claimant: Arc<Claimant>,
     ) -> Result<Ledger> {
         let snap = store.read()?;
         let journal = JournalState::read(&snap, &signer)?;
         let created_micros = snap.created_micros()?;
         drop(snap);
         let (head_tx, head_rx) = watch::channel(journal.head.clone());
+        let lease = WriteLease::new(&store, claimant);
         let store = Arc::new(store);
         let sequencer = Sequencer {
+            ledger: name.to_owned(),
+            lease,
+            fence: None,
+            polled: std::time::Instant::now(),
             store: store.clone(),
             signer: signer.clone(),
             range: journal.range,
@@ -224,6 +243,10 @@ impl Ledger {
             vkey: self.vkey.clone(),
             deletion_protection: v.snap.deletion_protection()?,
             created_micros: self.created_micros,
+            writer: match self.store.leases() {
+                None => None,
+                Some(leases) => leases.holder()?.map(|(address, _)| address),
+            },
         })
     }
 

@@ -10,6 +10,7 @@ mod apply;
 pub mod check;
 pub mod files;
 pub mod follower;
+pub mod lease;
 mod ledger;
 pub mod prepare;
 pub mod restore;
@@ -44,6 +45,12 @@ pub struct Config {
     /// Where the ledgers' key spaces live: redb files in the data folder (the default), or
     /// a PostgreSQL database (the data folder then holds the signing keys).
     pub storage: Location,
+    /// On shared storage: the address other servers reach this one at, to forward the
+    /// writes of the ledgers it writes (`http://HOST:PORT`).
+    pub address: String,
+    /// On shared storage: how long a write lease lasts without renewal, so about how long
+    /// writes wait for a server that died.
+    pub lease: std::time::Duration,
 }
 
 impl Config {
@@ -56,6 +63,8 @@ impl Config {
             limits: Limits::default(),
             cache_bytes: storage::DEFAULT_CACHE_BYTES,
             storage: Location::Embedded,
+            address: String::new(),
+            lease: lease::DEFAULT_LEASE,
         }
     }
 }
@@ -70,6 +79,8 @@ pub struct Engine {
     closed: AtomicBool,
     /// The data folder's lock, held until [`Engine::close`].
     lock: Mutex<Option<std::fs::File>>,
+    /// This server, as it claims write leases on shared storage.
+    claimant: Arc<lease::Claimant>,
 }
 
 /// Microseconds since the Unix epoch.
@@ -213,9 +224,10 @@ impl Engine {
         let root = files::ledgers_dir(&config.data_dir);
         let listing = |e| Error::internal_from(format!("reading {}", root.display()), e);
         files::remove_leftovers(&root).map_err(listing)?;
+        let claimant = Arc::new(lease::Claimant::new(&config.address, config.lease));
         let mut ledgers = BTreeMap::new();
         for name in files::ledger_names(&root).map_err(listing)? {
-            let ledger = Ledger::open(&name, &root.join(&name), &config)
+            let ledger = Ledger::open(&name, &root.join(&name), &config, &claimant)
                 .map_err(|e| e.context(format!("opening ledger {}", Quote(&name))))?;
             tracing::info!(ledger = %name, size = ledger.head().borrow().size, "opened ledger");
             ledgers.insert(name, Arc::new(ledger));
@@ -226,6 +238,7 @@ impl Engine {
             catalog: Mutex::new(()),
             closed: AtomicBool::new(false),
             lock: Mutex::new(Some(lock)),
+            claimant,
         })
     }
 
@@ -239,21 +252,64 @@ impl Engine {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// How long a write lease lasts without renewal (shared storage only).
+    pub fn lease(&self) -> std::time::Duration {
+        self.config.lease
+    }
+
     /// Where the ledgers are kept.
     pub fn storage(&self) -> &Location {
         &self.config.storage
     }
 
-    /// A ledger by name.
+    /// A ledger by name. On shared storage, a ledger another server created is opened
+    /// here the first time it is asked for, once its key is in this server's data folder.
     pub fn ledger(&self, name: &str) -> Result<Arc<Ledger>> {
         self.check_open()?;
         check_ledger_name(name)?;
-        self.ledgers
+        let open = self
+            .ledgers
             .read()
             .map_err(|_| Error::internal("ledger catalog lock poisoned"))?
             .get(name)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("ledger {} does not exist", Quote(name))))
+            .cloned();
+        match open {
+            Some(ledger) => Ok(ledger),
+            None => self
+                .discover(name)?
+                .ok_or_else(|| Error::not_found(format!("ledger {} does not exist", Quote(name)))),
+        }
+    }
+
+    /// On shared storage: opens ledger `name` if its folder (with its key) appeared in
+    /// the data folder since start-up. Blocking.
+    fn discover(&self, name: &str) -> Result<Option<Arc<Ledger>>> {
+        if self.config.storage == Location::Embedded {
+            return Ok(None);
+        }
+        let root = files::ledgers_dir(&self.config.data_dir);
+        let dir = root.join(name);
+        if !dir.join(KEY_FILE).exists() {
+            return Ok(None);
+        }
+        let _guard = self
+            .catalog
+            .lock()
+            .map_err(|_| Error::internal("catalog lock poisoned"))?;
+        self.check_open()?;
+        let mut ledgers = self
+            .ledgers
+            .write()
+            .map_err(|_| Error::internal("ledger catalog lock poisoned"))?;
+        if let Some(ledger) = ledgers.get(name) {
+            return Ok(Some(ledger.clone()));
+        }
+        let ledger = Ledger::open(name, &dir, &self.config, &self.claimant)
+            .map_err(|e| e.context(format!("opening ledger {}", Quote(name))))?;
+        tracing::info!(ledger = %name, size = ledger.head().borrow().size, "opened ledger");
+        let ledger = Arc::new(ledger);
+        ledgers.insert(name.to_owned(), ledger.clone());
+        Ok(Some(ledger))
     }
 
     fn check_open(&self) -> Result<()> {
@@ -263,9 +319,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Every ledger, by name.
+    /// Every ledger, by name (on shared storage, those whose keys this server has).
     pub fn ledgers(&self) -> Result<Vec<Arc<Ledger>>> {
         self.check_open()?;
+        if self.config.storage != Location::Embedded {
+            let root = files::ledgers_dir(&self.config.data_dir);
+            let names = files::ledger_names(&root)
+                .map_err(|e| Error::internal_from(format!("reading {}", root.display()), e))?;
+            for name in names {
+                if let Err(e) = self.ledger(&name) {
+                    tracing::warn!(ledger = %name, error = %e, "cannot open ledger");
+                }
+            }
+        }
         Ok(self
             .ledgers
             .read()
@@ -332,7 +398,12 @@ impl Engine {
             },
         )
         .map_err(|e| e.context(format!("creating ledger {}", Quote(name))))?;
-        let ledger = Arc::new(Ledger::open(name, &root.join(name), &self.config)?);
+        let ledger = Arc::new(Ledger::open(
+            name,
+            &root.join(name),
+            &self.config,
+            &self.claimant,
+        )?);
         self.ledgers
             .write()
             .map_err(|_| Error::internal("ledger catalog lock poisoned"))?

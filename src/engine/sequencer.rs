@@ -10,23 +10,36 @@
 //! ledger accepting writes (after a failed fsync the state on disk is unknown).
 //!
 //! It MUST NOT answer a client before its batch is durable.
+//!
+//! On storage several servers share, the sequencer also keeps the ledger's write lease
+//! ([`super::lease`]): it claims it before its first write, fences every batch with it,
+//! renews it, and gives it up when it stops. While another server holds it, writes are
+//! answered with [`crate::error::ErrorKind::NotWriter`], and the sequencer keeps the head
+//! it publishes for the change stream up to date by polling the storage every [`TICK`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use graven_verify::{CompactRange, Entry, Operation, Signer};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::{check_op, check_shape, next_version, op_name};
+use super::lease::WriteLease;
 use super::ledger::JournalState;
 use super::prepare::Prepared;
 use super::{checkpoint_of, now_micros, sign_checkpoint};
-use crate::error::{Error, Quote, Result};
+use crate::error::{Error, ErrorKind, Quote, Result};
 use crate::model::{Head, Op, OpResult, Receipt, TableInfo};
-use crate::storage::{DocRow, NewRevision, Store, StoredReceipt, TableRow, Writer};
+use crate::storage::{self, DocRow, Lease, NewRevision, Store, StoredReceipt, TableRow, Writer};
 
 /// Most operations committed in one batch; more wait for the next one.
 const MAX_BATCH_OPERATIONS: usize = 20_000;
+
+/// On shared storage, how often an idle sequencer looks after its lease and, while
+/// another server writes and somebody follows the change stream, polls the head: a commit
+/// made elsewhere reaches the stream within about this long.
+pub(crate) const TICK: Duration = Duration::from_millis(25);
 
 /// Work for the sequencer. Each job carries the channel its answer goes to.
 pub(crate) enum Job {
@@ -38,6 +51,8 @@ pub(crate) enum Job {
 
 /// The sequencer's state, owned by its thread.
 pub(crate) struct Sequencer {
+    /// The ledger's name, for errors.
+    pub(crate) ledger: String,
     pub(crate) store: Arc<Store>,
     /// The ledger's key; its name is the checkpoint origin.
     pub(crate) signer: Signer,
@@ -52,19 +67,54 @@ pub(crate) struct Sequencer {
     pub(crate) resync: bool,
     /// The durable head, published after each commit for the change stream.
     pub(crate) head: watch::Sender<Head>,
+    /// The ledger's write lease on shared storage.
+    pub(crate) lease: WriteLease,
+    /// The lease this server's batches are fenced with now.
+    pub(crate) fence: Option<Lease>,
+    /// When the head was last polled.
+    pub(crate) polled: Instant,
 }
 
 impl Sequencer {
     /// Runs until every sender of `jobs` is gone.
     pub(crate) fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        // On shared storage, waiting for work must end at each tick.
+        let clock = match self.lease.shared() {
+            false => None,
+            true => match tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+            {
+                Ok(rt) => Some(rt),
+                Err(e) => {
+                    self.failed = Some(format!("starting the sequencer's timer: {e}"));
+                    None
+                }
+            },
+        };
         let mut pending: Option<Job> = None;
         loop {
+            if clock.is_some() {
+                self.tick();
+            }
             let first = match pending.take() {
                 Some(job) => job,
-                None => match jobs.blocking_recv() {
-                    Some(job) => job,
-                    None => return,
-                },
+                None => {
+                    let next = match &clock {
+                        None => jobs.blocking_recv(),
+                        // The timer is made inside the runtime, whose clock it needs.
+                        Some(rt) => match rt
+                            .block_on(async { tokio::time::timeout(TICK, jobs.recv()).await })
+                        {
+                            Ok(next) => next,
+                            Err(_) => continue,
+                        },
+                    };
+                    match next {
+                        Some(job) => job,
+                        None => break,
+                    }
+                }
             };
             // A client that went away gets no answer; its work was done all the same.
             match first {
@@ -101,18 +151,71 @@ impl Sequencer {
                 }
             }
         }
+        self.lease.release(&self.store, &self.ledger);
     }
 
+    /// On shared storage, between jobs: renews the lease when due; while another server
+    /// writes and the change stream has followers, publishes the head it committed.
+    fn tick(&mut self) {
+        self.lease.renew_if_due(&self.store, &self.ledger);
+        // The ledger itself holds one receiver of the head; more are followers.
+        if self.lease.is_writer() || self.head.receiver_count() <= 1 {
+            return;
+        }
+        if self.polled.elapsed() < TICK {
+            return;
+        }
+        self.polled = Instant::now();
+        if let Err(e) = self.poll_head() {
+            tracing::warn!(ledger = %self.ledger, error = %e, "polling the head failed");
+        }
+    }
+
+    /// Publishes the head another server committed, once its checkpoint verifies.
+    fn poll_head(&mut self) -> Result<()> {
+        let snap = self.store.read()?;
+        let size = snap.size()?;
+        if size <= self.head.borrow().size {
+            return Ok(());
+        }
+        let checkpoint = snap.checkpoint()?;
+        let signed =
+            graven_verify::open_checkpoint(checkpoint.as_bytes(), &[self.signer.verifier()])
+                .map_err(|e| Error::internal(format!("the stored checkpoint: {e}")))?;
+        if signed.checkpoint.size != size {
+            return Err(Error::internal(format!(
+                "the stored checkpoint is of size {}, the journal's {size}",
+                signed.checkpoint.size
+            )));
+        }
+        self.head.send_replace(Head { size, checkpoint });
+        Ok(())
+    }
+
+    /// Whether this server may write now: the ledger did not fail, it holds the lease
+    /// (claimed now if nobody holds it; [`ErrorKind::NotWriter`] if another server
+    /// does), and its state is the storage's.
     fn check_writable(&mut self) -> Result<()> {
         if let Some(why) = &self.failed {
             return Err(Error::unavailable(format!(
                 "ledger stopped accepting writes after a storage failure ({why}); restart the server"
             )));
         }
-        if self.resync {
+        let writable = self.lease.ensure(&self.store, &self.ledger)?;
+        self.fence = writable.fence;
+        if self.resync || writable.claimed {
             self.read_back()?;
         }
         Ok(())
+    }
+
+    /// A write batch over a snapshot of now, fenced by the lease.
+    fn writer<'s>(&self, store: &'s Store) -> Result<Writer<'s>> {
+        let mut w = store.write()?;
+        if let Some(lease) = self.fence {
+            w.fence(lease);
+        }
+        Ok(w)
     }
 
     /// After a commit whose fate is unknown (the storage went away during it): the
@@ -126,20 +229,35 @@ impl Sequencer {
         if self.head.borrow().size != journal.head.size {
             self.head.send_replace(journal.head);
         }
+        if self.resync {
+            tracing::info!(origin = %self.signer.name(), "the storage is back; writes resume");
+        }
         self.resync = false;
-        tracing::info!(origin = %self.signer.name(), "the storage is back; writes resume");
         Ok(())
     }
 
     /// Commits `w`. On failure: storage out of reach leaves the commit's fate unknown
     /// until the state is read back; any other failure stops the ledger's writes (after a
     /// failed fsync the state on disk is unknown, and retrying can hide data loss).
+    /// On shared storage, a commit refused by its fence or its journal condition (another
+    /// server writes now) wrote nothing: the lease is given up, and the batch is answered
+    /// as its new writer says (see [`Sequencer::commit_batch`]).
     fn commit(&mut self, w: Writer<'_>) -> Result<()> {
         let e = match w.commit() {
             Ok(()) => return Ok(()),
-            Err(e) => Error::from(e),
+            Err(e) => e,
         };
-        if e.kind == crate::error::ErrorKind::Unavailable {
+        if e.kind() == storage::ErrorKind::Conflict && self.lease.shared() {
+            self.lease.lost();
+            self.resync = true;
+            return Err(Error::unavailable(format!(
+                "another server took over writing ledger {} during this commit; nothing of \
+                 it was written ({e})",
+                Quote(&self.ledger)
+            )));
+        }
+        let e = Error::from(e);
+        if e.kind == ErrorKind::Unavailable {
             self.resync = true;
         } else {
             self.failed = Some(e.to_string());
@@ -151,7 +269,7 @@ impl Sequencer {
     fn admin<T>(&mut self, change: impl FnOnce(&mut Writer<'_>, u64) -> Result<T>) -> Result<T> {
         self.check_writable()?;
         let store = self.store.clone();
-        let mut w = store.write()?;
+        let mut w = self.writer(&store)?;
         let out = change(&mut w, now_micros())?;
         self.commit(w)?;
         Ok(out)
@@ -160,14 +278,27 @@ impl Sequencer {
     /// Commits a batch of transactions and answers each client.
     fn commit_batch(&mut self, batch: Vec<(Prepared, oneshot::Sender<Result<Receipt>>)>) {
         let (txs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let saved = (self.range.clone(), self.next_tx, self.last_commit);
-        let results = match self.check_writable().and_then(|()| self.write_batch(&txs)) {
-            Ok(results) => results,
-            Err(e) => {
-                // Nothing of the batch is durable: forget it, and tell everyone.
-                (self.range, self.next_tx, self.last_commit) = saved;
-                tracing::error!(origin = %self.signer.name(), error = %e, "batch failed");
-                txs.iter().map(|_| Err(e.clone())).collect()
+        let mut retried = false;
+        let results = loop {
+            let saved = (self.range.clone(), self.next_tx, self.last_commit);
+            let was_writer = self.lease.is_writer();
+            match self.check_writable().and_then(|()| self.write_batch(&txs)) {
+                Ok(results) => break results,
+                Err(e) => {
+                    // Nothing of the batch is durable: forget it.
+                    (self.range, self.next_tx, self.last_commit) = saved;
+                    // Refused because another server took over: nothing was written, so
+                    // the batch may go again, here if this server gets the lease back, or
+                    // (NOT_WRITER) to the new writer.
+                    if was_writer && !self.lease.is_writer() && !retried && self.resync {
+                        retried = true;
+                        continue;
+                    }
+                    if e.kind != ErrorKind::NotWriter {
+                        tracing::error!(origin = %self.signer.name(), error = %e, "batch failed");
+                    }
+                    break txs.iter().map(|_| Err(e.clone())).collect();
+                }
             }
         };
         for (reply, result) in replies.into_iter().zip(results) {
@@ -180,7 +311,7 @@ impl Sequencer {
     /// storage failure (the batch is lost); the inner ones are per-transaction outcomes.
     fn write_batch(&mut self, txs: &[Prepared]) -> Result<Vec<Result<Receipt>>> {
         let store = self.store.clone();
-        let mut w = store.write()?;
+        let mut w = self.writer(&store)?;
         let now = now_micros().max(self.last_commit);
         let mut results = Vec::with_capacity(txs.len());
         let mut remembered: HashMap<&str, StoredReceipt> = HashMap::new();
@@ -468,6 +599,7 @@ mod tests {
 
     use super::*;
     use crate::engine::Ledger;
+    use crate::engine::lease::DEFAULT_LEASE;
     use crate::engine::prepare::prepare;
     use crate::error::ErrorKind;
     use crate::model::{Limits, RequestOp, TransactRequest};
@@ -487,7 +619,8 @@ mod tests {
             checkpoint: &checkpoint,
         })
         .expect("store");
-        let ledger = Ledger::start("l", dir, store, signer, 100).expect("ledger");
+        let claimant = Arc::new(crate::engine::lease::Claimant::new("", DEFAULT_LEASE));
+        let ledger = Ledger::start("l", dir, store, signer, 100, claimant).expect("ledger");
         ledger.create_table("t").await.expect("table");
         ledger
     }

@@ -99,6 +99,7 @@ pub fn ledger_info(i: model::LedgerInfo) -> pb::LedgerInfo {
         vkey: i.vkey,
         deletion_protection: i.deletion_protection,
         created_micros: i.created_micros,
+        writer: i.writer.unwrap_or_default(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! lives here.
 
 mod convert;
+mod forward;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +21,9 @@ use crate::model::TreeSize;
 use crate::pb;
 
 pub use convert::transact_request;
+pub use forward::FORWARDED_HEADER;
+
+use forward::Forwarder;
 
 /// The principal recorded in entries while authentication is off.
 pub const ANONYMOUS: &str = "anonymous";
@@ -42,7 +46,8 @@ pub fn status(e: Error) -> Status {
         ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
         ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
         ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
-        ErrorKind::Unavailable => tonic::Code::Unavailable,
+        // Not forwarded (it was forwarded here already): the client tries again.
+        ErrorKind::Unavailable | ErrorKind::NotWriter => tonic::Code::Unavailable,
         ErrorKind::Internal => {
             let source = std::error::Error::source(&e).map(ToString::to_string);
             tracing::error!(error = %e.message, source, "internal error");
@@ -90,19 +95,29 @@ pub struct GravenService {
     engine: Arc<Engine>,
     /// Principals and roles; `None`: authentication off, everyone is [`ANONYMOUS`].
     auth: Option<Arc<Auth>>,
+    /// On shared storage: sends writes on to the ledger's writer.
+    forwarder: Arc<Forwarder>,
 }
 
 impl GravenService {
     /// Services over `engine`, open to everyone.
     pub fn new(engine: Arc<Engine>) -> GravenService {
-        GravenService { engine, auth: None }
+        let shared = *engine.storage() != crate::storage::Location::Embedded;
+        // Long enough for a dead writer's lease to lapse and this server to take it.
+        let patience = engine.lease() * 2 + Duration::from_secs(1);
+        let forwarder = Arc::new(Forwarder::new(shared, patience));
+        GravenService {
+            engine,
+            auth: None,
+            forwarder,
+        }
     }
 
     /// Services over `engine` that admit only `auth`'s principals, by role.
     pub fn with_auth(engine: Arc<Engine>, auth: Arc<Auth>) -> GravenService {
         GravenService {
-            engine,
             auth: Some(auth),
+            ..GravenService::new(engine)
         }
     }
 
@@ -172,6 +187,15 @@ impl GravenService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// A client of another server with graven's message limits both ways.
+macro_rules! limited {
+    ($client:expr) => {
+        $client
+            .max_decoding_message_size(crate::model::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::model::MAX_MESSAGE_BYTES)
+    };
+}
+
 #[tonic::async_trait]
 impl pb::admin_server::Admin for GravenService {
     async fn create_ledger(
@@ -227,14 +251,25 @@ impl pb::admin_server::Admin for GravenService {
         request: Request<pb::UpdateLedgerRequest>,
     ) -> Reply<pb::LedgerInfo> {
         self.authorize(&request, &request.get_ref().name, Role::Admin, "update")?;
-        let r = request.into_inner();
-        let ledger = self.ledger(&r.name)?;
-        if let Some(on) = r.deletion_protection {
-            ledger.set_deletion_protection(on).await.map_err(status)?;
-        }
-        Ok(Response::new(convert::ledger_info(
-            ledger.info().map_err(status)?,
-        )))
+        let ledger = self.ledger(&request.get_ref().name)?;
+        let info = self
+            .forwarder
+            .write(
+                self.forwarder.prepare(&request),
+                || async {
+                    if let Some(on) = request.get_ref().deletion_protection {
+                        ledger.set_deletion_protection(on).await?;
+                    }
+                    ledger.info().map(convert::ledger_info)
+                },
+                |c, r| async move {
+                    limited!(pb::admin_client::AdminClient::new(c))
+                        .update_ledger(r)
+                        .await
+                },
+            )
+            .await?;
+        Ok(Response::new(info))
     }
 
     async fn delete_ledger(
@@ -251,10 +286,23 @@ impl pb::admin_server::Admin for GravenService {
     async fn create_table(&self, request: Request<pb::CreateTableRequest>) -> Reply<pb::TableInfo> {
         let ledger = &request.get_ref().ledger;
         self.authorize(&request, ledger, Role::Admin, "create tables in")?;
-        let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
-        let info = ledger.create_table(&r.table).await.map_err(status)?;
-        Ok(Response::new(convert::table_info(info)))
+        let ledger = self.ledger(&request.get_ref().ledger)?;
+        let info = self
+            .forwarder
+            .write(
+                self.forwarder.prepare(&request),
+                || async {
+                    let table = &request.get_ref().table;
+                    ledger.create_table(table).await.map(convert::table_info)
+                },
+                |c, r| async move {
+                    limited!(pb::admin_client::AdminClient::new(c))
+                        .create_table(r)
+                        .await
+                },
+            )
+            .await?;
+        Ok(Response::new(info))
     }
 
     async fn list_tables(
@@ -276,10 +324,26 @@ impl pb::admin_server::Admin for GravenService {
     ) -> Reply<pb::DropTableResponse> {
         let ledger = &request.get_ref().ledger;
         self.authorize(&request, ledger, Role::Admin, "drop tables of")?;
-        let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
-        ledger.drop_table(&r.table).await.map_err(status)?;
-        Ok(Response::new(pb::DropTableResponse {}))
+        let ledger = self.ledger(&request.get_ref().ledger)?;
+        let done = self
+            .forwarder
+            .write(
+                self.forwarder.prepare(&request),
+                || async {
+                    let table = &request.get_ref().table;
+                    ledger
+                        .drop_table(table)
+                        .await
+                        .map(|()| pb::DropTableResponse {})
+                },
+                |c, r| async move {
+                    limited!(pb::admin_client::AdminClient::new(c))
+                        .drop_table(r)
+                        .await
+                },
+            )
+            .await?;
+        Ok(Response::new(done))
     }
 
     type CheckLedgerStream =
@@ -347,11 +411,31 @@ impl pb::documents_server::Documents for GravenService {
     async fn transact(&self, request: Request<pb::TransactRequest>) -> Reply<pb::Receipt> {
         let principal =
             self.authorize(&request, &request.get_ref().ledger, Role::Writer, "write")?;
+        if !self.forwarder.shared() {
+            // Embedded storage: this server is the writer, and the request is not copied.
+            let (name, tx) = transact_request(request.into_inner()).map_err(status)?;
+            let tx = prepare::prepare(tx, self.engine.limits(), principal).map_err(status)?;
+            let ledger = self.ledger(&name)?;
+            let r = ledger.transact(tx).await.map_err(status)?;
+            return Ok(Response::new(convert::receipt(r)));
+        }
+        let forward = self.forwarder.prepare(&request);
         let (name, tx) = transact_request(request.into_inner()).map_err(status)?;
         let tx = prepare::prepare(tx, self.engine.limits(), principal).map_err(status)?;
         let ledger = self.ledger(&name)?;
-        let r = ledger.transact(tx).await.map_err(status)?;
-        Ok(Response::new(convert::receipt(r)))
+        let receipt = self
+            .forwarder
+            .write(
+                forward,
+                || async { ledger.transact(tx.clone()).await.map(convert::receipt) },
+                |c, r| async move {
+                    limited!(pb::documents_client::DocumentsClient::new(c))
+                        .transact(r)
+                        .await
+                },
+            )
+            .await?;
+        Ok(Response::new(receipt))
     }
 
     async fn get_document(

@@ -23,8 +23,16 @@
 //!   no later than the next durable commit). It MUST refuse, with [`ErrorKind::Conflict`]
 //!   and nothing applied, a batch whose condition does not hold.
 //! * Keys sort bytewise, shorter first on a common prefix.
+//!
+//! A backend that several processes may open at once (a database) also keeps each
+//! ledger's write lease ([`Leases`]): at most one process writes a ledger at a time, and
+//! its commits carry the lease they were made under ([`Batch::fence`]). Such a backend
+//! MUST refuse, with [`ErrorKind::Conflict`] and nothing applied, a batch whose fence is
+//! not the ledger's lease when it commits. A backend only one process can open (redb,
+//! behind the data folder's lock) has no leases: that process is the writer.
 
 use std::ops::Bound;
+use std::time::Duration;
 
 use super::{Error, Result};
 
@@ -71,6 +79,55 @@ pub struct Batch {
     pub expect_last: Option<(Space, Option<Vec<u8>>)>,
     /// Durable with a later commit only (bulk loads that are put in place once whole).
     pub defer_durability: bool,
+    /// Commit only while this is the ledger's write lease (backends with [`Leases`]).
+    pub fence: Option<Lease>,
+}
+
+/// A write lease: the right to commit to one ledger, held in the storage for a while.
+/// Each grant has a new epoch, greater than every earlier one of the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Which grant this is.
+    pub epoch: u64,
+}
+
+/// Who claims a lease: a process, and the address other servers reach it at.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder<'a> {
+    /// Unique to one process's lifetime.
+    pub id: &'a str,
+    /// Where the other servers send the writes they receive for the ledger.
+    pub address: &'a str,
+}
+
+/// What a claim of the lease found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The claimant holds the lease now, for the time it asked (by the storage's clock).
+    Granted(Lease),
+    /// Another holder has it, for at least `remaining` more unless it renews.
+    Held {
+        /// The holder's address.
+        address: String,
+        /// How long it has left.
+        remaining: Duration,
+    },
+}
+
+/// The write leases of a storage that several processes share.
+pub trait Leases: Send + Sync {
+    /// Takes the lease for `ttl` if it is free, expired, or `holder`'s already (a new
+    /// epoch each time); otherwise says who has it.
+    fn claim(&self, holder: Holder<'_>, ttl: Duration) -> Result<Claim>;
+
+    /// Extends `lease` to `ttl` from now. False when it is no longer the ledger's lease.
+    fn renew(&self, lease: Lease, ttl: Duration) -> Result<bool>;
+
+    /// Gives `lease` up at once, so that another server need not wait for it to expire.
+    fn release(&self, lease: Lease) -> Result<()>;
+
+    /// The address of the lease's holder and how long it has left, while one holds it.
+    fn holder(&self) -> Result<Option<(String, Duration)>>;
 }
 
 /// A storage backend: see the module documentation for the contract.
@@ -81,6 +138,24 @@ pub trait Backend: Send + Sync {
 
     /// Applies `batch`, all or nothing, durably, if its condition holds.
     fn commit(&self, batch: Batch) -> Result<()>;
+
+    /// The ledger's write lease, when several processes may open this storage at once;
+    /// `None` when only one can (that one is the writer).
+    fn leases(&self) -> Option<&dyn Leases> {
+        None
+    }
+}
+
+/// What a backend reports when a batch's fence is no longer the ledger's lease.
+pub(crate) fn fenced(fence: Lease, current: u64) -> Error {
+    Error::new(
+        super::ErrorKind::Conflict,
+        format!(
+            "another server holds the ledger's write lease now (epoch {current}; this batch \
+             was made under epoch {})",
+            fence.epoch
+        ),
+    )
 }
 
 /// What a backend reports when a batch's condition does not hold.

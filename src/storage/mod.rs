@@ -27,7 +27,7 @@ use std::path::Path;
 use graven_verify::{CompactRange, Hash, HashReader, leaf_hash, split_stored_hash_index};
 use serde::{Deserialize, Serialize};
 
-pub use backend::{Backend, Batch, Rows, Space, View};
+pub use backend::{Backend, Batch, Claim, Holder, Lease, Leases, Rows, Space, View};
 
 use crate::model::OpResult;
 
@@ -590,6 +590,12 @@ impl Store {
         })
     }
 
+    /// The ledger's write lease, when several servers may share this storage; `None`
+    /// when embedded (the data folder's lock makes its server the writer).
+    pub fn leases(&self) -> Option<&dyn Leases> {
+        self.backend.leases()
+    }
+
     /// A writer over a snapshot of now; see [`Writer::commit`].
     pub fn write(&self) -> Result<Writer<'_>> {
         let snap = self.read()?;
@@ -600,6 +606,7 @@ impl Store {
             base,
             pending: SPACES.iter().map(|_| BTreeMap::new()).collect(),
             defer_durability: false,
+            fence: None,
             hashes: Vec::new(),
         })
     }
@@ -880,6 +887,8 @@ pub struct Writer<'s> {
     /// The batch's writes, by key space.
     pending: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
     defer_durability: bool,
+    /// The write lease the batch is made under, if the storage has leases.
+    fence: Option<Lease>,
     /// The tree hashes of the revision being appended (reused from one to the next).
     hashes: Vec<Hash>,
 }
@@ -1038,8 +1047,14 @@ impl Writer<'_> {
         self.defer_durability = true;
     }
 
+    /// Commits the batch only while `lease` is the ledger's write lease.
+    pub fn fence(&mut self, lease: Lease) {
+        self.fence = Some(lease);
+    }
+
     /// Commits the batch: all of it, durable (unless deferred) when this returns. Refused
-    /// ([`ErrorKind::Conflict`]) if the journal is no longer the one the writer began on.
+    /// ([`ErrorKind::Conflict`]) if the journal is no longer the one the writer began on,
+    /// or the batch's fence is no longer the ledger's lease.
     pub fn commit(self) -> Result<()> {
         let puts = self
             .pending
@@ -1051,6 +1066,7 @@ impl Writer<'_> {
             puts,
             expect_last: Some((LEAVES, self.base)),
             defer_durability: self.defer_durability,
+            fence: self.fence,
         })
     }
 }

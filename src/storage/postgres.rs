@@ -3,7 +3,9 @@
 //!
 //! ```sql
 //! graven_schema (version integer)                 -- the schema's version, one row
-//! graven_ledger (ledger text PRIMARY KEY)          -- a row per ledger, locked by commits
+//! graven_ledger (ledger text PRIMARY KEY,          -- a row per ledger, locked by commits,
+//!                writer text, address text,        -- and its write lease: who holds it,
+//!                epoch bigint, lease_until timestamptz) -- which grant, until when
 //! graven_kv (ledger text, space smallint, key bytea, value bytea,
 //!            PRIMARY KEY (ledger, space, key))
 //! ```
@@ -18,6 +20,11 @@
 //! DO UPDATE`. It returns once PostgreSQL has committed it (durable as
 //! `synchronous_commit` makes it: see docs/DESIGN.md).
 //!
+//! The write lease lives in the ledger's row, so the lock a commit takes also fences it:
+//! the upsert returns the lease's epoch, and a batch made under another epoch is refused
+//! before anything is written. Lease times are the database's clock (`now()`), never a
+//! server's, so servers whose clocks disagree still agree on who holds a lease.
+//!
 //! It uses only what CockroachDB and YugabyteDB also have (bytea, composite primary keys,
 //! `ON CONFLICT`, `unnest` of arrays, row locks), but for the schema's creation.
 //!
@@ -31,14 +38,18 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
 
-use super::backend::{Backend, Batch, Rows, Space, View, conflict};
+use super::backend::{
+    Backend, Batch, Claim, Holder, Lease, Leases, Rows, Space, View, conflict, fenced,
+};
 use super::{Error, ErrorKind, Result};
 
-/// The schema version this build creates and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema version this build creates and reads. Version 1 had no write leases;
+/// opening it adds their columns.
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Up to this many keys, [`View::get_many`] reads them one by one.
 const FEW_KEYS: usize = 8;
@@ -211,7 +222,12 @@ async fn create_schema(client: &Client) -> Result<()> {
         let outcome = client
             .batch_execute(
                 "CREATE TABLE IF NOT EXISTS graven_schema (version integer NOT NULL);
-                 CREATE TABLE IF NOT EXISTS graven_ledger (ledger text PRIMARY KEY);
+                 CREATE TABLE IF NOT EXISTS graven_ledger (
+                     ledger text PRIMARY KEY,
+                     writer text,
+                     address text,
+                     epoch bigint NOT NULL DEFAULT 0,
+                     lease_until timestamptz);
                  CREATE TABLE IF NOT EXISTS graven_kv (
                      ledger text NOT NULL,
                      space smallint NOT NULL,
@@ -258,6 +274,7 @@ async fn create_schema(client: &Client) -> Result<()> {
                  {SCHEMA_VERSION}: upgrade graven"
             ),
         )),
+        Some(1) => upgrade_from_1(client).await,
         Some(_) => Ok(()),
     };
     let end = if outcome.is_ok() {
@@ -269,7 +286,138 @@ async fn create_schema(client: &Client) -> Result<()> {
     outcome
 }
 
+/// Schema 1 to 2: the write lease's columns. Inside [`create_schema`]'s transaction.
+async fn upgrade_from_1(client: &Client) -> Result<()> {
+    client
+        .batch_execute(
+            "ALTER TABLE graven_ledger ADD COLUMN IF NOT EXISTS writer text, \
+             ADD COLUMN IF NOT EXISTS address text, \
+             ADD COLUMN IF NOT EXISTS epoch bigint NOT NULL DEFAULT 0, \
+             ADD COLUMN IF NOT EXISTS lease_until timestamptz; \
+             UPDATE graven_schema SET version = 2",
+        )
+        .await?;
+    Ok(())
+}
+
+/// Milliseconds as PostgreSQL's `float8`, for `$n * interval '1 millisecond'`.
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A remaining time in milliseconds from the database, as a duration (never negative).
+fn remaining(ms: Option<f64>) -> Duration {
+    Duration::from_secs_f64(ms.unwrap_or(0.0).max(0.0) / 1000.0)
+}
+
+impl PostgresBackend {
+    /// Runs one statement-level lease query on a pooled connection.
+    fn lease_query<T: Send + 'static, F>(
+        &self,
+        query: impl FnOnce(Arc<Client>, Arc<str>) -> F + Send + 'static,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let (pool, url, ledger) = (self.idle.clone(), self.url.clone(), self.ledger.clone());
+        run(async move {
+            let client = connection(&pool, &url).await?;
+            let outcome = query(client.clone(), ledger).await;
+            if outcome.is_ok() {
+                give_back(&pool, client);
+            }
+            outcome
+        })
+    }
+}
+
+impl Leases for PostgresBackend {
+    fn claim(&self, holder: Holder<'_>, ttl: Duration) -> Result<Claim> {
+        let (id, address, ttl) = (holder.id.to_owned(), holder.address.to_owned(), millis(ttl));
+        self.lease_query(move |c, ledger| async move {
+            // One round trip: the claim, and (from the statement's snapshot, before it)
+            // who held the lease when it was refused.
+            let row = c
+                .query_one(
+                    "WITH claimed AS ( \
+                       INSERT INTO graven_ledger AS l (ledger, writer, address, epoch, lease_until) \
+                       VALUES ($1, $2, $3, 1, now() + $4 * interval '1 millisecond') \
+                       ON CONFLICT (ledger) DO UPDATE SET writer = excluded.writer, \
+                         address = excluded.address, epoch = l.epoch + 1, \
+                         lease_until = excluded.lease_until \
+                       WHERE l.lease_until IS NULL OR l.lease_until < now() \
+                         OR l.writer = excluded.writer \
+                       RETURNING l.epoch) \
+                     SELECT (SELECT epoch FROM claimed), \
+                       (SELECT address FROM graven_ledger WHERE ledger = $1), \
+                       (SELECT (extract(epoch FROM lease_until - now()) * 1000)::float8 \
+                          FROM graven_ledger WHERE ledger = $1)",
+                    &[&&*ledger, &id, &address, &ttl],
+                )
+                .await?;
+            let epoch: Option<i64> = row.get(0);
+            Ok(match epoch {
+                Some(epoch) => Claim::Granted(Lease {
+                    epoch: u64::try_from(epoch).unwrap_or_default(),
+                }),
+                None => Claim::Held {
+                    address: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                    remaining: remaining(row.get(2)),
+                },
+            })
+        })
+    }
+
+    fn renew(&self, lease: Lease, ttl: Duration) -> Result<bool> {
+        let (epoch, ttl) = (lease.epoch as i64, millis(ttl));
+        self.lease_query(move |c, ledger| async move {
+            let n = c
+                .execute(
+                    "UPDATE graven_ledger SET lease_until = now() + $3 * interval '1 millisecond' \
+                     WHERE ledger = $1 AND epoch = $2",
+                    &[&&*ledger, &epoch, &ttl],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn release(&self, lease: Lease) -> Result<()> {
+        let epoch = lease.epoch as i64;
+        self.lease_query(move |c, ledger| async move {
+            c.execute(
+                "UPDATE graven_ledger SET lease_until = NULL WHERE ledger = $1 AND epoch = $2",
+                &[&&*ledger, &epoch],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn holder(&self) -> Result<Option<(String, Duration)>> {
+        self.lease_query(move |c, ledger| async move {
+            let row = c
+                .query_opt(
+                    "SELECT address, (extract(epoch FROM lease_until - now()) * 1000)::float8 \
+                     FROM graven_ledger WHERE ledger = $1 AND lease_until > now()",
+                    &[&&*ledger],
+                )
+                .await?;
+            Ok(row.map(|r| {
+                (
+                    r.get::<_, Option<String>>(0).unwrap_or_default(),
+                    remaining(r.get(1)),
+                )
+            }))
+        })
+    }
+}
+
 impl Backend for PostgresBackend {
+    fn leases(&self) -> Option<&dyn Leases> {
+        Some(self)
+    }
+
     fn view(&self) -> Result<Box<dyn View>> {
         let (pool, url) = (self.idle.clone(), self.url.clone());
         let client = run(async move {
@@ -322,14 +470,21 @@ async fn commit_on(
                 .await?;
         }
         // One committer per ledger at a time: the upsert locks the ledger's row until the
-        // transaction ends (and creates it for the ledger's first batch).
-        client
-            .execute(
+        // transaction ends (and creates it for the ledger's first batch). The lease's epoch
+        // is read under that lock: no claim can slip in before this commit ends.
+        let epoch: i64 = client
+            .query_one(
                 "INSERT INTO graven_ledger (ledger) VALUES ($1) \
-                 ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger",
+                 ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger RETURNING epoch",
                 &[&ledger],
             )
-            .await?;
+            .await?
+            .get(0);
+        if let Some(fence) = batch.fence
+            && fence.epoch as i64 != epoch
+        {
+            return Err(fenced(fence, u64::try_from(epoch).unwrap_or_default()));
+        }
         if let Some((space, name, expected)) = expect {
             let found: Option<Vec<u8>> = client
                 .query_opt(
