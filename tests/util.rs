@@ -433,11 +433,7 @@ impl ServerProcess {
     /// A clean stop: SIGTERM, then wait (at most 30 s) for a successful exit.
     #[cfg(unix)]
     pub(crate) fn stop(&mut self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("running kill -TERM");
-        assert!(sent.success(), "kill -TERM: {sent}");
+        self.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().expect("polling graven serve") {
@@ -455,6 +451,16 @@ impl ServerProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the server.
+    #[cfg(unix)]
+    pub(crate) fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(sent.success(), "kill -{signal}: {sent}");
     }
 
     /// SIGKILL (on Unix, `Child::kill`), then reap the process.

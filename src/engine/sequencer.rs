@@ -248,6 +248,7 @@ impl Sequencer {
             Err(e) => e,
         };
         if e.kind() == storage::ErrorKind::Conflict && self.lease.shared() {
+            tracing::warn!(ledger = %self.ledger, error = %e, "commit fenced off: another server writes now");
             self.lease.lost();
             self.resync = true;
             return Err(Error::unavailable(format!(

@@ -136,7 +136,21 @@ impl Forwarder {
                     FORWARDED_HEADER,
                     tonic::metadata::MetadataValue::from_static("1"),
                 );
-                match remote(channel, request).await {
+                // A writer that accepts connections but does not answer (paused, cut
+                // off from the database) must not hold the client forever.
+                let Ok(answer) =
+                    tokio::time::timeout(self.patience, remote(channel, request)).await
+                else {
+                    self.forget(address);
+                    return Err(Status::unavailable(format!(
+                        "forwarded to the ledger's writer at {}, which did not answer within \
+                         {:?}; the transaction's fate is unknown: retry it with its \
+                         idempotency key",
+                        Quote(address),
+                        self.patience
+                    )));
+                };
+                match answer {
                     Ok(response) => return Ok(response.into_inner()),
                     Err(s) if never_sent(&s) => self.forget(address),
                     // UNAVAILABLE, or the connection broken midway (a transport error

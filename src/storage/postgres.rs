@@ -54,6 +54,10 @@ pub const SCHEMA_VERSION: i32 = 2;
 /// Up to this many keys, [`View::get_many`] reads them one by one.
 const FEW_KEYS: usize = 8;
 
+/// How long a transaction may sit idle before PostgreSQL ends it: a frozen server's
+/// commit then lets go of the ledger's lock, and another server can take over.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
 /// Rows fetched per page of a range read.
 const PAGE_ROWS: i64 = 1000;
 
@@ -129,6 +133,14 @@ async fn connection(pool: &Pool, url: &str) -> Result<Arc<Client>> {
         // It ends when the client is dropped or the server goes; queries then fail.
         let _ = driver.await;
     });
+    // A server frozen inside a commit (paused, swapped out, cut off) must not hold the
+    // ledger's row lock, and so its lease, for ever: PostgreSQL ends such a transaction.
+    client
+        .batch_execute(&format!(
+            "SET idle_in_transaction_session_timeout = {}",
+            IDLE_IN_TRANSACTION.as_millis()
+        ))
+        .await?;
     Ok(Arc::new(client))
 }
 
