@@ -38,7 +38,7 @@ use graven_verify::{
 use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::util::{Rng, ServerProcess, graven_command, hashes};
+use crate::util::{Rng, ServerProcess, graven_command, graven_on, hashes};
 
 // ---------------------------------------------------------------------------------------
 // Clients and small helpers
@@ -951,7 +951,7 @@ fn env_u64(name: &str) -> Option<u64> {
 /// the journal, from scratch. (A folder killed mid-write needs the repair redb makes when
 /// the server opens it, so this runs after a restart and a clean stop.)
 fn offline_check(data: &Path, round: usize) {
-    let out = graven_command()
+    let out = graven_on(data)
         .arg("check")
         .arg("--data")
         .arg(data)

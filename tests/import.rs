@@ -8,7 +8,7 @@ use std::process::Output;
 
 use graven_verify::Signer;
 
-use crate::util::{ServerProcess, graven_command, verify_bin};
+use crate::util::{ServerProcess, graven_command, graven_on, verify_bin};
 
 /// Runs `graven` with `args` against `url` and returns its output, asserting success.
 fn ok(url: &str, args: &[&str]) -> String {
@@ -26,7 +26,7 @@ fn ok(url: &str, args: &[&str]) -> String {
 }
 
 fn import(export: &Path, key: &Path, data: &Path, extra: &[&str]) -> Output {
-    graven_command()
+    graven_on(data)
         .arg("import")
         .arg(export)
         .arg("--signing-key")

@@ -1,10 +1,11 @@
-//! The README's five-minute walk-through, run as written against a real server, so the
-//! commands a newcomer copies cannot rot.
+//! The README's walk-throughs, run as written against real servers, so the commands a
+//! newcomer copies cannot rot: the five minutes on one server, and several servers on
+//! one PostgreSQL.
 
 use std::path::Path;
 use std::process::Command;
 
-use crate::util::{ServerProcess, verify_bin};
+use crate::util::{Postgres, ServerProcess, free_port, verify_bin};
 
 /// The shell code blocks of the README section headed `heading`, joined.
 fn section_script(readme: &str, heading: &str) -> String {
@@ -29,6 +30,17 @@ fn section_script(readme: &str, heading: &str) -> String {
     script
 }
 
+/// The PATH with `graven` and `graven-verify` from this build first.
+fn path_with_bins() -> String {
+    let bins = verify_bin().parent().expect("binary folder").to_owned();
+    assert!(Path::new(env!("CARGO_BIN_EXE_graven")).starts_with(&bins));
+    format!(
+        "{}:{}",
+        bins.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 #[test]
 fn readme_walkthrough_runs_as_written() {
     let readme = include_str!("../README.md");
@@ -40,19 +52,11 @@ fn readme_walkthrough_runs_as_written() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let server = ServerProcess::start(&dir.path().join("data"), &dir.path().join("server.log"));
-    // `graven` and `graven-verify` from this build, first on the PATH.
-    let bins = verify_bin().parent().expect("binary folder").to_owned();
-    assert!(Path::new(env!("CARGO_BIN_EXE_graven")).starts_with(&bins));
-    let path = format!(
-        "{}:{}",
-        bins.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let out = Command::new("sh")
         .arg("-ec")
         .arg(&script)
         .current_dir(dir.path())
-        .env("PATH", path)
+        .env("PATH", path_with_bins())
         .env("GRAVEN_SERVER", &server.url)
         .env("GRAVEN_LOG", "warn")
         .output()
@@ -72,4 +76,66 @@ fn readme_walkthrough_runs_as_written() {
     ] {
         assert!(stdout.contains(expected), "{expected:?} not in:\n{stdout}");
     }
+}
+
+#[test]
+fn readme_several_servers_run_as_written() {
+    let Some(pg) = Postgres::start_or_skip("readme_several_servers_run_as_written") else {
+        return;
+    };
+    let readme = include_str!("../README.md");
+    // The README's ports, made free ones; and no server left behind, whatever happens.
+    let script = section_script(readme, "## Several servers")
+        .replace("7421", &free_port().to_string())
+        .replace("7422", &free_port().to_string());
+    assert!(
+        script.contains("kill -9 $A"),
+        "the walk-through kills a server"
+    );
+    let script = format!("trap 'kill $A $B $TAIL 2>/dev/null || true' EXIT\n{script}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path_with_bins())
+        .env("GRAVEN_STORAGE", &pg.url)
+        .env("GRAVEN_LOG", "warn")
+        .env_remove("GRAVEN_SERVER")
+        .env_remove("GRAVEN_DATA")
+        .output()
+        .expect("running sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the walk-through failed\nscript:\n{script}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `ledger create` and the two `ledger describe`s print the ledger.
+    let describes: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.contains("\"writer\""))
+        .skip(1)
+        .map(|l| serde_json::from_str(l).expect("describe prints JSON"))
+        .collect();
+    assert_eq!(describes.len(), 2, "{stdout}");
+    let writer = |i: usize| describes[i]["writer"].as_str().expect("writer").to_owned();
+    assert_ne!(
+        writer(0),
+        writer(1),
+        "the second server took over: {stdout}"
+    );
+    assert_eq!(describes[1]["size"], 3, "{stdout}");
+    let stream = std::fs::read_to_string(dir.path().join("stream.jsonl")).expect("stream");
+    let ids: Vec<String> = stream
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|v| v["type"] == "revision")
+        .map(|v| v["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        ["o-1", "o-2", "o-3"],
+        "the stream on the second server: {stream}"
+    );
 }

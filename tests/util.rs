@@ -75,6 +75,26 @@ pub async fn test_storage(data: &Path) -> Location {
     Location::Postgres(format!("{url}{sep}options=-csearch_path%3D{schema}"))
 }
 
+/// [`test_storage`] from synchronous code (a test's own runtime may be running): the
+/// `--storage` URL for a `graven` process on data folder `data`, if there is one.
+pub fn test_storage_url(data: &Path) -> Option<String> {
+    std::env::var_os("GRAVEN_TEST_POSTGRES")?;
+    let data = data.to_owned();
+    let location = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(test_storage(&data))
+    })
+    .join()
+    .expect("test storage");
+    match location {
+        Location::Postgres(url) => Some(url),
+        Location::Embedded => None,
+    }
+}
+
 /// Serves the engine over an in-memory pipe and returns a channel to it.
 pub async fn connect(engine: Arc<Engine>) -> Channel {
     connect_with_auth(engine, None).await
@@ -313,6 +333,17 @@ pub(crate) fn graven_command() -> Command {
     c
 }
 
+/// A `graven` command ([`graven_command`]) for data folder `data`: on the test storage
+/// the folder's servers use (`GRAVEN_TEST_POSTGRES`), so that `check`, `import` and the
+/// like find its ledgers.
+pub(crate) fn graven_on(data: &Path) -> Command {
+    let mut c = graven_command();
+    if let Some(url) = test_storage_url(data) {
+        c.env("GRAVEN_STORAGE", url);
+    }
+    c
+}
+
 /// A free loopback port: bind port 0, read it, release it.
 pub(crate) fn free_port() -> u16 {
     for _ in 0..100 {
@@ -363,7 +394,7 @@ impl ServerProcess {
                 .append(true)
                 .open(log)
                 .expect("server log file");
-            let child = graven_command()
+            let child = graven_on(data)
                 .arg("serve")
                 .arg("--data")
                 .arg(data)
