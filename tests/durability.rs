@@ -38,7 +38,7 @@ use graven_verify::{
 use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::util::{Rng, ServerProcess, graven_command, graven_on, hashes};
+use crate::util::{Rng, ServerProcess, graven_on, hashes};
 
 // ---------------------------------------------------------------------------------------
 // Clients and small helpers
