@@ -4,10 +4,11 @@
 //!
 //! The failover harness: 3 servers, 16 writers with idempotency keys spread over them,
 //! the writer killed at random moments and restarted, rounds from GRAVEN_FAILOVER_ROUNDS
-//! (3 by default; docs/HARDENING.md records a longer run). Every other round pauses the
-//! writer (SIGSTOP) past its lease instead, and lets it go on (SIGCONT) once another
-//! server writes: two servers then believe they write, and the fences must keep the
-//! journal one. Checked at the end: every
+//! (3 by default; docs/HARDENING.md records a longer run). Rounds take turns: the
+//! writer SIGKILLed and restarted; the writer paused (SIGSTOP) past its lease and let go
+//! on (SIGCONT) once another server writes, so that two servers believe they write and
+//! the fences must keep the journal one; and PostgreSQL itself stopped at once (`pg_ctl
+//! stop -m immediate`, a crash) and started again under the load. Checked at the end: every
 //! acknowledged transaction is in the journal where its receipt says; every transaction
 //! is all or nothing and committed at most once; no two checkpoints of one size differ,
 //! among all any client saw; and every checkpoint seen has a consistency proof to the last.
@@ -449,7 +450,8 @@ async fn failover_loses_nothing_and_never_forks() {
         })
         .collect();
     let mut rng = Rng::new(0x5eed ^ rounds as u64);
-    let mut resumed_after = Vec::new();
+    // How long after each disruption 16 more transactions were acknowledged, by kind.
+    let mut resumed_after: [Vec<Duration>; 3] = Default::default();
     for round in 0..rounds {
         tokio::time::sleep(Duration::from_millis(200 + rng.below(800))).await;
         // Kill whichever server writes now (any, if none holds the lease).
@@ -467,28 +469,36 @@ async fn failover_loses_nothing_and_never_forks() {
             .values()
             .cloned()
             .collect();
-        let pause = round % 2 == 1;
-        if pause {
-            c.servers[victim].as_ref().expect("running").signal("STOP");
-        } else {
-            c.kill(victim);
-            *urls.write().expect("urls") = c.urls();
+        let kind = round % 3;
+        match kind {
+            0 => {
+                c.kill(victim);
+                *urls.write().expect("urls") = c.urls();
+            }
+            1 => c.servers[victim].as_ref().expect("running").signal("STOP"),
+            _ => {
+                c.pg.crash();
+                tokio::time::sleep(Duration::from_millis(100 + rng.below(400))).await;
+                c.pg.start_again();
+            }
         }
         let killed = Instant::now();
         let count = acked.load(Ordering::Relaxed);
         while acked.load(Ordering::Relaxed) < count + 16 {
             assert!(
                 killed.elapsed() < Duration::from_secs(30),
-                "round {round}: writes did not resume within 30 s of the kill"
+                "round {round}: writes did not resume within 30 s"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        resumed_after.push(killed.elapsed());
-        if pause {
-            c.servers[victim].as_ref().expect("paused").signal("CONT");
-        } else {
-            c.start_server(victim);
-            *urls.write().expect("urls") = c.urls();
+        resumed_after[kind].push(killed.elapsed());
+        match kind {
+            0 => {
+                c.start_server(victim);
+                *urls.write().expect("urls") = c.urls();
+            }
+            1 => c.servers[victim].as_ref().expect("paused").signal("CONT"),
+            _ => {}
         }
         // Every checkpoint seen before the kill is extended by the journal after it.
         let url = c.url(victim);
@@ -500,7 +510,6 @@ async fn failover_loses_nothing_and_never_forks() {
     for w in writers {
         w.await.expect("writer");
     }
-    resumed_after.sort();
     let fenced: usize = (0..c.servers.len())
         .map(|i| {
             std::fs::read_to_string(c.root.path().join(format!("server{i}.log")))
@@ -511,12 +520,22 @@ async fn failover_loses_nothing_and_never_forks() {
         .sum();
     eprintln!("failover: {fenced} commits fenced off (a paused writer's, refused)");
     eprintln!(
-        "failover: {rounds} rounds, {} transactions acknowledged; 16 more acknowledged after \
-         each kill or pause within: median {:?}, max {:?}",
-        acked.load(Ordering::Relaxed),
-        resumed_after[resumed_after.len() / 2],
-        resumed_after.last().expect("a round")
+        "failover: {rounds} rounds, {} transactions acknowledged",
+        acked.load(Ordering::Relaxed)
     );
+    for (kind, mut times) in ["writer killed", "writer paused", "database crashed"]
+        .into_iter()
+        .zip(resumed_after)
+    {
+        times.sort();
+        if let (Some(median), Some(max)) = (times.get(times.len() / 2), times.last()) {
+            eprintln!(
+                "failover: {kind}: 16 more acknowledged within median {median:?}, max {max:?} \
+                 ({} rounds)",
+                times.len()
+            );
+        }
+    }
 
     let seen = std::mem::take(&mut *seen.lock().expect("seen"));
     assert!(seen.refused.is_empty(), "refused: {:?}", seen.refused);

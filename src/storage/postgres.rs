@@ -12,12 +12,14 @@
 //!
 //! `bytea` compares bytewise, shorter first on a common prefix: the order the storage
 //! interface asks for. A view is one `REPEATABLE READ READ ONLY` transaction on a
-//! connection of its own, so all its reads see one snapshot; a range read fetches pages of
+//! connection of its own (its `BEGIN` sent with its first query), so all its reads see
+//! one snapshot; a range read fetches pages of
 //! [`PAGE_ROWS`] rows inside it, so memory stays bounded. A commit is one transaction
 //! that first locks the ledger's `graven_ledger` row (an upsert, which also creates it),
 //! so that the committers of one ledger take turns whichever servers they run on; then
 //! checks the batch's condition; then writes every put with one `INSERT ... ON CONFLICT
-//! DO UPDATE`. It returns once PostgreSQL has committed it (durable as
+//! DO UPDATE`, in two round trips (statements pipelined, each hot one prepared once per
+//! connection: see [`commit_on`]). It returns once PostgreSQL has committed it (durable as
 //! `synchronous_commit` makes it: see docs/DESIGN.md).
 //!
 //! The write lease lives in the ledger's row, so the lock a commit takes also fences it:
@@ -34,13 +36,14 @@
 //! channel. That works from any thread, the tasks of another runtime included, where a
 //! blocking client that drives its own runtime cannot be used.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
 
 use super::backend::{
     Backend, Batch, Claim, Holder, Lease, Leases, Rows, Space, View, conflict, fenced,
@@ -117,15 +120,54 @@ fn run<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static
         .map_err(|_| Error::new(ErrorKind::Failed, "a PostgreSQL query's task was lost"))?
 }
 
+/// A connection, with the statements it has prepared: each hot query is parsed once per
+/// connection and then runs in one round trip (unprepared, tokio-postgres spends one
+/// round trip preparing a query and another running it).
+struct Conn {
+    client: Client,
+    prepared: Mutex<HashMap<&'static str, Statement>>,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl Conn {
+    /// `sql`, prepared on this connection (the first time it is asked for).
+    async fn statement(&self, sql: &'static str) -> Result<Statement> {
+        let known = self.prepared.lock().ok().and_then(|p| p.get(sql).cloned());
+        if let Some(statement) = known {
+            return Ok(statement);
+        }
+        let statement = self.client.prepare(sql).await?;
+        if let Ok(mut p) = self.prepared.lock() {
+            p.insert(sql, statement.clone());
+        }
+        Ok(statement)
+    }
+}
+
 /// Idle connections, shared with the views that borrow one.
-type Pool = Arc<Mutex<Vec<Arc<Client>>>>;
+type Pool = Arc<Mutex<Vec<Arc<Conn>>>>;
+
+/// An idle connection of `pool` that is still open, if there is one.
+fn idle_connection(pool: &Pool) -> Option<Arc<Conn>> {
+    let mut idle = pool.lock().ok()?;
+    while let Some(c) = idle.pop() {
+        if !c.is_closed() {
+            return Some(c);
+        }
+    }
+    None
+}
 
 /// A connection: an idle one of `pool`, or a new one to `url`, its driver on [`io`].
-async fn connection(pool: &Pool, url: &str) -> Result<Arc<Client>> {
-    let idle = pool.lock().ok().and_then(|mut idle| idle.pop());
-    if let Some(c) = idle
-        && !c.is_closed()
-    {
+async fn connection(pool: &Pool, url: &str) -> Result<Arc<Conn>> {
+    if let Some(c) = idle_connection(pool) {
         return Ok(c);
     }
     let (client, driver) = tokio_postgres::connect(url, NoTls).await?;
@@ -141,11 +183,14 @@ async fn connection(pool: &Pool, url: &str) -> Result<Arc<Client>> {
             IDLE_IN_TRANSACTION.as_millis()
         ))
         .await?;
-    Ok(Arc::new(client))
+    Ok(Arc::new(Conn {
+        client,
+        prepared: Mutex::new(HashMap::new()),
+    }))
 }
 
 /// Returns a connection to the pool.
-fn give_back(pool: &Pool, client: Arc<Client>) {
+fn give_back(pool: &Pool, client: Arc<Conn>) {
     if let Ok(mut idle) = pool.lock() {
         idle.push(client);
     }
@@ -326,7 +371,7 @@ impl PostgresBackend {
     /// Runs one statement-level lease query on a pooled connection.
     fn lease_query<T: Send + 'static, F>(
         &self,
-        query: impl FnOnce(Arc<Client>, Arc<str>) -> F + Send + 'static,
+        query: impl FnOnce(Arc<Conn>, Arc<str>) -> F + Send + 'static,
     ) -> Result<T>
     where
         F: Future<Output = Result<T>> + Send + 'static,
@@ -425,22 +470,36 @@ impl Leases for PostgresBackend {
     }
 }
 
+/// The statements every commit and view run, prepared once per connection.
+const LOCK_LEDGER: &str = "INSERT INTO graven_ledger (ledger) VALUES ($1) \
+     ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger RETURNING epoch";
+const LAST_KEY: &str = "SELECT key FROM graven_kv WHERE ledger = $1 AND space = $2 \
+     ORDER BY key DESC LIMIT 1";
+const PUT_ROWS: &str = "INSERT INTO graven_kv (ledger, space, key, value) \
+     SELECT $1, s, k, v FROM unnest($2::smallint[], $3::bytea[], $4::bytea[]) AS t(s, k, v) \
+     ON CONFLICT (ledger, space, key) DO UPDATE SET value = excluded.value";
+const GET: &str = "SELECT value FROM graven_kv WHERE ledger = $1 AND space = $2 AND key = $3";
+const GET_MANY: &str =
+    "SELECT key, value FROM graven_kv WHERE ledger = $1 AND space = $2 AND key = ANY($3)";
+const COUNT: &str = "SELECT count(*) FROM graven_kv WHERE ledger = $1 AND space = $2";
+const BEGIN_VIEW: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 impl Backend for PostgresBackend {
     fn leases(&self) -> Option<&dyn Leases> {
         Some(self)
     }
 
     fn view(&self) -> Result<Box<dyn View>> {
-        let (pool, url) = (self.idle.clone(), self.url.clone());
-        let client = run(async move {
-            let client = connection(&pool, &url).await?;
-            client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .await?;
-            Ok(client)
-        })?;
+        let client = match idle_connection(&self.idle) {
+            Some(c) => c,
+            None => {
+                let (pool, url) = (self.idle.clone(), self.url.clone());
+                run(async move { connection(&pool, &url).await })?
+            }
+        };
         Ok(Box::new(PostgresView {
             client: Some(client),
+            begun: std::sync::atomic::AtomicBool::new(false),
             ledger: self.ledger.clone(),
             pool: self.idle.clone(),
         }))
@@ -467,78 +526,78 @@ impl Backend for PostgresBackend {
     }
 }
 
-/// One commit's transaction: lock the ledger, check the condition, write, commit.
+/// One commit's transaction in two round trips, each a pipeline of statements that
+/// PostgreSQL runs in order: `BEGIN`, lock the ledger's row (reading the lease's epoch
+/// under the lock) and read the journal's last key; then, if the fence and the condition
+/// hold, write every put and `COMMIT`. (A failed write makes that `COMMIT` a rollback.)
 async fn commit_on(
-    client: &Client,
+    client: &Conn,
     ledger: &str,
     batch: &Batch,
     expect: Option<(i16, &'static str, Option<Vec<u8>>)>,
 ) -> Result<()> {
-    client.batch_execute("BEGIN").await?;
-    let outcome = async {
-        if batch.defer_durability {
-            client
-                .batch_execute("SET LOCAL synchronous_commit = off")
-                .await?;
-        }
-        // One committer per ledger at a time: the upsert locks the ledger's row until the
-        // transaction ends (and creates it for the ledger's first batch). The lease's epoch
-        // is read under that lock: no claim can slip in before this commit ends.
-        let epoch: i64 = client
-            .query_one(
-                "INSERT INTO graven_ledger (ledger) VALUES ($1) \
-                 ON CONFLICT (ledger) DO UPDATE SET ledger = excluded.ledger RETURNING epoch",
-                &[&ledger],
-            )
-            .await?
-            .get(0);
+    let (lock, last, put) = (
+        client.statement(LOCK_LEDGER).await?,
+        client.statement(LAST_KEY).await?,
+        client.statement(PUT_ROWS).await?,
+    );
+    let begin = if batch.defer_durability {
+        "BEGIN; SET LOCAL synchronous_commit = off"
+    } else {
+        "BEGIN"
+    };
+    let space = expect.as_ref().map_or(0, |(space, _, _)| *space);
+    // One committer per ledger at a time: the upsert locks the ledger's row until the
+    // transaction ends (and creates it for the ledger's first batch). The lease's epoch
+    // and the journal's last key are read under that lock: no claim and no other
+    // commit can slip in before this one ends.
+    let (lock_params, last_params): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
+        ([&ledger], [&ledger, &space]);
+    let (begun, epoch, found) = tokio::join!(
+        client.batch_execute(begin),
+        client.query_one(&lock, &lock_params),
+        client.query_opt(&last, &last_params),
+    );
+    let checked = (|| {
+        begun?;
+        let epoch: i64 = epoch?.get(0);
         if let Some(fence) = batch.fence
             && fence.epoch as i64 != epoch
         {
             return Err(fenced(fence, u64::try_from(epoch).unwrap_or_default()));
         }
-        if let Some((space, name, expected)) = expect {
-            let found: Option<Vec<u8>> = client
-                .query_opt(
-                    "SELECT key FROM graven_kv WHERE ledger = $1 AND space = $2 \
-                     ORDER BY key DESC LIMIT 1",
-                    &[&ledger, &space],
-                )
-                .await?
-                .map(|r| r.get(0));
-            if found != expected {
+        if let Some((_, name, expected)) = &expect {
+            let found: Option<Vec<u8>> = found?.map(|r| r.get(0));
+            if found != *expected {
                 return Err(conflict(name, expected.as_deref(), found.as_deref()));
             }
         }
-        if !batch.puts.is_empty() {
-            let spaces: Vec<i16> = batch.puts.iter().map(|(s, _, _)| s.0 as i16).collect();
-            let keys: Vec<&[u8]> = batch.puts.iter().map(|(_, k, _)| k.as_slice()).collect();
-            let values: Vec<&[u8]> = batch.puts.iter().map(|(_, _, v)| v.as_slice()).collect();
-            client
-                .execute(
-                    "INSERT INTO graven_kv (ledger, space, key, value) \
-                     SELECT $1, s, k, v FROM unnest($2::smallint[], $3::bytea[], $4::bytea[]) \
-                     AS t(s, k, v) \
-                     ON CONFLICT (ledger, space, key) DO UPDATE SET value = excluded.value",
-                    &[&ledger, &spaces, &keys, &values],
-                )
-                .await?;
-        }
         Ok(())
+    })();
+    if let Err(e) = checked {
+        client.batch_execute("ROLLBACK").await?;
+        return Err(e);
     }
-    .await;
-    match outcome {
-        Ok(()) => Ok(client.batch_execute("COMMIT").await?),
-        Err(e) => {
-            client.batch_execute("ROLLBACK").await?;
-            Err(e)
-        }
+    if batch.puts.is_empty() {
+        return Ok(client.batch_execute("COMMIT").await?);
     }
+    let spaces: Vec<i16> = batch.puts.iter().map(|(s, _, _)| s.0 as i16).collect();
+    let keys: Vec<&[u8]> = batch.puts.iter().map(|(_, k, _)| k.as_slice()).collect();
+    let values: Vec<&[u8]> = batch.puts.iter().map(|(_, _, v)| v.as_slice()).collect();
+    let params: [&(dyn ToSql + Sync); 4] = [&ledger, &spaces, &keys, &values];
+    let (written, committed) = tokio::join!(
+        client.execute(&put, &params),
+        client.batch_execute("COMMIT"),
+    );
+    written?;
+    Ok(committed?)
 }
 
 /// One read-only transaction.
 struct PostgresView {
-    client: Option<Arc<Client>>,
+    client: Option<Arc<Conn>>,
+    /// Whether its transaction has begun: `BEGIN` goes with the view's first query.
+    begun: std::sync::atomic::AtomicBool,
     ledger: Arc<str>,
     /// Where the connection goes back when the view ends.
     pool: Pool,
@@ -548,6 +607,10 @@ impl Drop for PostgresView {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
             let pool = self.pool.clone();
+            if !self.begun.load(std::sync::atomic::Ordering::Relaxed) {
+                give_back(&pool, client);
+                return;
+            }
             // A read-only transaction has nothing to keep; a connection that cannot end
             // it is dropped rather than reused. Nobody waits for this.
             if let Ok(io) = io() {
@@ -563,10 +626,7 @@ impl Drop for PostgresView {
 
 impl PostgresView {
     /// Runs a query of this view's transaction.
-    fn query<T: Send + 'static, F>(
-        &self,
-        query: impl FnOnce(Arc<Client>, Arc<str>) -> F,
-    ) -> Result<T>
+    fn query<T: Send + 'static, F>(&self, query: impl FnOnce(Arc<Conn>, Arc<str>) -> F) -> Result<T>
     where
         F: Future<Output = Result<T>> + Send + 'static,
     {
@@ -574,7 +634,16 @@ impl PostgresView {
             .client
             .clone()
             .ok_or_else(|| Error::new(ErrorKind::Failed, "the view's connection is gone"))?;
-        run(query(client, self.ledger.clone()))
+        let work = query(client.clone(), self.ledger.clone());
+        if self.begun.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return run(work);
+        }
+        // The first query: its transaction's BEGIN goes in the same round trip, ahead.
+        run(async move {
+            let (begun, answer) = tokio::join!(client.batch_execute(BEGIN_VIEW), work);
+            begun?;
+            answer
+        })
     }
 
     /// Up to [`PAGE_ROWS`] rows of `space` from `start` to `end`.
@@ -611,12 +680,10 @@ impl View for PostgresView {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let (space, key) = (space.0 as i16, key.to_vec());
         self.query(move |c, ledger| async move {
-            Ok(c.query_opt(
-                "SELECT value FROM graven_kv WHERE ledger = $1 AND space = $2 AND key = $3",
-                &[&&*ledger, &space, &key],
-            )
-            .await?
-            .map(|r| r.get(0)))
+            let get = c.statement(GET).await?;
+            Ok(c.query_opt(&get, &[&&*ledger, &space, &key])
+                .await?
+                .map(|r| r.get(0)))
         })
     }
 
@@ -628,13 +695,8 @@ impl View for PostgresView {
         let (space, wanted) = (space.0 as i16, keys.to_vec());
         let found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
             self.query(move |c, ledger| async move {
-                let rows = c
-                    .query(
-                        "SELECT key, value FROM graven_kv \
-                         WHERE ledger = $1 AND space = $2 AND key = ANY($3)",
-                        &[&&*ledger, &space, &wanted],
-                    )
-                    .await?;
+                let get_many = c.statement(GET_MANY).await?;
+                let rows = c.query(&get_many, &[&&*ledger, &space, &wanted]).await?;
                 Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
             })?;
         // A key asked twice gets its value twice.
@@ -660,26 +722,18 @@ impl View for PostgresView {
     fn last_key(&self, space: Space) -> Result<Option<Vec<u8>>> {
         let space = space.0 as i16;
         self.query(move |c, ledger| async move {
-            Ok(c.query_opt(
-                "SELECT key FROM graven_kv WHERE ledger = $1 AND space = $2 \
-                 ORDER BY key DESC LIMIT 1",
-                &[&&*ledger, &space],
-            )
-            .await?
-            .map(|r| r.get(0)))
+            let last = c.statement(LAST_KEY).await?;
+            Ok(c.query_opt(&last, &[&&*ledger, &space])
+                .await?
+                .map(|r| r.get(0)))
         })
     }
 
     fn len(&self, space: Space) -> Result<u64> {
         let space = space.0 as i16;
         self.query(move |c, ledger| async move {
-            let n: i64 = c
-                .query_one(
-                    "SELECT count(*) FROM graven_kv WHERE ledger = $1 AND space = $2",
-                    &[&&*ledger, &space],
-                )
-                .await?
-                .get(0);
+            let count = c.statement(COUNT).await?;
+            let n: i64 = c.query_one(&count, &[&&*ledger, &space]).await?.get(0);
             // count(*) is never negative.
             Ok(u64::try_from(n).unwrap_or_default())
         })
