@@ -130,9 +130,12 @@ impl WriteLease {
             }
             _ => {}
         }
+        // Only a storage with leases stands anywhere but Sole.
         let Some(leases) = store.leases() else {
-            self.standing = Standing::Sole;
-            return self.ensure(store, ledger);
+            return Ok(Writable {
+                fence: None,
+                claimed: false,
+            });
         };
         let holder = Holder {
             id: &self.claimant.id,

@@ -15,9 +15,9 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::client::{Bearer, Client};
 use crate::error::{Error, ErrorKind, Quote, Result};
 
 /// The metadata key that marks a request one server forwarded to another.
@@ -33,7 +33,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub(crate) struct Forwarder {
     /// Whether the storage is shared; on embedded storage nothing is ever forwarded.
     shared: bool,
-    channels: Mutex<HashMap<String, Channel>>,
+    /// Clients of the other servers, with graven's message limits; no token of their own
+    /// (each forwarded request carries its client's).
+    clients: Mutex<HashMap<String, Client>>,
     /// How long a write waits for an unreachable writer to be replaced.
     patience: Duration,
 }
@@ -50,7 +52,7 @@ impl Forwarder {
     pub(crate) fn new(shared: bool, patience: Duration) -> Forwarder {
         Forwarder {
             shared,
-            channels: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
             patience,
         }
     }
@@ -72,10 +74,10 @@ impl Forwarder {
         })
     }
 
-    /// A connection to `address`, made now if there is none; `None` when it cannot be
-    /// made (nothing was sent).
-    async fn channel(&self, address: &str) -> Option<Channel> {
-        if let Some(c) = self.channels.lock().ok()?.get(address) {
+    /// A client of the server at `address`, connected now if there is none; `None` when
+    /// it cannot connect (nothing was sent).
+    async fn client(&self, address: &str) -> Option<Client> {
+        if let Some(c) = self.clients.lock().ok()?.get(address) {
             return Some(c.clone());
         }
         let channel =
@@ -83,16 +85,17 @@ impl Forwarder {
                 .await
                 .ok()?
                 .ok()?;
-        self.channels
+        let client = Client::from_channel(channel, Bearer::default());
+        self.clients
             .lock()
             .ok()?
-            .insert(address.to_owned(), channel.clone());
-        Some(channel)
+            .insert(address.to_owned(), client.clone());
+        Some(client)
     }
 
     fn forget(&self, address: &str) {
-        if let Ok(mut channels) = self.channels.lock() {
-            channels.remove(address);
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.remove(address);
         }
     }
 
@@ -109,7 +112,7 @@ impl Forwarder {
         R: Clone,
         L: Fn() -> LF,
         LF: Future<Output = Result<T>>,
-        F: Fn(Channel, Request<R>) -> FF,
+        F: Fn(Client, Request<R>) -> FF,
         FF: Future<Output = Result<Response<T>, Status>>,
     {
         let deadline = Instant::now() + self.patience;
@@ -125,7 +128,7 @@ impl Forwarder {
                 return Err(super::status(e));
             }
             // Unreachable (nothing was sent): wait for the lease to lapse, then try here.
-            if let Some(channel) = self.channel(address).await {
+            if let Some(client) = self.client(address).await {
                 let mut request = Request::new(forward.request.clone());
                 if let Some(token) = &forward.authorization {
                     request
@@ -138,8 +141,7 @@ impl Forwarder {
                 );
                 // A writer that accepts connections but does not answer (paused, cut
                 // off from the database) must not hold the client forever.
-                let Ok(answer) =
-                    tokio::time::timeout(self.patience, remote(channel, request)).await
+                let Ok(answer) = tokio::time::timeout(self.patience, remote(client, request)).await
                 else {
                     self.forget(address);
                     return Err(Status::unavailable(format!(

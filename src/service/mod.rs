@@ -187,15 +187,6 @@ impl GravenService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
-/// A client of another server with graven's message limits both ways.
-macro_rules! limited {
-    ($client:expr) => {
-        $client
-            .max_decoding_message_size(crate::model::MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(crate::model::MAX_MESSAGE_BYTES)
-    };
-}
-
 #[tonic::async_trait]
 impl pb::admin_server::Admin for GravenService {
     async fn create_ledger(
@@ -262,11 +253,7 @@ impl pb::admin_server::Admin for GravenService {
                     }
                     ledger.info().map(convert::ledger_info)
                 },
-                |c, r| async move {
-                    limited!(pb::admin_client::AdminClient::new(c))
-                        .update_ledger(r)
-                        .await
-                },
+                |mut c, r| async move { c.admin.update_ledger(r).await },
             )
             .await?;
         Ok(Response::new(info))
@@ -295,11 +282,7 @@ impl pb::admin_server::Admin for GravenService {
                     let table = &request.get_ref().table;
                     ledger.create_table(table).await.map(convert::table_info)
                 },
-                |c, r| async move {
-                    limited!(pb::admin_client::AdminClient::new(c))
-                        .create_table(r)
-                        .await
-                },
+                |mut c, r| async move { c.admin.create_table(r).await },
             )
             .await?;
         Ok(Response::new(info))
@@ -336,11 +319,7 @@ impl pb::admin_server::Admin for GravenService {
                         .await
                         .map(|()| pb::DropTableResponse {})
                 },
-                |c, r| async move {
-                    limited!(pb::admin_client::AdminClient::new(c))
-                        .drop_table(r)
-                        .await
-                },
+                |mut c, r| async move { c.admin.drop_table(r).await },
             )
             .await?;
         Ok(Response::new(done))
@@ -428,11 +407,7 @@ impl pb::documents_server::Documents for GravenService {
             .write(
                 forward,
                 || async { ledger.transact(tx.clone()).await.map(convert::receipt) },
-                |c, r| async move {
-                    limited!(pb::documents_client::DocumentsClient::new(c))
-                        .transact(r)
-                        .await
-                },
+                |mut c, r| async move { c.docs.transact(r).await },
             )
             .await?;
         Ok(Response::new(receipt))
