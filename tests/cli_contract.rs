@@ -301,6 +301,33 @@ fn help_and_usage_errors() {
     let out = verify(&[p("no-such-command")]);
     assert_eq!(out.status.code(), Some(2));
 
+    // A storage URL that cannot be used: refused before anything starts, the setting
+    // named, the password not repeated.
+    let data = tempfile::tempdir().expect("temp dir");
+    for (query, named) in [
+        ("sslmode=verify-full", "sslrootcert=FILE"),
+        (
+            "sslmode=verify-ca&sslrootcert=/no/such/ca.pem",
+            "sslrootcert /no/such/ca.pem",
+        ),
+        ("sslmode=sometimes", "sslmode \"sometimes\""),
+    ] {
+        let url = format!("postgresql://u:hunter2@127.0.0.1:9/db?{query}");
+        let out = run(
+            {
+                let mut c = graven_command();
+                c.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+                    .arg(data.path())
+                    .env("GRAVEN_STORAGE", &url);
+                c
+            },
+            None,
+        );
+        let args = ["serve", query];
+        let text = assert_fails(&args, &out, 1, &["storage URL", named]);
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
     // No server listening: one line, exit 1.
     let url = format!("http://127.0.0.1:{}", free_port());
     let out = run(

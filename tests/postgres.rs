@@ -1,15 +1,13 @@
 //! graven on PostgreSQL (`graven serve --storage URL`): the engine's API, a restart, a
 //! deletion, the tamper check and an import, on a throwaway cluster.
-
-use std::process::Stdio;
-
 use graven::engine::Config;
 use graven::pb;
 use graven::storage::Location;
+use graven::storage::postgres::PostgresBackend;
 use graven_verify::{Verifier, open_checkpoint};
 
 use crate::util::{
-    Postgres, ServerProcess, TestServer, graven_command, insert, start_with, update,
+    Postgres, ServerProcess, TestServer, graven_command, graven_ok, insert, start_with, update,
 };
 
 /// Parses a checkpoint note with the ledger's key: (size, root).
@@ -157,20 +155,7 @@ fn serve_check_and_import_on_postgres() {
     let log = dir.path().join("server.log");
     let storage = [("GRAVEN_STORAGE", pg.url.as_str())];
     let mut server = ServerProcess::start_with(&data, &log, &storage, &[]);
-    let g = |args: &[&str]| {
-        let out = graven_command()
-            .args(["--server", &server.url])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("graven");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8")
-    };
+    let g = |args: &[&str]| graven_ok(&server.url, args);
     g(&["ledger", "create", "shop", "--no-deletion-protection"]);
     g(&["table", "create", "shop", "orders"]);
     for i in 0..5 {
@@ -228,19 +213,7 @@ fn serve_check_and_import_on_postgres() {
     );
 
     let server = ServerProcess::start_with(&data, &log, &storage, &[]);
-    let g = |args: &[&str]| {
-        let out = graven_command()
-            .args(["--server", &server.url])
-            .args(args)
-            .output()
-            .expect("graven");
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("UTF-8")
-    };
+    let g = |args: &[&str]| graven_ok(&server.url, args);
     assert_eq!(g(&["checkpoint", "copy"]).lines().nth(1), Some("5"));
     assert_eq!(
         g(&["checkpoint", "shop"]).lines().nth(2),
@@ -391,4 +364,76 @@ async fn a_server_with_another_key_refuses_the_ledger() {
         format!("{err:#}").contains("not signed by the ledger's key"),
         "{err:#}"
     );
+}
+
+/// TLS to PostgreSQL, with libpq's `sslmode`s, against a server that refuses connections
+/// without TLS: each mode connects or is refused as libpq's would be; then a server
+/// stores a ledger there over `verify-full`.
+#[test]
+fn tls_to_postgresql_as_sslmode_says() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    crate::tls::certificates(certs.path());
+    let Some(pg) = Postgres::start_tls_or_skip("tls_to_postgresql_as_sslmode_says", certs.path())
+    else {
+        return;
+    };
+    let file = |name: &str| certs.path().join(name).to_str().expect("utf-8").to_owned();
+    let (ca, other_ca) = (file("ca.pem"), file("other-ca.pem"));
+    let ping = |query: &str| PostgresBackend::ping(&format!("{}?{query}", pg.url));
+    let refused = |query: &str| match ping(query) {
+        Ok(()) => panic!("{query}: connected"),
+        Err(e) => e.to_string(),
+    };
+    // Encrypted: prefer (the default), require, and both CA checks with the right CA.
+    for query in [
+        String::new(),
+        "sslmode=require".into(),
+        format!("sslmode=verify-ca&sslrootcert={ca}"),
+        format!("sslmode=verify-full&sslrootcert={ca}"),
+        format!("sslmode=require&sslrootcert={ca}"),
+    ] {
+        ping(&query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    }
+    // Without TLS, the server refuses (pg_hba.conf: hostnossl ... reject).
+    let e = refused("sslmode=disable");
+    assert!(
+        e.contains("pg_hba.conf") || e.contains("no encryption"),
+        "{e}"
+    );
+    // A certificate from a CA not given is refused, by the modes that check it.
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let e = refused(&format!("sslmode={mode}&sslrootcert={other_ca}"));
+        assert!(e.to_lowercase().contains("certificate"), "{mode}: {e}");
+    }
+    // verify-full checks the name too: the certificate names 127.0.0.1, not localhost.
+    let by_name = pg.url.replace("127.0.0.1", "localhost");
+    let name_ping =
+        |mode: &str| PostgresBackend::ping(&format!("{by_name}?sslmode={mode}&sslrootcert={ca}"));
+    if let Ok(addresses) = std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 1))
+        && addresses
+            .into_iter()
+            .any(|a| a.ip().is_loopback() && a.is_ipv4())
+    {
+        name_ping("verify-ca").expect("verify-ca ignores the name");
+        let e = name_ping("verify-full").expect_err("verify-full checks the name");
+        assert!(e.to_string().to_lowercase().contains("certificate"), "{e}");
+    }
+
+    // A server on it, over verify-full.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("{}?sslmode=verify-full&sslrootcert={ca}", pg.url);
+    let storage = [("GRAVEN_STORAGE", url.as_str())];
+    let server = ServerProcess::start_with(
+        &dir.path().join("data"),
+        &dir.path().join("server.log"),
+        &storage,
+        &[],
+    );
+    for args in [
+        &["ledger", "create", "shop"][..],
+        &["table", "create", "shop", "orders"],
+        &["insert", "shop", "orders", "--id", "o1", "{}"],
+    ] {
+        graven_ok(&server.url, args);
+    }
 }

@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use graven::storage::postgres::PostgresBackend;
 use graven::storage::redb::RedbBackend;
-use graven::storage::{Backend, Batch, Claim, ErrorKind, Holder, Space, View};
+use graven::storage::{Backend, Batch, Claim, ErrorKind, Holder, Read, Space, View};
 
 use crate::util::Postgres;
 
@@ -353,10 +353,11 @@ async fn the_postgres_backend_works_from_async_tasks() {
     );
 }
 
-/// `get_many` answers in the order asked, a key asked twice twice, a missing one `None`,
-/// on every backend (PostgreSQL answers in one query).
+/// `read_many` answers in the order asked, over spaces, a key asked twice twice, a missing
+/// one `None`, a last key as `last_key` has it, on every backend (PostgreSQL sends every
+/// read at once, and many keys of one space as one query).
 #[test]
-fn get_many_answers_in_order_on_both_backends() {
+fn read_many_answers_in_order_on_both_backends() {
     let check = |backend: &dyn Backend| {
         backend
             .commit(put(&[
@@ -366,15 +367,15 @@ fn get_many_answers_in_order_on_both_backends() {
             ]))
             .expect("commit");
         let view = backend.view().expect("view");
-        // Few keys (read one by one on PostgreSQL) and many (one query there).
+        // Few keys of a space (a point read each on PostgreSQL) and many (one query there).
         for n in [1, 3, 20] {
-            let keys: Vec<Vec<u8>> = [&b"b"[..], b"none", b"a", b"b"]
+            let mut reads: Vec<Read> = [&b"b"[..], b"none", b"a", b"b"]
                 .iter()
                 .cycle()
                 .take(4 * n)
-                .map(|k| k.to_vec())
+                .map(|k| Read::Get(A, k.to_vec()))
                 .collect();
-            let expected: Vec<Option<Vec<u8>>> = [
+            let mut expected: Vec<Option<Vec<u8>>> = [
                 Some(b"2".to_vec()),
                 None,
                 Some(b"1".to_vec()),
@@ -384,16 +385,24 @@ fn get_many_answers_in_order_on_both_backends() {
             .cycle()
             .take(4 * n)
             .collect();
-            assert_eq!(view.get_many(A, &keys).expect("get_many"), expected, "{n}");
+            reads.insert(1, Read::Get(B, b"a".to_vec()));
+            expected.insert(1, Some(b"other".to_vec()));
+            reads.insert(2, Read::Last(A));
+            expected.insert(2, Some(b"b".to_vec()));
+            reads.push(Read::Get(B, b"b".to_vec()));
+            expected.push(None);
+            reads.push(Read::Last(B));
+            expected.push(Some(b"a".to_vec()));
+            assert_eq!(view.read_many(&reads).expect("read_many"), expected, "{n}");
         }
         assert_eq!(
-            view.get_many(A, &[]).expect("none asked"),
+            view.read_many(&[]).expect("none asked"),
             Vec::<Option<Vec<u8>>>::new()
         );
     };
     let dir = tempfile::tempdir().expect("temp dir");
     check(&RedbBackend::create(&dir.path().join("t.redb"), 1 << 20, SPACES).expect("create"));
-    if let Some(pg) = Postgres::start_or_skip("get_many_answers_in_order_on_both_backends") {
+    if let Some(pg) = Postgres::start_or_skip("read_many_answers_in_order_on_both_backends") {
         check(&PostgresBackend::connect(&pg.url, "many", SPACES).expect("connect"));
     }
 }

@@ -10,8 +10,10 @@ use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType}
 
 use crate::util::{ServerProcess, graven_command};
 
-/// A CA, and certificates it issued, as PEM files in `dir`.
-fn certificates(dir: &Path) {
+/// A CA, and certificates it issued, as PEM files in `dir`: `ca.pem`; `server.pem` and
+/// `server.key` for 127.0.0.1; `client.pem` and `client.key`; and `other-ca.pem`, a CA
+/// that issued none of them.
+pub(crate) fn certificates(dir: &Path) {
     let ca_key = KeyPair::generate().expect("CA key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);

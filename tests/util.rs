@@ -317,6 +317,23 @@ pub(crate) fn bench_command() -> Command {
     c
 }
 
+/// Runs `graven --server URL ARGS` (no stdin), asserts that it succeeded, and returns
+/// its standard output.
+pub(crate) fn graven_ok(server: &str, args: &[&str]) -> String {
+    let out = graven_command()
+        .args(["--server", server])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("graven");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
 /// A `graven` command with no configuration inherited from the environment.
 pub(crate) fn graven_command() -> Command {
     let mut c = Command::new(graven_bin());
@@ -562,19 +579,44 @@ impl Postgres {
     /// [`Postgres::start`], or `None` after saying why on stderr; under `CI=true` (where
     /// `.ci/run` installs PostgreSQL) a missing server is a failure instead.
     pub fn start_or_skip(test: &str) -> Option<Postgres> {
-        let pg = Postgres::start();
-        if pg.is_none() {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{test}: no PostgreSQL under /usr/lib/postgresql, and CI=true: .ci/run installs it"
-            );
-            eprintln!("SKIPPED {test}: no PostgreSQL under /usr/lib/postgresql on this machine");
-        }
-        pg
+        skip_unless(Postgres::start(), test)
     }
 
     /// A new server, if the machine has PostgreSQL's binaries.
     pub fn start() -> Option<Postgres> {
+        Postgres::start_configured(|_| String::new())
+    }
+
+    /// [`Postgres::start_or_skip`] for a server that takes TLS connections only, with
+    /// the certificate `server.pem` and key `server.key` of folder `certs`.
+    pub fn start_tls_or_skip(test: &str, certs: &std::path::Path) -> Option<Postgres> {
+        let pg = Postgres::start_configured(|data| {
+            for file in ["server.pem", "server.key"] {
+                std::fs::copy(certs.join(file), data.join(file)).expect("copy certificate");
+                pg_chown(&data.join(file));
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("chmod");
+            // TLS or nothing: a connection without it is refused.
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .expect("write pg_hba.conf");
+            " -c ssl=on -c ssl_cert_file=server.pem -c ssl_key_file=server.key".to_owned()
+        });
+        skip_unless(pg, test)
+    }
+
+    /// A new server, its data folder set up by `configure` after initdb, which returns
+    /// settings to add to the command line.
+    fn start_configured(configure: impl FnOnce(&std::path::Path) -> String) -> Option<Postgres> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .ok()?
             .flatten()
@@ -610,9 +652,10 @@ impl Postgres {
         let data = data.to_str().expect("utf-8 path");
         pg("initdb", &["-D", data, "-A", "trust", "-U", "bench"]);
         let port = free_port();
+        let extra = configure(std::path::Path::new(data));
         let opts = format!(
             "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
-             -c synchronous_commit=on",
+             -c synchronous_commit=on{extra}",
             dir.path().display()
         );
         let log = dir.path().join("log");
@@ -637,6 +680,19 @@ impl Postgres {
             opts,
         })
     }
+}
+
+/// `pg`, or `None` after saying why `test` is skipped; under `CI=true` (where `.ci/run`
+/// installs PostgreSQL) a missing server is a failure instead.
+fn skip_unless(pg: Option<Postgres>, test: &str) -> Option<Postgres> {
+    if pg.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: no PostgreSQL under /usr/lib/postgresql, and CI=true: .ci/run installs it"
+        );
+        eprintln!("SKIPPED {test}: no PostgreSQL under /usr/lib/postgresql on this machine");
+    }
+    pg
 }
 
 fn pg_chown(path: &std::path::Path) {

@@ -78,10 +78,16 @@ fn offline(args: &CheckArgs) -> ExitCode {
     if names.is_empty() {
         eprintln!("graven check: no ledgers in {}", args.data.display());
     }
+    let location = match args.storage.location() {
+        Ok(location) => location,
+        Err(e) => {
+            eprintln!("graven check: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut results = Results::new(args.json);
     for name in &names {
         let mut line = ProgressLine::new();
-        let location = args.storage.location();
         let outcome = check_ledger(
             &location,
             &root.join(name),

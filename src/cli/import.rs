@@ -76,7 +76,10 @@ fn import(args: &ImportArgs) -> Result<String, CheckError> {
             signer,
             name: args.ledger.clone(),
             deletion_protection: !args.deletion_protection_off,
-            storage: args.storage.location(),
+            storage: args
+                .storage
+                .location()
+                .map_err(|e| CheckError::CannotRun(e.to_string()))?,
         },
         input,
         &mut |what, done, total| line.show(|| format!("importing: {what} {done} of {total}")),

@@ -134,7 +134,9 @@ pub fn main() -> ExitCode {
 #[derive(Debug, clap::Args)]
 pub struct StorageArg {
     /// The PostgreSQL database that holds the ledgers (`postgresql://USER@HOST:PORT/DB`;
-    /// give a password through GRAVEN_STORAGE, never on a command line). Without it: redb
+    /// give a password through GRAVEN_STORAGE, never on a command line). TLS as libpq:
+    /// `?sslmode=verify-full&sslrootcert=CA.pem` (also disable, prefer (the default),
+    /// require, verify-ca; `sslcert`, `sslkey` for a client certificate). Without it: redb
     /// files in the data folder. With it, the data folder holds the ledgers' signing keys.
     #[arg(
         long = "storage",
@@ -146,11 +148,15 @@ pub struct StorageArg {
 }
 
 impl StorageArg {
-    /// The location these options name.
-    pub fn location(&self) -> graven::storage::Location {
+    /// The location these options name; a URL that cannot be used (a setting it
+    /// cannot have, a CA file that cannot be read) is an error naming the setting.
+    pub fn location(&self) -> anyhow::Result<graven::storage::Location> {
         match &self.url {
-            Some(url) => graven::storage::Location::Postgres(url.clone()),
-            None => graven::storage::Location::Embedded,
+            Some(url) => {
+                graven::storage::postgres::PostgresBackend::check_url(url)?;
+                Ok(graven::storage::Location::Postgres(url.clone()))
+            }
+            None => Ok(graven::storage::Location::Embedded),
         }
     }
 }

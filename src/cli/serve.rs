@@ -76,14 +76,14 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     /// The engine configuration these options describe.
-    fn config(&self) -> Config {
+    fn config(&self) -> anyhow::Result<Config> {
         let mut c = Config::new(&self.data);
         c.server_name = self.name.clone();
         c.limits.max_document_bytes = self.max_document_bytes;
         c.limits.max_transaction_operations = self.max_transaction_operations;
         c.limits.max_transaction_bytes = self.max_transaction_bytes;
         c.cache_bytes = self.cache_mib << 20;
-        c.storage = self.storage.location();
+        c.storage = self.storage.location()?;
         c.address = self.advertise.clone().unwrap_or_else(|| {
             let scheme = if self.tls_cert.is_some() {
                 "https"
@@ -93,7 +93,7 @@ impl ServeArgs {
             format!("{scheme}://{}", self.listen)
         });
         c.lease = std::time::Duration::from_millis(self.lease_ms);
-        c
+        Ok(c)
     }
 
     /// The TLS files, when TLS is on.
@@ -122,7 +122,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let tls = args.tls().map(|files| files.load()).transpose()?;
     server::serve(
-        args.config(),
+        args.config()?,
         args.listen,
         auth,
         tls,

@@ -18,7 +18,7 @@ use crate::model::{
     ConsistencyProof, DEFAULT_PAGE_SIZE, Head, InclusionProof, JournalItem, LedgerInfo, Page,
     Receipt, Revision, TableInfo, TreeSize, check_document_id, check_table_name,
 };
-use crate::storage::{self, Snapshot, Store, UpperHashes};
+use crate::storage::{self, Ahead, Snapshot, Store, UpperHashes};
 
 /// How many jobs may wait for a sequencer before callers wait to enqueue (backpressure).
 const QUEUE_DEPTH: usize = 4096;
@@ -217,9 +217,11 @@ impl Ledger {
         self.submit(|reply| Job::SetProtection(on, reply)).await
     }
 
-    /// A consistent view for one read.
-    fn view(&self) -> Result<View<'_>> {
+    /// A consistent view for one read, which reads `ahead` (and the journal's size) at
+    /// once, in one round trip to a database.
+    fn view(&self, ahead: &[Ahead<'_>]) -> Result<View<'_>> {
         let snap = self.store.read()?;
+        snap.read_ahead(ahead)?;
         Ok(View {
             ledger: self,
             size: snap.size()?,
@@ -234,7 +236,7 @@ impl Ledger {
 
     /// Size, latest checkpoint, key and settings.
     pub fn info(&self) -> Result<LedgerInfo> {
-        let v = self.view()?;
+        let v = self.view(&[Ahead::Checkpoint])?;
         Ok(LedgerInfo {
             name: self.name.clone(),
             origin: self.origin().to_owned(),
@@ -252,7 +254,7 @@ impl Ledger {
 
     /// The signed checkpoint of the latest size, or of an earlier one.
     pub fn checkpoint(&self, size: TreeSize) -> Result<Head> {
-        let v = self.view()?;
+        let v = self.view(&[Ahead::Checkpoint])?;
         let size = v.size_at(size, "size")?;
         Ok(Head {
             size,
@@ -277,7 +279,7 @@ impl Ledger {
 
     /// Entry bytes and body at a journal index.
     pub fn entry(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-        let v = self.view()?;
+        let v = self.view(&[Ahead::Leaf(index)])?;
         if index >= v.size {
             return Err(Error::out_of_range(format!(
                 "index {index} is beyond the journal (size {})",
@@ -300,7 +302,13 @@ impl Ledger {
     ) -> Result<Revision> {
         check_table_name(table)?;
         check_document_id(id)?;
-        let v = self.view()?;
+        // The checkpoint only for a proof (at the latest size, it is the stored one).
+        let ahead = [
+            Ahead::Table(table),
+            Ahead::Current(table, id),
+            Ahead::Checkpoint,
+        ];
+        let v = self.view(&ahead[..if proof.is_some() { 3 } else { 2 }])?;
         v.require_table(table)?;
         let Some(current) = v.snap.current(table, id)? else {
             return Err(no_document(table, id));
@@ -364,12 +372,12 @@ impl Ledger {
                 graven_verify::checkpoint::parse_decimal(token).ok_or_else(|| bad_token(token))?
             }
         };
-        let v = self.view()?;
+        let v = self.view(&[Ahead::Table(table), Ahead::Current(table, id)])?;
         v.require_table(table)?;
         if v.snap.current(table, id)?.is_none() {
             return Err(no_document(table, id));
         }
-        let mut out = Vec::new();
+        let mut indexes = Vec::new();
         let mut next = None;
         // Earlier revisions by version, then the current one (its row sorts last).
         for row in v.snap.revisions(table, id, from)? {
@@ -377,15 +385,14 @@ impl Ledger {
             if row.version < from {
                 continue; // the current row, when the token is past the current version
             }
-            if out.len() == limit {
+            if indexes.len() == limit {
                 next = Some(row.version.to_string());
                 break;
             }
-            let proof_size = v.proof_size(proof, row.index)?;
-            out.push(v.revision(row.index, proof_size)?);
+            indexes.push(row.index);
         }
         Ok(Page {
-            revisions: out,
+            revisions: v.revisions(&indexes, proof)?,
             next,
         })
     }
@@ -401,25 +408,26 @@ impl Ledger {
         check_table_name(table)?;
         let limit = self.page_size(page_size)?;
         let mut after = page_token.map(decode_token).transpose()?;
-        let v = self.view()?;
+        let v = self.view(&[Ahead::Table(table)])?;
         v.require_table(table)?;
-        let mut out: Vec<Revision> = Vec::new();
+        let mut indexes = Vec::new();
         let mut next = None;
+        let mut last_returned: Option<String> = None;
         while let Some((id, current)) = v.snap.next_document(table, after.as_deref())? {
             after = Some(id);
             if !current.live {
                 continue;
             }
-            if out.len() == limit {
+            if indexes.len() == limit {
                 // The last id returned is where the next page starts (exclusive).
-                next = out.last().map(|r| encode_token(&r.id));
+                next = last_returned.as_deref().map(encode_token);
                 break;
             }
-            let proof_size = v.proof_size(proof, current.index)?;
-            out.push(v.revision(current.index, proof_size)?);
+            last_returned.clone_from(&after);
+            indexes.push(current.index);
         }
         Ok(Page {
-            revisions: out,
+            revisions: v.revisions(&indexes, proof)?,
             next,
         })
     }
@@ -433,7 +441,7 @@ impl Ledger {
     /// The compact range of `[0, size)`: the subtree hashes a stream starting at `size`
     /// needs to verify.
     pub fn frontier(&self, size: u64) -> Result<CompactRange> {
-        let v = self.view()?;
+        let v = self.view(&[])?;
         let size = v.size_at(TreeSize::At(size), "index")?;
         CompactRange::read(size, &v.hashes())
             .map_err(|e| Error::internal(format!("reading the tree: {e}")))
@@ -449,16 +457,21 @@ impl Ledger {
         tables: &[String],
         max_bytes: usize,
     ) -> Result<Vec<JournalItem>> {
-        let v = self.view()?;
+        let v = self.view(&[])?;
         let to = to.min(v.size);
         let mut out = Vec::new();
         let mut bytes = 0;
-        for index in from..to {
+        if from >= to {
+            return Ok(out);
+        }
+        // One range read: a database sends its rows a page per round trip.
+        for row in v.snap.leaves_in(from, to)? {
             if bytes >= max_bytes {
                 break;
             }
             // Each row read and decoded once, whether it is delivered or skipped.
-            let row = v.snap.require_leaf(index)?;
+            let row = row?;
+            let index = row.index();
             let leaf = row.leaf()?;
             let entry = decode_entry(index, leaf.entry)?;
             if !tables.is_empty() && !tables.contains(&entry.table) {
@@ -478,7 +491,7 @@ impl Ledger {
 
     /// An inclusion proof of `index` in the tree of `tree_size`.
     pub fn prove_inclusion(&self, index: u64, tree_size: TreeSize) -> Result<InclusionProof> {
-        let v = self.view()?;
+        let v = self.view(&[Ahead::Checkpoint])?;
         let size = v.size_at(tree_size, "tree_size")?;
         if index >= size {
             let err =
@@ -494,7 +507,7 @@ impl Ledger {
 
     /// A consistency proof from `old_size` to `new_size`.
     pub fn prove_consistency(&self, old_size: u64, new_size: TreeSize) -> Result<ConsistencyProof> {
-        let v = self.view()?;
+        let v = self.view(&[Ahead::Checkpoint])?;
         let new = v.size_at(new_size, "new_size")?;
         if old_size > new {
             let err = format!(
@@ -683,7 +696,17 @@ impl View<'_> {
     }
 
     fn inclusion(&self, index: u64, size: u64) -> Result<InclusionProof> {
-        let hashes = prove_inclusion(index, size, &self.hashes())
+        self.inclusion_with(index, size, self.hashes())
+    }
+
+    /// [`View::inclusion`], its hashes read through `hashes`.
+    fn inclusion_with(
+        &self,
+        index: u64,
+        size: u64,
+        hashes: storage::CachedHashes<'_>,
+    ) -> Result<InclusionProof> {
+        let hashes = prove_inclusion(index, size, &hashes)
             .map_err(|e| Error::internal(format!("inclusion proof: {e}")))?;
         Ok(InclusionProof {
             index,
@@ -693,14 +716,29 @@ impl View<'_> {
         })
     }
 
+    /// The revisions at `indexes`, their leaves rows read ahead together; each with an
+    /// inclusion proof when `proof` names a tree size.
+    fn revisions(&self, indexes: &[u64], proof: Option<TreeSize>) -> Result<Vec<Revision>> {
+        let ahead: Vec<Ahead<'_>> = indexes.iter().map(|&i| Ahead::Leaf(i)).collect();
+        self.snap.read_ahead(&ahead)?;
+        indexes
+            .iter()
+            .map(|&index| {
+                let proof_size = self.proof_size(proof, index)?;
+                self.revision(index, proof_size)
+            })
+            .collect()
+    }
+
     fn revision(&self, index: u64, proof_size: Option<u64>) -> Result<Revision> {
+        // The proof first: its hashes' rows and the leaf's own are read together.
+        let proof = match proof_size {
+            Some(size) => Some(self.inclusion_with(index, size, self.hashes().with_leaf(index))?),
+            None => None,
+        };
         let row = self.snap.require_leaf(index)?;
         let leaf = row.leaf()?;
         let entry = decode_entry(index, leaf.entry)?;
-        let proof = match proof_size {
-            Some(size) => Some(self.inclusion(index, size)?),
-            None => None,
-        };
         Ok(revision_from(index, &leaf, entry, proof))
     }
 }

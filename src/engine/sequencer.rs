@@ -31,7 +31,9 @@ use super::prepare::Prepared;
 use super::{checkpoint_of, now_micros, sign_checkpoint};
 use crate::error::{Error, ErrorKind, Quote, Result};
 use crate::model::{Head, Op, OpResult, Receipt, TableInfo};
-use crate::storage::{self, DocRow, Lease, NewRevision, Store, StoredReceipt, TableRow, Writer};
+use crate::storage::{
+    self, Ahead, DocRow, Lease, NewRevision, Store, StoredReceipt, TableRow, Writer,
+};
 
 /// Most operations committed in one batch; more wait for the next one.
 const MAX_BATCH_OPERATIONS: usize = 20_000;
@@ -313,6 +315,18 @@ impl Sequencer {
     fn write_batch(&mut self, txs: &[Prepared]) -> Result<Vec<Result<Receipt>>> {
         let store = self.store.clone();
         let mut w = self.writer(&store)?;
+        // What the batch's checks read, in one round trip to a database.
+        let mut ahead = Vec::new();
+        for tx in txs {
+            if let Some((key, _)) = &tx.tx.idempotency {
+                ahead.push(Ahead::Receipt(key));
+            }
+            for op in &tx.tx.ops {
+                let (table, id) = op.target();
+                ahead.extend([Ahead::Table(table), Ahead::Current(table, id)]);
+            }
+        }
+        w.read_ahead(&ahead)?;
         let now = now_micros().max(self.last_commit);
         let mut results = Vec::with_capacity(txs.len());
         let mut remembered: HashMap<&str, StoredReceipt> = HashMap::new();

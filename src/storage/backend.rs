@@ -40,6 +40,15 @@ use super::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Space(pub usize);
 
+/// One read of [`View::read_many`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Read {
+    /// The value of a key of a space.
+    Get(Space, Vec<u8>),
+    /// The greatest key of a space.
+    Last(Space),
+}
+
 /// Rows of a range read, in key order.
 pub type Rows<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 
@@ -48,10 +57,24 @@ pub trait View {
     /// The value of `key` in `space`.
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
-    /// The values of `keys` in `space`, in the order asked. A backend across a network
-    /// answers them in one round trip; the default asks one at a time.
-    fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        keys.iter().map(|k| self.get(space, k)).collect()
+    /// The answers to several reads, in the order asked: a value for each [`Read::Get`],
+    /// a key for each [`Read::Last`]. A backend across a network answers them all in one
+    /// round trip; the default reads each in turn.
+    fn read_many(&self, reads: &[Read]) -> Result<Vec<Option<Vec<u8>>>> {
+        reads
+            .iter()
+            .map(|read| match read {
+                Read::Get(space, key) => self.get(*space, key),
+                Read::Last(space) => self.last_key(*space),
+            })
+            .collect()
+    }
+
+    /// Whether [`View::read_many`] costs less than its reads one by one (a database across
+    /// a network): callers then read ahead what they will need. False for a backend on
+    /// this machine, whose reads cost microseconds.
+    fn reads_ahead(&self) -> bool {
+        false
     }
 
     /// The rows of `space` with keys in `(start, end)`, in key order.

@@ -17,9 +17,10 @@
 
 mod backend;
 pub mod postgres;
+mod postgres_tls;
 pub mod redb;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Bound;
 use std::path::Path;
@@ -27,7 +28,7 @@ use std::path::Path;
 use graven_verify::{CompactRange, Hash, HashReader, leaf_hash, split_stored_hash_index};
 use serde::{Deserialize, Serialize};
 
-pub use backend::{Backend, Batch, Claim, Holder, Lease, Leases, Rows, Space, View};
+pub use backend::{Backend, Batch, Claim, Holder, Lease, Leases, Read, Rows, Space, View};
 
 use crate::model::OpResult;
 
@@ -585,8 +586,11 @@ impl Store {
 
     /// A consistent read view of everything committed so far.
     pub fn read(&self) -> Result<Snapshot> {
+        let view = self.backend.view()?;
         Ok(Snapshot {
-            view: self.backend.view()?,
+            reads_ahead: view.reads_ahead(),
+            view,
+            ahead: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -598,12 +602,9 @@ impl Store {
 
     /// A writer over a snapshot of now; see [`Writer::commit`].
     pub fn write(&self) -> Result<Writer<'_>> {
-        let snap = self.read()?;
-        let base = snap.view.last_key(LEAVES)?;
         Ok(Writer {
             store: self,
-            snap,
-            base,
+            snap: self.read()?,
             pending: SPACES.iter().map(|_| BTreeMap::new()).collect(),
             defer_durability: false,
             fence: None,
@@ -626,23 +627,136 @@ trait LeafSource {
 /// A consistent view of one ledger's storage.
 pub struct Snapshot {
     view: Box<dyn View>,
+    /// Answers read ahead ([`Snapshot::read_ahead`]), kept for the snapshot's life: a
+    /// snapshot never changes, so an answer read early is still the answer.
+    ahead: std::sync::Mutex<HashMap<Read, Option<Vec<u8>>>>,
+    /// Whether the view's backend [reads ahead](View::reads_ahead).
+    reads_ahead: bool,
+}
+
+/// What a read is about to want, for [`Snapshot::read_ahead`] and [`Writer::read_ahead`].
+#[derive(Debug, Clone, Copy)]
+pub enum Ahead<'a> {
+    /// The stored checkpoint.
+    Checkpoint,
+    /// A table's row.
+    Table(&'a str),
+    /// A document's current-state row: table, id.
+    Current(&'a str, &'a str),
+    /// The receipt an idempotency key remembers.
+    Receipt(&'a str),
+    /// A leaves row, by journal index.
+    Leaf(u64),
+}
+
+impl Ahead<'_> {
+    fn read(self) -> Read {
+        match self {
+            Ahead::Checkpoint => Read::Get(META, META_CHECKPOINT.to_vec()),
+            Ahead::Table(name) => Read::Get(TABLES, name.as_bytes().to_vec()),
+            Ahead::Current(table, id) => Read::Get(DOCS, doc_key(table, id, CURRENT)),
+            Ahead::Receipt(key) => Read::Get(IDEMPOTENCY, key.as_bytes().to_vec()),
+            Ahead::Leaf(index) => Read::Get(LEAVES, be(index).to_vec()),
+        }
+    }
 }
 
 impl LeafSource for Snapshot {
     fn leaf_row(&self, index: u64) -> Result<Option<Vec<u8>>> {
-        self.view.get(LEAVES, &be(index))
+        self.get(LEAVES, &be(index))
     }
 
     fn leaf_rows(&self, indexes: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
-        let keys: Vec<Vec<u8>> = indexes.iter().map(|&i| be(i).to_vec()).collect();
-        self.view.get_many(LEAVES, &keys)
+        let reads: Vec<Read> = indexes
+            .iter()
+            .map(|&i| Read::Get(LEAVES, be(i).to_vec()))
+            .collect();
+        self.read_many(&reads)
     }
 }
 
 impl Snapshot {
+    /// Reads now, in one round trip, what the next reads will want, and the journal's
+    /// size, on a backend across a network (on one that is not, it does nothing: its
+    /// reads cost no more one by one).
+    pub fn read_ahead(&self, wanted: &[Ahead<'_>]) -> Result<()> {
+        if !self.reads_ahead {
+            return Ok(());
+        }
+        let mut reads: Vec<Read> = wanted.iter().map(|a| a.read()).collect();
+        reads.push(Read::Last(LEAVES));
+        reads.sort_unstable();
+        reads.dedup();
+        if let Ok(ahead) = self.ahead.lock() {
+            reads.retain(|r| !ahead.contains_key(r));
+        }
+        if reads.is_empty() {
+            return Ok(());
+        }
+        let answers = self.view.read_many(&reads)?;
+        if let Ok(mut ahead) = self.ahead.lock() {
+            ahead.extend(reads.into_iter().zip(answers));
+        }
+        Ok(())
+    }
+
+    /// Keeps `answer` to `read` for a later read of this snapshot.
+    fn keep(&self, read: Read, answer: Option<Vec<u8>>) {
+        if let Ok(mut ahead) = self.ahead.lock() {
+            ahead.insert(read, answer);
+        }
+    }
+
+    /// The answer to `read` if it was read ahead.
+    fn taken(&self, read: &Read) -> Option<Option<Vec<u8>>> {
+        let ahead = self.ahead.lock().ok()?;
+        if ahead.is_empty() {
+            return None;
+        }
+        ahead.get(read).cloned()
+    }
+
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if self.reads_ahead
+            && let Some(answer) = self.taken(&Read::Get(space, key.to_vec()))
+        {
+            return Ok(answer);
+        }
+        self.view.get(space, key)
+    }
+
+    fn last(&self, space: Space) -> Result<Option<Vec<u8>>> {
+        if self.reads_ahead
+            && let Some(answer) = self.taken(&Read::Last(space))
+        {
+            return Ok(answer);
+        }
+        self.view.last_key(space)
+    }
+
+    /// `reads`, those read ahead taken, the rest in one go.
+    fn read_many(&self, reads: &[Read]) -> Result<Vec<Option<Vec<u8>>>> {
+        if !self.reads_ahead {
+            return self.view.read_many(reads);
+        }
+        let mut answers: Vec<Option<Option<Vec<u8>>>> =
+            reads.iter().map(|r| self.taken(r)).collect();
+        let missing: Vec<Read> = reads
+            .iter()
+            .zip(&answers)
+            .filter(|(_, a)| a.is_none())
+            .map(|(r, _)| r.clone())
+            .collect();
+        let mut read = self.view.read_many(&missing)?.into_iter();
+        for answer in answers.iter_mut().filter(|a| a.is_none()) {
+            *answer = Some(read.next().flatten());
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
     /// The storage format the database declares.
     pub fn format(&self) -> Result<Format> {
-        Ok(match self.view.get(META, META_FORMAT)? {
+        Ok(match self.get(META, META_FORMAT)? {
             None => Format::Missing,
             Some(v) => match <[u8; 4]>::try_from(v.as_slice()) {
                 Ok(b) => Format::Version(u32::from_be_bytes(b)),
@@ -653,7 +767,7 @@ impl Snapshot {
 
     fn meta_text(&self, key: &[u8]) -> Result<String> {
         let name = String::from_utf8_lossy(key);
-        match self.view.get(META, key)? {
+        match self.get(META, key)? {
             None => Err(Error::damaged(format!("meta: {name} is missing"))),
             Some(v) => String::from_utf8(v)
                 .map_err(|_| Error::damaged(format!("meta: {name} is not UTF-8"))),
@@ -689,7 +803,7 @@ impl Snapshot {
 
     /// The number of journal entries: one more than the last index.
     pub fn size(&self) -> Result<u64> {
-        match self.view.last_key(LEAVES)? {
+        match self.last(LEAVES)? {
             None => Ok(0),
             Some(key) => Ok(leaf_index(&key)? + 1),
         }
@@ -713,9 +827,50 @@ impl Snapshot {
 
     /// Every leaves row, in index order (a gap shows as a jump in [`LeafRow::index`]).
     pub fn leaves(&self) -> Result<impl Iterator<Item = Result<LeafRow>> + '_> {
+        self.leaf_range(0, None)
+    }
+
+    /// The leaves row of every index of `from..to`, in order, read with one range read
+    /// (a database sends a page of rows per round trip); a missing one is
+    /// [`ErrorKind::Damaged`], and ends the rows.
+    pub fn leaves_in(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<impl Iterator<Item = Result<LeafRow>> + '_> {
+        let to = to.max(from);
+        let mut rows = self.leaf_range(from, Some(to))?;
+        let mut next = from;
+        Ok(std::iter::from_fn(move || {
+            if next >= to {
+                return None;
+            }
+            let index = next;
+            let row = match rows.next() {
+                Some(Ok(row)) if row.index == index => Ok(row),
+                Some(Err(e)) => Err(e),
+                // A row past `index`, or none: `index` is missing.
+                _ => Err(Error::damaged(format!("journal row {index} is missing"))),
+            };
+            next = if row.is_ok() { index + 1 } else { to };
+            Some(row)
+        }))
+    }
+
+    /// The leaves rows from index `from`, to `to` (exclusive) if given.
+    fn leaf_range(
+        &self,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<impl Iterator<Item = Result<LeafRow>> + '_> {
+        let (start, end) = (be(from), to.map(be));
+        let end = match &end {
+            Some(end) => Bound::Excluded(end.as_slice()),
+            None => Bound::Unbounded,
+        };
         Ok(self
             .view
-            .range(LEAVES, Bound::Unbounded, Bound::Unbounded)?
+            .range(LEAVES, Bound::Included(start.as_slice()), end)?
             .map(|row| {
                 let (key, row) = row?;
                 Ok(LeafRow {
@@ -733,9 +888,10 @@ impl Snapshot {
     /// The stored tree hashes through `cache`, which keeps the upper levels.
     pub fn cached_hashes<'a>(&'a self, cache: &'a UpperHashes, size: u64) -> CachedHashes<'a> {
         CachedHashes {
-            leaves: self,
+            snap: self,
             cache,
             size,
+            leaf: None,
         }
     }
 
@@ -745,8 +901,7 @@ impl Snapshot {
     }
 
     fn doc(&self, table: &str, id: &str, version: u64) -> Result<Option<DocRow>> {
-        self.view
-            .get(DOCS, &doc_key(table, id, version))?
+        self.get(DOCS, &doc_key(table, id, version))?
             .map(|v| DocRow::decode(&v))
             .transpose()
     }
@@ -842,8 +997,7 @@ impl Snapshot {
 
     /// A table's row.
     pub fn table(&self, name: &str) -> Result<Option<TableRow>> {
-        self.view
-            .get(TABLES, name.as_bytes())?
+        self.get(TABLES, name.as_bytes())?
             .map(|v| TableRow::decode(&v))
             .transpose()
     }
@@ -881,9 +1035,8 @@ pub struct DocKey {
 /// nothing.
 pub struct Writer<'s> {
     store: &'s Store,
+    /// What the batch reads; the journal's last key in it is the one the batch extends.
     snap: Snapshot,
-    /// The journal's last key when the writer began: the batch extends exactly that.
-    base: Option<Vec<u8>>,
     /// The batch's writes, by key space.
     pending: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
     defer_durability: bool,
@@ -928,25 +1081,31 @@ impl Writer<'_> {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.pending[space.0].get(key) {
             Some(v) => Ok(Some(v.clone())),
-            None => self.snap.view.get(space, key),
+            None => self.snap.get(space, key),
         }
     }
 
     /// Values as this batch has them, the snapshot's read in one go.
     fn get_many(&self, space: Space, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         let pending = &self.pending[space.0];
-        let missing: Vec<Vec<u8>> = keys
+        let missing: Vec<Read> = keys
             .iter()
             .filter(|k| !pending.contains_key(k.as_slice()))
-            .cloned()
+            .map(|k| Read::Get(space, k.clone()))
             .collect();
-        let mut stored = self.snap.view.get_many(space, &missing)?.into_iter();
+        let mut stored = self.snap.read_many(&missing)?.into_iter();
         keys.iter()
             .map(|k| match pending.get(k.as_slice()) {
                 Some(v) => Ok(Some(v.clone())),
                 None => Ok(stored.next().flatten()),
             })
             .collect()
+    }
+
+    /// Reads now, in one round trip, what the batch is about to read, and the journal's
+    /// size, where the backend is across a network (see [`Snapshot::read_ahead`]).
+    pub fn read_ahead(&self, wanted: &[Ahead<'_>]) -> Result<()> {
+        self.snap.read_ahead(wanted)
     }
 
     /// The current-state rows of documents, as this batch has them, in one read.
@@ -1056,6 +1215,8 @@ impl Writer<'_> {
     /// ([`ErrorKind::Conflict`]) if the journal is no longer the one the writer began on,
     /// or the batch's fence is no longer the ledger's lease.
     pub fn commit(self) -> Result<()> {
+        // Read now if not read ahead: the snapshot began with the batch's first read.
+        let base = self.snap.last(LEAVES)?;
         let puts = self
             .pending
             .into_iter()
@@ -1064,7 +1225,7 @@ impl Writer<'_> {
             .collect();
         self.store.backend.commit(Batch {
             puts,
-            expect_last: Some((LEAVES, self.base)),
+            expect_last: Some((LEAVES, base)),
             defer_durability: self.defer_durability,
             fence: self.fence,
         })
@@ -1153,12 +1314,49 @@ fn upper_level(size: u64) -> u8 {
 #[derive(Debug, Default)]
 pub struct UpperHashes(std::sync::Mutex<std::collections::HashMap<u64, Hash>>);
 
+/// A snapshot's leaves rows, each read with one more row (a proof's leaf), which the
+/// snapshot keeps for the read that wants it next.
+struct WithLeaf<'a> {
+    snap: &'a Snapshot,
+    leaf: u64,
+}
+
+impl LeafSource for WithLeaf<'_> {
+    fn leaf_row(&self, index: u64) -> Result<Option<Vec<u8>>> {
+        self.snap.leaf_row(index)
+    }
+
+    fn leaf_rows(&self, indexes: &[u64]) -> Result<Vec<Option<Vec<u8>>>> {
+        let leaf = Read::Get(LEAVES, be(self.leaf).to_vec());
+        let mut reads: Vec<Read> = indexes
+            .iter()
+            .map(|&i| Read::Get(LEAVES, be(i).to_vec()))
+            .collect();
+        reads.push(leaf.clone());
+        let mut rows = self.snap.read_many(&reads)?;
+        self.snap.keep(leaf, rows.pop().flatten());
+        Ok(rows)
+    }
+}
+
 /// Stored tree hashes read through an [`UpperHashes`] cache.
 pub struct CachedHashes<'a> {
-    leaves: &'a dyn LeafSource,
+    snap: &'a Snapshot,
     cache: &'a UpperHashes,
     /// The snapshot's journal size (it sets the lowest level cached).
     size: u64,
+    /// A leaves row to read with the hashes' rows, in the same round trip, for a read
+    /// that wants it next (see [`CachedHashes::with_leaf`]).
+    leaf: Option<u64>,
+}
+
+impl CachedHashes<'_> {
+    /// Reads leaves row `index` together with the hashes (a proof's leaf, which its read
+    /// wants too), where the snapshot reads ahead.
+    pub fn with_leaf(mut self, index: u64) -> Self {
+        self.leaf = Some(index);
+        self
+    }
 }
 
 impl HashReader for CachedHashes<'_> {
@@ -1181,7 +1379,17 @@ impl HashReader for CachedHashes<'_> {
             .filter(|(slot, _)| slot.is_none())
             .map(|(_, &i)| i)
             .collect();
-        let mut read = read_stored_hashes(self.leaves, &missing)?.into_iter();
+        let mut read = match self.leaf {
+            Some(leaf) if self.snap.reads_ahead => {
+                let with_leaf = WithLeaf {
+                    snap: self.snap,
+                    leaf,
+                };
+                read_stored_hashes(&with_leaf, &missing)?
+            }
+            _ => read_stored_hashes(self.snap, &missing)?,
+        }
+        .into_iter();
         let mut fresh = Vec::new();
         for (slot, &i) in found.iter_mut().zip(indexes) {
             if slot.is_none()
