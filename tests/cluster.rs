@@ -119,6 +119,33 @@ async fn describe(url: &str) -> pb::LedgerInfo {
         .into_inner()
 }
 
+/// The ledger's change stream through `url`, from the first index.
+async fn subscribe(url: &str) -> tonic::Streaming<pb::Event> {
+    pb::stream_client::StreamClient::new(channel(url).await)
+        .subscribe(pb::SubscribeRequest {
+            ledger: LEDGER.into(),
+            from_index: Some(0),
+            to_index: None,
+            tables: vec![],
+        })
+        .await
+        .unwrap_or_else(|e| panic!("subscribe through {url}: {e}"))
+        .into_inner()
+}
+
+/// Document `id` of the ledger's table, through `url`.
+async fn get(url: &str, id: &str) -> Result<pb::GetDocumentResponse, tonic::Status> {
+    pb::documents_client::DocumentsClient::new(channel(url).await)
+        .get_document(pb::GetDocumentRequest {
+            ledger: LEDGER.into(),
+            table: TABLE.into(),
+            id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 /// Creates the ledger and its table through server 0 and gives every server its key.
 async fn create_ledger(c: &Cluster) -> Verifier {
     let mut admin = pb::admin_client::AdminClient::new(channel(&c.url(0)).await);
@@ -234,16 +261,7 @@ async fn two_servers_share_a_ledger_and_take_over_from_each_other() {
         "the server that wrote holds the lease"
     );
 
-    let mut stream = pb::stream_client::StreamClient::new(channel(&b).await)
-        .subscribe(pb::SubscribeRequest {
-            ledger: LEDGER.into(),
-            from_index: Some(0),
-            to_index: None,
-            tables: vec![],
-        })
-        .await
-        .expect("subscribe on the server that does not write")
-        .into_inner();
+    let mut stream = subscribe(&b).await;
     let mut docs_b = pb::documents_client::DocumentsClient::new(channel(&b).await);
     let mut last = None;
     for i in 0..5u64 {
@@ -257,16 +275,10 @@ async fn two_servers_share_a_ledger_and_take_over_from_each_other() {
         last = Some(r.checkpoint);
     }
     assert_eq!(describe(&b).await.writer, a, "forwarded, not taken over");
-    let got = pb::documents_client::DocumentsClient::new(channel(&a).await)
-        .get_document(pb::GetDocumentRequest {
-            ledger: LEDGER.into(),
-            table: TABLE.into(),
-            id: "d4".into(),
-            ..Default::default()
-        })
+    let got = get(&a, "d4")
         .await
         .expect("the writer reads what was written through the other");
-    assert_eq!(got.into_inner().revision.expect("revision").index, 4);
+    assert_eq!(got.revision.expect("revision").index, 4);
     let mut next = 0;
     follow_to(&mut stream, &mut next, 5, &key).await;
 
@@ -305,6 +317,53 @@ async fn two_servers_share_a_ledger_and_take_over_from_each_other() {
         .into_inner();
     assert_eq!(r.first_index, 6);
     assert_eq!(describe(&a).await.writer, b, "the lease stays where it is");
+
+    // Deleted through the writer, the ledger is gone from the other server too, though
+    // that one still holds its key: its change stream ends, and reads, writes and the
+    // list say so, without the write bringing the ledger back.
+    let mut stream = subscribe(&a).await;
+    let mut next = 0;
+    follow_to(&mut stream, &mut next, 7, &key).await;
+    pb::admin_client::AdminClient::new(channel(&b).await)
+        .delete_ledger(pb::DeleteLedgerRequest {
+            name: LEDGER.into(),
+        })
+        .await
+        .expect("delete through the writer");
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream ends within 10 s")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without saying why"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), tonic::Code::NotFound, "{end:?}");
+    let read = get(&a, "d4")
+        .await
+        .expect_err("a read of the deleted ledger");
+    assert_eq!(read.code(), tonic::Code::NotFound, "{read:?}");
+    assert!(read.message().contains("deleted"), "{read:?}");
+    let write = pb::documents_client::DocumentsClient::new(channel(&a).await)
+        .transact(tx(LEDGER, vec![insert(TABLE, "zombie", "{}")], ""))
+        .await
+        .expect_err("a write to the deleted ledger");
+    assert_eq!(write.code(), tonic::Code::NotFound, "{write:?}");
+    // Restarted with the deleted ledger's key folder still in its data folder, a server
+    // starts, and leaves that ledger out.
+    c.kill(0);
+    c.start_server(0);
+    let a = c.url(0);
+    for url in [&a, &b] {
+        let list = pb::admin_client::AdminClient::new(channel(url).await)
+            .list_ledgers(pb::ListLedgersRequest {})
+            .await
+            .expect("list")
+            .into_inner();
+        assert!(list.ledgers.is_empty(), "{url}: {:?}", list.ledgers);
+    }
 }
 
 /// What the harness's writers saw.

@@ -13,7 +13,7 @@ use super::lease::{Claimant, WriteLease};
 use super::prepare::Prepared;
 use super::sequencer::{Job, Sequencer};
 use super::{DB_FILE, HeadProblem, checkpoint_of, files, verified_head};
-use crate::error::{Error, Quote, Result};
+use crate::error::{Error, ErrorKind, Quote, Result};
 use crate::model::{
     ConsistencyProof, DEFAULT_PAGE_SIZE, Head, InclusionProof, JournalItem, LedgerInfo, Page,
     Receipt, Revision, TableInfo, TreeSize, check_document_id, check_table_name,
@@ -44,8 +44,9 @@ pub struct Ledger {
     max_page_size: u32,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     worker: Mutex<Option<JoinHandle<()>>>,
-    /// Why the ledger was closed, once it is.
-    closed: Mutex<Option<Closed>>,
+    /// Why the ledger was closed, once it is (also set by the sequencer when it finds the
+    /// ledger deleted through another server).
+    closed: Arc<Mutex<Option<Closed>>>,
     /// The durable head; closed when the sequencer stops (shutdown or deletion).
     head: watch::Receiver<Head>,
     /// Hashes of large subtrees, for proofs.
@@ -90,14 +91,16 @@ impl Ledger {
         claimant: Arc<Claimant>,
     ) -> Result<Ledger> {
         let snap = store.read()?;
-        let journal = JournalState::read(&snap, &signer)?;
+        let journal = JournalState::read(name, &snap, &signer)?;
         let created_micros = snap.created_micros()?;
         drop(snap);
         let (head_tx, head_rx) = watch::channel(journal.head.clone());
         let lease = WriteLease::new(&store, claimant);
         let store = Arc::new(store);
+        let closed = Arc::new(Mutex::new(None));
         let sequencer = Sequencer {
             ledger: name.to_owned(),
+            closed: closed.clone(),
             lease,
             fence: None,
             polled: std::time::Instant::now(),
@@ -125,7 +128,7 @@ impl Ledger {
             max_page_size,
             jobs: Mutex::new(Some(tx)),
             worker: Mutex::new(Some(worker)),
-            closed: Mutex::new(None),
+            closed,
             head: head_rx,
             upper: UpperHashes::default(),
         })
@@ -154,6 +157,12 @@ impl Ledger {
     /// The verifier key.
     pub fn vkey(&self) -> &str {
         &self.vkey
+    }
+
+    /// Whether the ledger's storage is across a network: each read then waits on round
+    /// trips to it, and belongs on a thread that may block.
+    pub fn remote(&self) -> bool {
+        self.store.remote()
     }
 
     /// Stops the sequencer once the jobs already queued are done, and waits for it.
@@ -187,10 +196,30 @@ impl Ledger {
     }
 
     fn closed_error(&self) -> Error {
-        Error::unavailable(format!(
-            "ledger {} is closed: the server is shutting down or the ledger was deleted",
-            Quote(&self.name)
-        ))
+        match self.closed() {
+            Some(Closed::Deleted) => deleted(&self.name),
+            _ => Error::unavailable(format!(
+                "ledger {} is closed: the server is shutting down",
+                Quote(&self.name)
+            )),
+        }
+    }
+
+    /// `e`, or NOT_FOUND when what lies behind it is that the ledger is gone from its
+    /// shared storage (deleted through another server): the ledger is then closed here
+    /// too. Costs one read, on failures only. Blocking.
+    pub fn or_deleted(&self, e: Error) -> Error {
+        if !self.remote() || e.kind == ErrorKind::InvalidArgument {
+            return e;
+        }
+        match self.store.read().and_then(|s| s.ledger_exists()) {
+            Ok(false) => {
+                tracing::info!(ledger = %self.name, "the ledger was deleted through another server");
+                self.close(Closed::Deleted);
+                deleted(&self.name)
+            }
+            _ => e,
+        }
     }
 
     /// Commits a prepared transaction; the receipt comes back once it is durable.
@@ -563,7 +592,11 @@ impl JournalState {
     /// Reads it from `snap`: the tree's right edge from `O(log n)` stored hashes (no
     /// journal replay), checked against the latest signed checkpoint, and where
     /// transaction ids and commit times resume (the last entry).
-    pub(crate) fn read(snap: &Snapshot, signer: &Signer) -> Result<JournalState> {
+    pub(crate) fn read(name: &str, snap: &Snapshot, signer: &Signer) -> Result<JournalState> {
+        // Embedded, a missing row is damage, found below.
+        if snap.remote() && !snap.ledger_exists()? {
+            return Err(deleted(name));
+        }
         let (note, head) = verified_head(snap, signer).map_err(|p| match p {
             HeadProblem::Damaged(m) | HeadProblem::Unreadable(m) => Error::internal(m),
         })?;
@@ -597,6 +630,11 @@ impl JournalState {
             },
         })
     }
+}
+
+/// A request's answer when its ledger was deleted (here or through another server).
+pub(crate) fn deleted(name: &str) -> Error {
+    Error::not_found(format!("ledger {} was deleted", Quote(name)))
 }
 
 fn no_document(table: &str, id: &str) -> Error {

@@ -27,7 +27,7 @@ use graven_verify::{Checkpoint, EMPTY_ROOT, Hash, HashReader, Signer, open_check
 pub use files::{DB_FILE, KEY_FILE, LOCK_FILE};
 pub use ledger::{Closed, Ledger};
 
-use crate::error::{Error, Quote, Result};
+use crate::error::{Error, ErrorKind, Quote, Result};
 use crate::model::{Limits, check_ledger_name};
 use crate::storage::{self, Format, Location, NewLedger, Snapshot, Store};
 
@@ -227,8 +227,16 @@ impl Engine {
         let claimant = Arc::new(lease::Claimant::new(&config.address, config.lease));
         let mut ledgers = BTreeMap::new();
         for name in files::ledger_names(&root).map_err(listing)? {
-            let ledger = Ledger::open(&name, &root.join(&name), &config, &claimant)
-                .map_err(|e| e.context(format!("opening ledger {}", Quote(&name))))?;
+            let ledger = match Ledger::open(&name, &root.join(&name), &config, &claimant) {
+                Ok(ledger) => ledger,
+                // On shared storage: deleted through another server while this one was
+                // down. Its key stays (a key is never removed but by its own deletion).
+                Err(e) if e.kind == ErrorKind::NotFound && config.storage != Location::Embedded => {
+                    tracing::warn!(ledger = %name, key = %root.join(&name).display(), "{e}; its key folder is left here, remove it");
+                    continue;
+                }
+                Err(e) => return Err(e.context(format!("opening ledger {}", Quote(&name)))),
+            };
             tracing::info!(ledger = %name, size = ledger.head().borrow().size, "opened ledger");
             ledgers.insert(name, Arc::new(ledger));
         }
@@ -274,7 +282,15 @@ impl Engine {
             .get(name)
             .cloned();
         match open {
-            Some(ledger) => Ok(ledger),
+            Some(ledger) if ledger.closed() != Some(Closed::Deleted) => Ok(ledger),
+            // Deleted through another server: this one forgets it, and looks again (the
+            // name may have been given to a new ledger).
+            Some(ledger) => {
+                self.forget(&ledger);
+                self.discover(name)?.ok_or_else(|| {
+                    Error::not_found(format!("ledger {} does not exist", Quote(name)))
+                })
+            }
             None => self
                 .discover(name)?
                 .ok_or_else(|| Error::not_found(format!("ledger {} does not exist", Quote(name)))),
@@ -310,6 +326,18 @@ impl Engine {
         let ledger = Arc::new(ledger);
         ledgers.insert(name.to_owned(), ledger.clone());
         Ok(Some(ledger))
+    }
+
+    /// Takes a ledger found deleted out of the catalog (unless it was replaced already).
+    fn forget(&self, ledger: &Arc<Ledger>) {
+        ledger.close(Closed::Deleted);
+        if let Ok(mut ledgers) = self.ledgers.write()
+            && ledgers
+                .get(ledger.name())
+                .is_some_and(|l| Arc::ptr_eq(l, ledger))
+        {
+            ledgers.remove(ledger.name());
+        }
     }
 
     fn check_open(&self) -> Result<()> {

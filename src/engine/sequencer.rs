@@ -18,7 +18,7 @@
 //! it publishes for the change stream up to date by polling the storage every [`TICK`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use graven_verify::{CompactRange, Entry, Operation, Signer};
@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::{check_op, check_shape, next_version, op_name};
 use super::lease::WriteLease;
-use super::ledger::JournalState;
+use super::ledger::{Closed, JournalState, deleted};
 use super::prepare::Prepared;
 use super::{checkpoint_of, now_micros, sign_checkpoint};
 use crate::error::{Error, ErrorKind, Quote, Result};
@@ -55,6 +55,9 @@ pub(crate) enum Job {
 pub(crate) struct Sequencer {
     /// The ledger's name, for errors.
     pub(crate) ledger: String,
+    /// The ledger's reason to be closed: the sequencer sets it, and stops, when it finds
+    /// the ledger deleted from shared storage through another server.
+    pub(crate) closed: Arc<Mutex<Option<Closed>>>,
     pub(crate) store: Arc<Store>,
     /// The ledger's key; its name is the checkpoint origin.
     pub(crate) signer: Signer,
@@ -98,6 +101,10 @@ impl Sequencer {
         loop {
             if clock.is_some() {
                 self.tick();
+            }
+            if self.deleted() {
+                // The jobs still queued are answered by the ledger: it was deleted.
+                break;
             }
             let first = match pending.take() {
                 Some(job) => job,
@@ -177,6 +184,11 @@ impl Sequencer {
     fn poll_head(&mut self) -> Result<()> {
         let snap = self.store.read()?;
         let size = snap.size()?;
+        if size < self.head.borrow().size && !snap.ledger_exists()? {
+            // A journal never shrinks: the ledger was deleted through another server.
+            self.mark_deleted();
+            return Ok(());
+        }
         if size <= self.head.borrow().size {
             return Ok(());
         }
@@ -206,9 +218,27 @@ impl Sequencer {
         let writable = self.lease.ensure(&self.store, &self.ledger)?;
         self.fence = writable.fence;
         if self.resync || writable.claimed {
-            self.read_back()?;
+            self.read_back().inspect_err(|e| {
+                if e.kind == ErrorKind::NotFound {
+                    self.mark_deleted();
+                }
+            })?;
         }
         Ok(())
+    }
+
+    /// Whether the ledger was found deleted (see [`Sequencer::closed`]).
+    fn deleted(&self) -> bool {
+        self.closed
+            .lock()
+            .is_ok_and(|c| *c == Some(Closed::Deleted))
+    }
+
+    fn mark_deleted(&self) {
+        tracing::info!(ledger = %self.ledger, "the ledger was deleted through another server");
+        if let Ok(mut closed) = self.closed.lock() {
+            closed.get_or_insert(Closed::Deleted);
+        }
     }
 
     /// A write batch over a snapshot of now, fenced by the lease.
@@ -224,7 +254,7 @@ impl Sequencer {
     /// journal as storage has it, which is the truth, whether the commit happened or not.
     /// Subscribers see the head if it moved.
     fn read_back(&mut self) -> Result<()> {
-        let journal = JournalState::read(&self.store.read()?, &self.signer)?;
+        let journal = JournalState::read(&self.ledger, &self.store.read()?, &self.signer)?;
         self.range = journal.range;
         self.next_tx = journal.next_tx;
         self.last_commit = journal.last_commit;
@@ -250,6 +280,11 @@ impl Sequencer {
             Err(e) => e,
         };
         if e.kind() == storage::ErrorKind::Conflict && self.lease.shared() {
+            // Deleting a ledger removes its lease too, which fences its writer off.
+            if let Ok(false) = self.store.read().and_then(|s| s.ledger_exists()) {
+                self.mark_deleted();
+                return Err(deleted(&self.ledger));
+            }
             tracing::warn!(ledger = %self.ledger, error = %e, "commit fenced off: another server writes now");
             self.lease.lost();
             self.resync = true;

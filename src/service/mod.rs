@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Auth, Caller, Role};
 use crate::engine::check::CheckError;
 use crate::engine::follower::{self, Follow};
-use crate::engine::{Engine, Ledger, prepare};
+use crate::engine::{Closed, Engine, Ledger, prepare};
 use crate::error::{Error, ErrorKind, Quote, Result};
 use crate::model::TreeSize;
 use crate::pb;
@@ -172,6 +172,26 @@ impl GravenService {
         self.engine.ledger(name).map_err(status)
     }
 
+    /// Runs a read of ledger `name`: at once when its storage is on this machine (its
+    /// reads take microseconds), on a blocking thread when the storage is across a
+    /// network, so that a read's round trips do not hold one of the few async workers
+    /// (inline, a server on PostgreSQL had no more reads in flight than it has cores).
+    async fn read<T: Send + 'static>(
+        &self,
+        name: &str,
+        work: impl FnOnce(&Ledger) -> Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let ledger = self.ledger(name)?;
+        if !ledger.remote() {
+            return work(&ledger).map_err(status);
+        }
+        // A failure may be the ledger's deletion through another server.
+        tokio::task::spawn_blocking(move || work(&ledger).map_err(|e| ledger.or_deleted(e)))
+            .await
+            .map_err(|e| status(Error::internal(format!("task failed: {e}"))))?
+            .map_err(status)
+    }
+
     /// Runs blocking engine work (file creation, fsync) off the async workers.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -213,16 +233,27 @@ impl pb::admin_server::Admin for GravenService {
         // With authentication on: the ledgers the caller holds a role on.
         let caller = self.caller(&request).map_err(status)?;
         let visible = |name: &str| caller.as_ref().is_none_or(|c| c.may(name, Role::Reader));
+        // Opening ledgers and reading their heads may wait on the storage.
+        let mut ledgers = self.blocking(|engine| engine.ledgers()).await?;
+        ledgers.retain(|l| visible(l.name()));
         let ledgers = self
-            .engine
-            .ledgers()
-            .and_then(|ls| {
-                ls.iter()
-                    .filter(|l| visible(l.name()))
-                    .map(|l| l.info().map(convert::ledger_info))
-                    .collect()
+            .blocking(move |_| {
+                let mut infos = Vec::with_capacity(ledgers.len());
+                for l in ledgers {
+                    match l.info() {
+                        Ok(info) => infos.push(convert::ledger_info(info)),
+                        // Deleted through another server since this one opened it.
+                        Err(e) => {
+                            let e = l.or_deleted(e);
+                            if l.closed() != Some(Closed::Deleted) {
+                                return Err(e);
+                            }
+                        }
+                    }
+                }
+                Ok(infos)
             })
-            .map_err(status)?;
+            .await?;
         Ok(Response::new(pb::ListLedgersResponse { ledgers }))
     }
 
@@ -231,10 +262,10 @@ impl pb::admin_server::Admin for GravenService {
         request: Request<pb::DescribeLedgerRequest>,
     ) -> Reply<pb::LedgerInfo> {
         self.authorize(&request, &request.get_ref().name, Role::Reader, "describe")?;
-        let ledger = self.ledger(&request.into_inner().name)?;
-        Ok(Response::new(convert::ledger_info(
-            ledger.info().map_err(status)?,
-        )))
+        let info = self
+            .read(&request.into_inner().name, |ledger| ledger.info())
+            .await?;
+        Ok(Response::new(convert::ledger_info(info)))
     }
 
     async fn update_ledger(
@@ -294,8 +325,9 @@ impl pb::admin_server::Admin for GravenService {
     ) -> Reply<pb::ListTablesResponse> {
         let ledger = &request.get_ref().ledger;
         self.authorize(&request, ledger, Role::Reader, "list the tables of")?;
-        let ledger = self.ledger(&request.into_inner().ledger)?;
-        let tables = ledger.tables().map_err(status)?;
+        let tables = self
+            .read(&request.into_inner().ledger, |ledger| ledger.tables())
+            .await?;
         Ok(Response::new(pb::ListTablesResponse {
             tables: tables.into_iter().map(convert::table_info).collect(),
         }))
@@ -419,10 +451,11 @@ impl pb::documents_server::Documents for GravenService {
     ) -> Reply<pb::GetDocumentResponse> {
         self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
-        let rev = ledger
-            .get(&r.table, &r.id, r.version, convert::proof(r.proof))
-            .map_err(status)?;
+        let rev = self
+            .read(&r.ledger, move |ledger| {
+                ledger.get(&r.table, &r.id, r.version, convert::proof(r.proof))
+            })
+            .await?;
         Ok(Response::new(pb::GetDocumentResponse {
             revision: Some(convert::revision(rev)),
         }))
@@ -431,16 +464,17 @@ impl pb::documents_server::Documents for GravenService {
     async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryResponse> {
         self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
-        let page = ledger
-            .history(
-                &r.table,
-                &r.id,
-                convert::page_size(r.page_size),
-                convert::page_token(&r.page_token),
-                convert::proof(r.proof),
-            )
-            .map_err(status)?;
+        let page = self
+            .read(&r.ledger, move |ledger| {
+                ledger.history(
+                    &r.table,
+                    &r.id,
+                    convert::page_size(r.page_size),
+                    convert::page_token(&r.page_token),
+                    convert::proof(r.proof),
+                )
+            })
+            .await?;
         let (revisions, next_page_token) = convert::page(page);
         Ok(Response::new(pb::HistoryResponse {
             revisions,
@@ -451,15 +485,16 @@ impl pb::documents_server::Documents for GravenService {
     async fn scan(&self, request: Request<pb::ScanRequest>) -> Reply<pb::ScanResponse> {
         self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
-        let page = ledger
-            .scan(
-                &r.table,
-                convert::page_size(r.page_size),
-                convert::page_token(&r.page_token),
-                convert::proof(r.proof),
-            )
-            .map_err(status)?;
+        let page = self
+            .read(&r.ledger, move |ledger| {
+                ledger.scan(
+                    &r.table,
+                    convert::page_size(r.page_size),
+                    convert::page_token(&r.page_token),
+                    convert::proof(r.proof),
+                )
+            })
+            .await?;
         let (revisions, next_page_token) = convert::page(page);
         Ok(Response::new(pb::ScanResponse {
             revisions,
@@ -476,9 +511,10 @@ impl pb::proofs_server::Proofs for GravenService {
     ) -> Reply<pb::GetCheckpointResponse> {
         self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
         let size = r.size.map_or(TreeSize::Latest, TreeSize::At);
-        let head = ledger.checkpoint(size).map_err(status)?;
+        let head = self
+            .read(&r.ledger, move |ledger| ledger.checkpoint(size))
+            .await?;
         Ok(Response::new(pb::GetCheckpointResponse {
             checkpoint: head.checkpoint,
             size: head.size,
@@ -499,8 +535,9 @@ impl pb::proofs_server::Proofs for GravenService {
     ) -> Reply<pb::GetEntryResponse> {
         self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
-        let (entry, json) = ledger.entry(r.index).map_err(status)?;
+        let (entry, json) = self
+            .read(&r.ledger, move |ledger| ledger.entry(r.index))
+            .await?;
         Ok(Response::new(pb::GetEntryResponse { entry, json }))
     }
 
@@ -510,10 +547,11 @@ impl pb::proofs_server::Proofs for GravenService {
     ) -> Reply<pb::InclusionProof> {
         self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
-        let proof = ledger
-            .prove_inclusion(r.index, convert::tree_size(r.tree_size))
-            .map_err(status)?;
+        let proof = self
+            .read(&r.ledger, move |ledger| {
+                ledger.prove_inclusion(r.index, convert::tree_size(r.tree_size))
+            })
+            .await?;
         Ok(Response::new(convert::inclusion_proof(proof)))
     }
 
@@ -523,10 +561,11 @@ impl pb::proofs_server::Proofs for GravenService {
     ) -> Reply<pb::ConsistencyProof> {
         self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
-        let ledger = self.ledger(&r.ledger)?;
-        let proof = ledger
-            .prove_consistency(r.old_size, convert::tree_size(r.new_size))
-            .map_err(status)?;
+        let proof = self
+            .read(&r.ledger, move |ledger| {
+                ledger.prove_consistency(r.old_size, convert::tree_size(r.new_size))
+            })
+            .await?;
         Ok(Response::new(convert::consistency_proof(proof)))
     }
 }

@@ -70,13 +70,6 @@ pub trait View {
             .collect()
     }
 
-    /// Whether [`View::read_many`] costs less than its reads one by one (a database across
-    /// a network): callers then read ahead what they will need. False for a backend on
-    /// this machine, whose reads cost microseconds.
-    fn reads_ahead(&self) -> bool {
-        false
-    }
-
     /// The rows of `space` with keys in `(start, end)`, in key order.
     fn range<'a>(
         &'a self,
@@ -158,6 +151,14 @@ pub trait Backend: Send + Sync {
     /// A consistent view of everything committed so far. It holds no borrow of the
     /// backend: a snapshot may outlive the call that took it.
     fn view(&self) -> Result<Box<dyn View>>;
+
+    /// Whether the storage is across a network, so that each read waits a round trip:
+    /// callers then read ahead what they will need ([`View::read_many`] answers many reads
+    /// in one trip) and wait on threads of their own, not on the server's async workers.
+    /// False for a backend on this machine, whose reads cost microseconds.
+    fn remote(&self) -> bool {
+        false
+    }
 
     /// Applies `batch`, all or nothing, durably, if its condition holds.
     fn commit(&self, batch: Batch) -> Result<()>;

@@ -586,12 +586,16 @@ impl Store {
 
     /// A consistent read view of everything committed so far.
     pub fn read(&self) -> Result<Snapshot> {
-        let view = self.backend.view()?;
         Ok(Snapshot {
-            reads_ahead: view.reads_ahead(),
-            view,
+            reads_ahead: self.backend.remote(),
+            view: self.backend.view()?,
             ahead: std::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether the storage is [across a network](Backend::remote).
+    pub fn remote(&self) -> bool {
+        self.backend.remote()
     }
 
     /// The ledger's write lease, when several servers may share this storage; `None`
@@ -630,7 +634,8 @@ pub struct Snapshot {
     /// Answers read ahead ([`Snapshot::read_ahead`]), kept for the snapshot's life: a
     /// snapshot never changes, so an answer read early is still the answer.
     ahead: std::sync::Mutex<HashMap<Read, Option<Vec<u8>>>>,
-    /// Whether the view's backend [reads ahead](View::reads_ahead).
+    /// Whether the view's backend is [across a network](Backend::remote): then it reads
+    /// ahead.
     reads_ahead: bool,
 }
 
@@ -782,6 +787,17 @@ impl Snapshot {
     /// The stored signed checkpoint of the journal's size.
     pub fn checkpoint(&self) -> Result<String> {
         self.meta_text(META_CHECKPOINT)
+    }
+
+    /// Whether the snapshot's storage is [across a network](Backend::remote).
+    pub fn remote(&self) -> bool {
+        self.reads_ahead
+    }
+
+    /// Whether the ledger is in the storage at all: false once it was deleted (on shared
+    /// storage, maybe through another server; deleting removes every row at once).
+    pub fn ledger_exists(&self) -> Result<bool> {
+        Ok(self.get(META, META_CREATED)?.is_some())
     }
 
     /// The creation time.

@@ -115,15 +115,26 @@ fn io() -> Result<&'static tokio::runtime::Runtime> {
     })
 }
 
-/// Runs `work` on [`io`] and waits for its result, from any thread.
-fn run<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    io()?.spawn(async move {
-        // The caller may have gone (a panicking thread): nobody to answer.
-        let _ = tx.send(work.await);
-    });
-    rx.recv()
-        .map_err(|_| Error::new(ErrorKind::Failed, "a PostgreSQL query's task was lost"))?
+/// Runs `work` and waits for its result, from any thread: polled here, between parks,
+/// in [`io`]'s context, while the connections' drivers on [`io`] do the I/O. (Spawning it
+/// onto [`io`] and waiting for its answer cost one more thread wake-up per query.)
+fn run<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let _io = io()?.enter();
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut work = std::pin::pin!(work);
+    loop {
+        if let std::task::Poll::Ready(answer) = work.as_mut().poll(&mut cx) {
+            return answer;
+        }
+        std::thread::park();
+    }
 }
 
 /// A connection, with the statements it has prepared: each hot query is parsed once per
@@ -507,6 +518,10 @@ impl Backend for PostgresBackend {
         Some(self)
     }
 
+    fn remote(&self) -> bool {
+        true
+    }
+
     fn view(&self) -> Result<Box<dyn View>> {
         let client = match idle_connection(&self.idle) {
             Some(c) => c,
@@ -779,10 +794,6 @@ impl View for PostgresView {
             }
             Ok(answers)
         })
-    }
-
-    fn reads_ahead(&self) -> bool {
-        true
     }
 
     fn range<'a>(
