@@ -5,22 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::util::{ServerProcess, graven_command, verify_bin};
-
-fn graven(server: &ServerProcess, args: &[&str]) -> Output {
-    let out = graven_command()
-        .args(["--server", &server.url])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("running graven");
-    assert!(
-        out.status.success(),
-        "graven {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use crate::util::{ServerProcess, graven_command, graven_ok, verify_bin};
 
 fn verify(args: &[&str]) -> Output {
     Command::new(verify_bin())
@@ -55,11 +40,11 @@ fn export_audit_tail_stream_and_the_checkpoint_chain() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let server = ServerProcess::start(&d.join("data"), &d.join("server.log"));
-    graven(&server, &["ledger", "create", "books"]);
-    graven(&server, &["table", "create", "books", "orders"]);
-    graven(&server, &["table", "create", "books", "outbox"]);
+    graven_ok(&server.url, &["ledger", "create", "books"]);
+    graven_ok(&server.url, &["table", "create", "books", "orders"]);
+    graven_ok(&server.url, &["table", "create", "books", "outbox"]);
     let key = d.join("books.vkey");
-    write(&key, &graven(&server, &["key", "books"]).stdout);
+    write(&key, graven_ok(&server.url, &["key", "books"]).as_bytes());
     let state = d.join("state");
     let state_arg = state.to_str().expect("utf-8 path");
     let key_arg = key.to_str().expect("utf-8 path");
@@ -68,12 +53,11 @@ fn export_audit_tail_stream_and_the_checkpoint_chain() {
     // the kept checkpoint, and keep the new one. Round 1 starts from the empty tree.
     let proof = d.join("proof");
     let advance = |kept: u64| -> u64 {
-        let text = graven(
-            &server,
+        let text = graven_ok(
+            &server.url,
             &["proof", "consistency", "books", &kept.to_string()],
-        )
-        .stdout;
-        write(&proof, &text);
+        );
+        write(&proof, text.as_bytes());
         let out = verify(&[
             "consistency",
             "--json",
@@ -102,15 +86,21 @@ fn export_audit_tail_stream_and_the_checkpoint_chain() {
             )
             .as_bytes(),
         );
-        graven(&server, &["transact", "books", tx.to_str().expect("path")]);
+        graven_ok(
+            &server.url,
+            &["transact", "books", tx.to_str().expect("path")],
+        );
         if i % 10 == 3 {
-            graven(
-                &server,
+            graven_ok(
+                &server.url,
                 &["update", "books", "orders", &format!("o{i}"), r#"{"n":-1}"#],
             );
         }
         if i % 10 == 7 {
-            graven(&server, &["delete", "books", "outbox", &format!("e{i}")]);
+            graven_ok(
+                &server.url,
+                &["delete", "books", "outbox", &format!("e{i}")],
+            );
         }
         if i % 13 == 0 {
             kept = advance(kept);
@@ -121,7 +111,7 @@ fn export_audit_tail_stream_and_the_checkpoint_chain() {
     // A proof from an older size than the one kept is refused: the chain never goes back.
     write(
         &proof,
-        &graven(&server, &["proof", "consistency", "books", "10"]).stdout,
+        graven_ok(&server.url, &["proof", "consistency", "books", "10"]).as_bytes(),
     );
     let out = verify(&[
         "consistency",
@@ -140,8 +130,8 @@ fn export_audit_tail_stream_and_the_checkpoint_chain() {
 
     // Full and partial exports audit clean.
     let full = d.join("full.export");
-    graven(
-        &server,
+    graven_ok(
+        &server.url,
         &["export", "books", "--out", full.to_str().expect("path")],
     );
     let out = verify(&["audit", "--key", key_arg, full.to_str().expect("path")]);
@@ -153,8 +143,8 @@ fn export_audit_tail_stream_and_the_checkpoint_chain() {
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("entries 88"), "{summary}");
     let part = d.join("part.export");
-    graven(
-        &server,
+    graven_ok(
+        &server.url,
         &[
             "export",
             "books",

@@ -8,22 +8,7 @@ use std::process::Output;
 
 use graven_verify::Signer;
 
-use crate::util::{ServerProcess, graven_command, graven_on, verify_bin};
-
-/// Runs `graven` with `args` against `url` and returns its output, asserting success.
-fn ok(url: &str, args: &[&str]) -> String {
-    let out = graven_command()
-        .args(["--server", url])
-        .args(args)
-        .output()
-        .expect("running graven");
-    assert!(
-        out.status.success(),
-        "graven {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
+use crate::util::{ServerProcess, graven_command, graven_ok, graven_on, verify_bin};
 
 fn import(export: &Path, key: &Path, data: &Path, extra: &[&str]) -> Output {
     graven_on(data)
@@ -66,32 +51,32 @@ fn an_export_and_its_key_restore_the_ledger() {
     let source = w.join("source");
     let mut server = ServerProcess::start(&source, &w.join("source.log"));
     let url = server.url.clone();
-    ok(&url, &["ledger", "create", "shop"]);
-    ok(&url, &["table", "create", "shop", "orders"]);
-    ok(&url, &["table", "create", "shop", "refunds"]);
-    ok(
+    graven_ok(&url, &["ledger", "create", "shop"]);
+    graven_ok(&url, &["table", "create", "shop", "orders"]);
+    graven_ok(&url, &["table", "create", "shop", "refunds"]);
+    graven_ok(
         &url,
         &["insert", "shop", "orders", "--id", "o-1", r#"{"qty":1}"#],
     );
-    ok(&url, &["update", "shop", "orders", "o-1", r#"{"qty":2}"#]);
-    ok(
+    graven_ok(&url, &["update", "shop", "orders", "o-1", r#"{"qty":2}"#]);
+    graven_ok(
         &url,
         &["insert", "shop", "refunds", "--id", "r-1", r#"{"o":"o-1"}"#],
     );
-    ok(
+    graven_ok(
         &url,
         &["insert", "shop", "orders", "--id", "o-2", r#"{"qty":5}"#],
     );
-    ok(&url, &["delete", "shop", "orders", "o-2"]);
-    let history = ok(&url, &["history", "shop", "orders", "o-1"]);
-    let refund = ok(&url, &["get", "shop", "refunds", "r-1"]);
+    graven_ok(&url, &["delete", "shop", "orders", "o-2"]);
+    let history = graven_ok(&url, &["history", "shop", "orders", "o-1"]);
+    let refund = graven_ok(&url, &["get", "shop", "refunds", "r-1"]);
     let export = w.join("shop.export");
-    ok(
+    graven_ok(
         &url,
         &["export", "shop", "--out", export.to_str().expect("path")],
     );
     let partial = w.join("partial.export");
-    ok(
+    graven_ok(
         &url,
         &[
             "export",
@@ -102,8 +87,8 @@ fn an_export_and_its_key_restore_the_ledger() {
             "1",
         ],
     );
-    let checkpoint = ok(&url, &["checkpoint", "shop"]);
-    let vkey = ok(&url, &["key", "shop"]);
+    let checkpoint = graven_ok(&url, &["checkpoint", "shop"]);
+    let vkey = graven_ok(&url, &["key", "shop"]);
     let key = source.join("ledgers/shop/signing.key");
 
     // Refused while a server uses the folder.
@@ -189,28 +174,35 @@ fn an_export_and_its_key_restore_the_ledger() {
     let mut restored = ServerProcess::start(&target, &w.join("target.log"));
     let url = restored.url.clone();
     assert_eq!(
-        ok(&url, &["checkpoint", "shop"]),
+        graven_ok(&url, &["checkpoint", "shop"]),
         checkpoint,
         "the same signed checkpoint"
     );
-    assert_eq!(ok(&url, &["key", "shop"]), vkey);
-    assert_eq!(ok(&url, &["history", "shop", "orders", "o-1"]), history);
-    assert_eq!(ok(&url, &["get", "shop", "refunds", "r-1"]), refund);
-    let tables = ok(&url, &["table", "list", "shop"]);
+    assert_eq!(graven_ok(&url, &["key", "shop"]), vkey);
+    assert_eq!(
+        graven_ok(&url, &["history", "shop", "orders", "o-1"]),
+        history
+    );
+    assert_eq!(graven_ok(&url, &["get", "shop", "refunds", "r-1"]), refund);
+    let tables = graven_ok(&url, &["table", "list", "shop"]);
     assert!(
         tables.contains("orders") && tables.contains("refunds"),
         "{tables}"
     );
     // Writes continue the transaction ids and the tree: the next transaction is 5, and
     // the old checkpoint is consistent with the new one.
-    let receipt = ok(&url, &["insert", "shop", "orders", "--id", "o-3", "{}"]);
+    let receipt = graven_ok(&url, &["insert", "shop", "orders", "--id", "o-3", "{}"]);
     assert!(receipt.contains(r#""tx":5,"index":5"#), "{receipt}");
     let old = w.join("old.checkpoint");
     std::fs::write(&old, &checkpoint).expect("write");
     let vkey_file = w.join("shop.vkey");
     std::fs::write(&vkey_file, &vkey).expect("write");
     let proof = w.join("consistency.txt");
-    std::fs::write(&proof, ok(&url, &["proof", "consistency", "shop", "5"])).expect("write");
+    std::fs::write(
+        &proof,
+        graven_ok(&url, &["proof", "consistency", "shop", "5"]),
+    )
+    .expect("write");
     let out = std::process::Command::new(verify_bin())
         .arg("consistency")
         .arg("--key")

@@ -6,20 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{ServerProcess, graven_command, verify_bin};
-
-fn graven(server: &ServerProcess, args: &[&str]) {
-    let out = graven_command()
-        .args(["--server", &server.url])
-        .args(args)
-        .output()
-        .expect("running graven");
-    assert!(
-        out.status.success(),
-        "graven {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::util::{ServerProcess, graven_command, graven_ok, verify_bin};
 
 fn place_orders(server: &ServerProcess, dir: &Path, range: std::ops::Range<u32>) {
     let file = dir.join("order.json");
@@ -32,7 +19,10 @@ fn place_orders(server: &ServerProcess, dir: &Path, range: std::ops::Range<u32>)
             ),
         )
         .expect("order file");
-        graven(server, &["transact", "shop", file.to_str().expect("path")]);
+        graven_ok(
+            &server.url,
+            &["transact", "shop", file.to_str().expect("path")],
+        );
     }
 }
 
@@ -94,9 +84,9 @@ fn the_relay_hands_on_each_event_once_across_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let server = ServerProcess::start(&d.join("data"), &d.join("server.log"));
-    graven(&server, &["ledger", "create", "shop"]);
-    graven(&server, &["table", "create", "shop", "orders"]);
-    graven(&server, &["table", "create", "shop", "outbox"]);
+    graven_ok(&server.url, &["ledger", "create", "shop"]);
+    graven_ok(&server.url, &["table", "create", "shop", "orders"]);
+    graven_ok(&server.url, &["table", "create", "shop", "outbox"]);
     let key = graven_command()
         .args(["--server", &server.url, "key", "shop"])
         .output()

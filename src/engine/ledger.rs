@@ -212,7 +212,7 @@ impl Ledger {
         if !self.remote() || e.kind == ErrorKind::InvalidArgument {
             return e;
         }
-        match self.store.read().and_then(|s| s.ledger_exists()) {
+        match self.store.ledger_exists() {
             Ok(false) => {
                 tracing::info!(ledger = %self.name, "the ledger was deleted through another server");
                 self.close(Closed::Deleted);

@@ -281,20 +281,16 @@ impl Engine {
             .map_err(|_| Error::internal("ledger catalog lock poisoned"))?
             .get(name)
             .cloned();
-        match open {
-            Some(ledger) if ledger.closed() != Some(Closed::Deleted) => Ok(ledger),
+        if let Some(ledger) = open {
+            if ledger.closed() != Some(Closed::Deleted) {
+                return Ok(ledger);
+            }
             // Deleted through another server: this one forgets it, and looks again (the
             // name may have been given to a new ledger).
-            Some(ledger) => {
-                self.forget(&ledger);
-                self.discover(name)?.ok_or_else(|| {
-                    Error::not_found(format!("ledger {} does not exist", Quote(name)))
-                })
-            }
-            None => self
-                .discover(name)?
-                .ok_or_else(|| Error::not_found(format!("ledger {} does not exist", Quote(name)))),
+            self.forget(&ledger);
         }
+        self.discover(name)?
+            .ok_or_else(|| Error::not_found(format!("ledger {} does not exist", Quote(name))))
     }
 
     /// On shared storage: opens ledger `name` if its folder (with its key) appeared in

@@ -101,10 +101,11 @@ impl Sequencer {
         loop {
             if clock.is_some() {
                 self.tick();
-            }
-            if self.deleted() {
-                // The jobs still queued are answered by the ledger: it was deleted.
-                break;
+                // Found deleted through another server (only shared storage can be):
+                // the jobs still queued are answered by the ledger.
+                if self.deleted() {
+                    break;
+                }
             }
             let first = match pending.take() {
                 Some(job) => job,
@@ -281,7 +282,7 @@ impl Sequencer {
         };
         if e.kind() == storage::ErrorKind::Conflict && self.lease.shared() {
             // Deleting a ledger removes its lease too, which fences its writer off.
-            if let Ok(false) = self.store.read().and_then(|s| s.ledger_exists()) {
+            if let Ok(false) = self.store.ledger_exists() {
                 self.mark_deleted();
                 return Err(deleted(&self.ledger));
             }

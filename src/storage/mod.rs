@@ -587,7 +587,7 @@ impl Store {
     /// A consistent read view of everything committed so far.
     pub fn read(&self) -> Result<Snapshot> {
         Ok(Snapshot {
-            reads_ahead: self.backend.remote(),
+            remote: self.backend.remote(),
             view: self.backend.view()?,
             ahead: std::sync::Mutex::new(HashMap::new()),
         })
@@ -596,6 +596,11 @@ impl Store {
     /// Whether the storage is [across a network](Backend::remote).
     pub fn remote(&self) -> bool {
         self.backend.remote()
+    }
+
+    /// Whether the ledger is in the storage now ([`Snapshot::ledger_exists`]).
+    pub fn ledger_exists(&self) -> Result<bool> {
+        self.read()?.ledger_exists()
     }
 
     /// The ledger's write lease, when several servers may share this storage; `None`
@@ -636,7 +641,7 @@ pub struct Snapshot {
     ahead: std::sync::Mutex<HashMap<Read, Option<Vec<u8>>>>,
     /// Whether the view's backend is [across a network](Backend::remote): then it reads
     /// ahead.
-    reads_ahead: bool,
+    remote: bool,
 }
 
 /// What a read is about to want, for [`Snapshot::read_ahead`] and [`Writer::read_ahead`].
@@ -685,7 +690,7 @@ impl Snapshot {
     /// size, on a backend across a network (on one that is not, it does nothing: its
     /// reads cost no more one by one).
     pub fn read_ahead(&self, wanted: &[Ahead<'_>]) -> Result<()> {
-        if !self.reads_ahead {
+        if !self.remote {
             return Ok(());
         }
         let mut reads: Vec<Read> = wanted.iter().map(|a| a.read()).collect();
@@ -722,7 +727,7 @@ impl Snapshot {
     }
 
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if self.reads_ahead
+        if self.remote
             && let Some(answer) = self.taken(&Read::Get(space, key.to_vec()))
         {
             return Ok(answer);
@@ -731,7 +736,7 @@ impl Snapshot {
     }
 
     fn last(&self, space: Space) -> Result<Option<Vec<u8>>> {
-        if self.reads_ahead
+        if self.remote
             && let Some(answer) = self.taken(&Read::Last(space))
         {
             return Ok(answer);
@@ -741,7 +746,7 @@ impl Snapshot {
 
     /// `reads`, those read ahead taken, the rest in one go.
     fn read_many(&self, reads: &[Read]) -> Result<Vec<Option<Vec<u8>>>> {
-        if !self.reads_ahead {
+        if !self.remote {
             return self.view.read_many(reads);
         }
         let mut answers: Vec<Option<Option<Vec<u8>>>> =
@@ -791,7 +796,7 @@ impl Snapshot {
 
     /// Whether the snapshot's storage is [across a network](Backend::remote).
     pub fn remote(&self) -> bool {
-        self.reads_ahead
+        self.remote
     }
 
     /// Whether the ledger is in the storage at all: false once it was deleted (on shared
@@ -1396,7 +1401,7 @@ impl HashReader for CachedHashes<'_> {
             .map(|(_, &i)| i)
             .collect();
         let mut read = match self.leaf {
-            Some(leaf) if self.snap.reads_ahead => {
+            Some(leaf) if self.snap.remote => {
                 let with_leaf = WithLeaf {
                     snap: self.snap,
                     leaf,

@@ -241,11 +241,10 @@ impl PostgresBackend {
         static READY: Mutex<Vec<String>> = Mutex::new(Vec::new());
         let ready = |url: &str| READY.lock().is_ok_and(|r| r.iter().any(|u| u == url));
         if !ready(url) {
-            let (pool, to) = (backend.idle.clone(), backend.to.clone());
-            run(async move {
-                let client = connection(&pool, &to).await?;
+            run(async {
+                let client = connection(&backend.idle, &backend.to).await?;
                 create_schema(&client).await?;
-                give_back(&pool, client);
+                give_back(&backend.idle, client);
                 Ok(())
             })?;
             if let Ok(mut r) = READY.lock() {
@@ -393,19 +392,15 @@ fn remaining(ms: Option<f64>) -> Duration {
 
 impl PostgresBackend {
     /// Runs one statement-level lease query on a pooled connection.
-    fn lease_query<T: Send + 'static, F>(
-        &self,
-        query: impl FnOnce(Arc<Conn>, Arc<str>) -> F + Send + 'static,
-    ) -> Result<T>
+    fn lease_query<T, F>(&self, query: impl FnOnce(Arc<Conn>, Arc<str>) -> F) -> Result<T>
     where
-        F: Future<Output = Result<T>> + Send + 'static,
+        F: Future<Output = Result<T>>,
     {
-        let (pool, to, ledger) = (self.idle.clone(), self.to.clone(), self.ledger.clone());
-        run(async move {
-            let client = connection(&pool, &to).await?;
-            let outcome = query(client.clone(), ledger).await;
+        run(async {
+            let client = connection(&self.idle, &self.to).await?;
+            let outcome = query(client.clone(), self.ledger.clone()).await;
             if outcome.is_ok() {
-                give_back(&pool, client);
+                give_back(&self.idle, client);
             }
             outcome
         })
@@ -525,10 +520,7 @@ impl Backend for PostgresBackend {
     fn view(&self) -> Result<Box<dyn View>> {
         let client = match idle_connection(&self.idle) {
             Some(c) => c,
-            None => {
-                let (pool, to) = (self.idle.clone(), self.to.clone());
-                run(async move { connection(&pool, &to).await })?
-            }
+            None => run(connection(&self.idle, &self.to))?,
         };
         Ok(Box::new(PostgresView {
             client: Some(client),
@@ -539,20 +531,19 @@ impl Backend for PostgresBackend {
     }
 
     fn commit(&self, batch: Batch) -> Result<()> {
-        let (pool, to, ledger) = (self.idle.clone(), self.to.clone(), self.ledger.clone());
         let expect = batch
             .expect_last
             .as_ref()
             .map(|(space, key)| (space.0 as i16, self.spaces[space.0], key.clone()));
-        run(async move {
-            let client = connection(&pool, &to).await?;
-            let outcome = commit_on(&client, &ledger, &batch, expect).await;
+        run(async {
+            let client = connection(&self.idle, &self.to).await?;
+            let outcome = commit_on(&client, &self.ledger, &batch, expect).await;
             // A refused batch leaves the connection fine; a failed one may not.
             if outcome
                 .as_ref()
                 .map_or_else(|e| e.kind() == ErrorKind::Conflict, |()| true)
             {
-                give_back(&pool, client);
+                give_back(&self.idle, client);
             }
             outcome
         })
@@ -659,9 +650,9 @@ impl Drop for PostgresView {
 
 impl PostgresView {
     /// Runs a query of this view's transaction.
-    fn query<T: Send + 'static, F>(&self, query: impl FnOnce(Arc<Conn>, Arc<str>) -> F) -> Result<T>
+    fn query<T, F>(&self, query: impl FnOnce(Arc<Conn>, Arc<str>) -> F) -> Result<T>
     where
-        F: Future<Output = Result<T>> + Send + 'static,
+        F: Future<Output = Result<T>>,
     {
         let client = self
             .client
