@@ -32,6 +32,7 @@ pub mod error;
 pub mod json;
 pub mod model;
 pub mod progress;
+pub mod query;
 pub mod server;
 pub mod service;
 pub mod storage;

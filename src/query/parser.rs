@@ -1,0 +1,1 @@
+//! The parser: statement text to [`super::ast::Statement`]s (being written).
