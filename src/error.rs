@@ -25,6 +25,9 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// Over a configured limit.
     ResourceExhausted,
+    /// A transaction read something another one changed before it could commit
+    /// (optimistic concurrency): nothing was written, and a retry may succeed.
+    Aborted,
     /// No credentials the server knows.
     Unauthenticated,
     /// Credentials known, but their role does not allow the request.
@@ -91,6 +94,11 @@ impl Error {
     /// [`ErrorKind::ResourceExhausted`].
     pub fn exhausted(message: impl Into<String>) -> Error {
         Error::new(ErrorKind::ResourceExhausted, message)
+    }
+
+    /// [`ErrorKind::Aborted`].
+    pub fn aborted(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Aborted, message)
     }
 
     /// [`ErrorKind::Unavailable`].

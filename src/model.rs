@@ -363,6 +363,79 @@ pub struct TableInfo {
     pub name: String,
     /// Creation time, microseconds since the Unix epoch.
     pub created_micros: u64,
+    /// Its indexes, by path.
+    pub indexes: Vec<IndexInfo>,
+}
+
+/// Most indexes one table may have.
+pub const MAX_INDEXES_PER_TABLE: usize = 64;
+
+/// One step of a path into a document: `.name` or `[n]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum PathStep {
+    /// A field.
+    Field(String),
+    /// A list position.
+    Index(u64),
+}
+
+/// A path as statements write it: `a.b[0].c`, with a name that is not a plain identifier
+/// in double quotes (`"first name".x`).
+pub fn path_text(path: &[PathStep]) -> String {
+    let mut out = String::new();
+    for (i, step) in path.iter().enumerate() {
+        match step {
+            PathStep::Field(name) => {
+                let plain = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+                if i > 0 {
+                    out.push('.');
+                }
+                if plain {
+                    out.push_str(name);
+                } else {
+                    out.push('"');
+                    out.push_str(&name.replace('"', "\"\""));
+                    out.push('"');
+                }
+            }
+            PathStep::Index(n) => {
+                out.push('[');
+                out.push_str(&n.to_string());
+                out.push(']');
+            }
+        }
+    }
+    out
+}
+
+/// Where an index is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexState {
+    /// Being built from the table's documents (writes maintain it meanwhile); queries do
+    /// not use it yet.
+    Building,
+    /// Complete: queries use it.
+    Online,
+}
+
+/// A secondary index as described to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// The path it indexes.
+    pub path: Vec<PathStep>,
+    /// Its state.
+    pub state: IndexState,
+    /// Documents indexed so far while building.
+    pub indexed: u64,
+    /// Creation time, microseconds since the Unix epoch.
+    pub created_micros: u64,
 }
 
 /// The durable end of a journal: its size and the signed checkpoint of that size.

@@ -15,8 +15,9 @@ use super::sequencer::{Job, Sequencer};
 use super::{DB_FILE, HeadProblem, checkpoint_of, files, verified_head};
 use crate::error::{Error, ErrorKind, Quote, Result};
 use crate::model::{
-    ConsistencyProof, DEFAULT_PAGE_SIZE, Head, InclusionProof, JournalItem, LedgerInfo, Page,
-    Receipt, Revision, TableInfo, TreeSize, check_document_id, check_table_name,
+    ConsistencyProof, DEFAULT_PAGE_SIZE, Head, InclusionProof, IndexInfo, IndexState, JournalItem,
+    LedgerInfo, Page, PathStep, Receipt, Revision, TableInfo, TreeSize, check_document_id,
+    check_table_name,
 };
 use crate::storage::{self, Ahead, Snapshot, Store, UpperHashes};
 
@@ -69,6 +70,9 @@ impl Ledger {
             name,
             config.cache_bytes,
         )?;
+        if store.upgrade()? {
+            tracing::info!(ledger = %name, "storage layout upgraded to {}", storage::FORMAT_VERSION);
+        }
         Ledger::start(
             name,
             dir,
@@ -112,6 +116,7 @@ impl Ledger {
             failed: None,
             resync: false,
             head: head_tx,
+            index_work: true,
         };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let worker = std::thread::Builder::new()
@@ -241,6 +246,22 @@ impl Ledger {
             .await
     }
 
+    /// Creates an index of `table` on `path`. It is built in the background, between
+    /// writes (state `building`, then `online`); queries use it once online.
+    pub async fn create_index(&self, table: &str, path: &[PathStep]) -> Result<IndexInfo> {
+        check_table_name(table)?;
+        self.submit(|reply| Job::CreateIndex(table.to_owned(), path.to_vec(), reply))
+            .await
+    }
+
+    /// Drops the index of `table` on `path`: queries stop using it at once; its entries
+    /// are removed in the background.
+    pub async fn drop_index(&self, table: &str, path: &[PathStep]) -> Result<()> {
+        check_table_name(table)?;
+        self.submit(|reply| Job::DropIndex(table.to_owned(), path.to_vec(), reply))
+            .await
+    }
+
     /// Turns deletion protection on or off.
     pub async fn set_deletion_protection(&self, on: bool) -> Result<()> {
         self.submit(|reply| Job::SetProtection(on, reply)).await
@@ -293,13 +314,14 @@ impl Ledger {
 
     /// Active tables.
     pub fn tables(&self) -> Result<Vec<TableInfo>> {
-        Ok(self
-            .store
-            .read()?
+        let snap = self.store.read()?;
+        let defs = snap.index_defs()?;
+        Ok(snap
             .tables()?
             .into_iter()
             .filter(|(_, row)| row.active)
             .map(|(name, row)| TableInfo {
+                indexes: index_infos(&defs, &name),
                 name,
                 created_micros: row.created_micros,
             })
@@ -633,6 +655,26 @@ impl JournalState {
 }
 
 /// A request's answer when its ledger was deleted (here or through another server).
+/// The indexes of `table` among `defs`, as clients see them (one being dropped is gone).
+pub(crate) fn index_infos(defs: &[storage::IndexDef], table: &str) -> Vec<IndexInfo> {
+    defs.iter()
+        .filter(|d| d.table == table)
+        .filter_map(|d| {
+            let state = match d.state {
+                storage::DefState::Building => IndexState::Building,
+                storage::DefState::Online => IndexState::Online,
+                storage::DefState::Dropping => return None,
+            };
+            Some(IndexInfo {
+                path: d.path.clone(),
+                state,
+                indexed: d.indexed,
+                created_micros: d.created_micros,
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn deleted(name: &str) -> Error {
     Error::not_found(format!("ledger {} was deleted", Quote(name)))
 }

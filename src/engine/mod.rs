@@ -13,6 +13,7 @@ pub mod follower;
 pub mod lease;
 mod ledger;
 pub mod prepare;
+pub mod reads;
 pub mod restore;
 mod sequencer;
 

@@ -27,6 +27,9 @@ pub struct Prepared {
     pub tx: Transaction,
     /// SHA-256 of each operation's body (`None` for deletes and checks), in order.
     pub body_hashes: Vec<Option<Hash>>,
+    /// For statements: what they read, which must not have changed when the transaction
+    /// commits.
+    pub reads: Option<Box<super::reads::ReadSet>>,
 }
 
 /// Validates `request` and prepares it for the sequencer; `principal` is recorded in its
@@ -86,6 +89,7 @@ pub fn prepare(request: TransactRequest, limits: &Limits, principal: &str) -> Re
             principal: principal.to_owned(),
         },
         body_hashes,
+        reads: None,
     })
 }
 

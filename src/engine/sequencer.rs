@@ -28,11 +28,16 @@ use super::apply::{check_op, check_shape, next_version, op_name};
 use super::lease::WriteLease;
 use super::ledger::{Closed, JournalState, deleted};
 use super::prepare::Prepared;
+use super::reads::{MAX_REVISIONS_SINCE, ReadSet};
 use super::{checkpoint_of, now_micros, sign_checkpoint};
 use crate::error::{Error, ErrorKind, Quote, Result};
-use crate::model::{Head, Op, OpResult, Receipt, TableInfo};
+use crate::model::{
+    Head, IndexInfo, IndexState, MAX_INDEXES_PER_TABLE, Op, OpResult, PathStep, Receipt, TableInfo,
+    path_text,
+};
 use crate::storage::{
-    self, Ahead, DocRow, Lease, NewRevision, Store, StoredReceipt, TableRow, Writer,
+    self, Ahead, DefState, DocRow, IndexDef, Lease, NewRevision, Store, StoredReceipt, TableRow,
+    Writer, encode_value, value_at,
 };
 
 /// Most operations committed in one batch; more wait for the next one.
@@ -49,7 +54,14 @@ pub(crate) enum Job {
     CreateTable(String, oneshot::Sender<Result<TableInfo>>),
     DropTable(String, oneshot::Sender<Result<()>>),
     SetProtection(bool, oneshot::Sender<Result<()>>),
+    CreateIndex(String, Vec<PathStep>, oneshot::Sender<Result<IndexInfo>>),
+    DropIndex(String, Vec<PathStep>, oneshot::Sender<Result<()>>),
 }
+
+/// How many documents one step of an index build adds (and, four times as many, entries
+/// one step of a drop removes), each step one durable batch between the batches of
+/// writes.
+const INDEX_CHUNK: usize = 4096;
 
 /// The sequencer's state, owned by its thread.
 pub(crate) struct Sequencer {
@@ -78,6 +90,9 @@ pub(crate) struct Sequencer {
     pub(crate) fence: Option<Lease>,
     /// When the head was last polled.
     pub(crate) polled: Instant,
+    /// Whether an index may be building or dropping: the sequencer then works on it
+    /// between jobs ([`Sequencer::index_step`]).
+    pub(crate) index_work: bool,
 }
 
 impl Sequencer {
@@ -108,7 +123,16 @@ impl Sequencer {
                 }
             }
             let first = match pending.take() {
-                Some(job) => job,
+                Some(job) => Some(job),
+                // Index work fills the time between jobs.
+                None if self.may_work_on_indexes() => match jobs.try_recv() {
+                    Ok(job) => Some(job),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.index_step();
+                        None
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                },
                 None => {
                     let next = match &clock {
                         None => jobs.blocking_recv(),
@@ -121,10 +145,14 @@ impl Sequencer {
                         },
                     };
                     match next {
-                        Some(job) => job,
+                        Some(job) => Some(job),
                         None => break,
                     }
                 }
+            };
+            let first = match first {
+                Some(job) => job,
+                None => continue,
             };
             // A client that went away gets no answer; its work was done all the same.
             match first {
@@ -159,6 +187,20 @@ impl Sequencer {
                         Ok(())
                     }));
                 }
+                Job::CreateIndex(table, path, reply) => {
+                    let made = self.admin(|w, now| create_index(w, &table, &path, now));
+                    self.index_work |= made.is_ok();
+                    let _ = reply.send(made);
+                }
+                Job::DropIndex(table, path, reply) => {
+                    let dropped = self.admin(|w, _| drop_index(w, &table, &path));
+                    self.index_work |= dropped.is_ok();
+                    let _ = reply.send(dropped);
+                }
+            }
+            // Under a steady load of writes, index work goes on between their batches.
+            if self.may_work_on_indexes() {
+                self.index_step();
             }
         }
         self.lease.release(&self.store, &self.ledger);
@@ -266,6 +308,8 @@ impl Sequencer {
             tracing::info!(origin = %self.signer.name(), "the storage is back; writes resume");
         }
         self.resync = false;
+        // A server that takes over writing takes over the index work too.
+        self.index_work = true;
         Ok(())
     }
 
@@ -363,12 +407,18 @@ impl Sequencer {
             }
         }
         w.read_ahead(&ahead)?;
+        // The indexes writes maintain (definitions change only in batches of their own).
+        let indexes: Vec<IndexDef> = w
+            .index_defs()?
+            .into_iter()
+            .filter(|d| d.state != DefState::Dropping)
+            .collect();
         let now = now_micros().max(self.last_commit);
         let mut results = Vec::with_capacity(txs.len());
         let mut remembered: HashMap<&str, StoredReceipt> = HashMap::new();
         let mut wrote = false;
         for tx in txs {
-            let outcome = match self.apply(&mut w, tx, now, &remembered)? {
+            let outcome = match self.apply(&mut w, tx, now, &remembered, &indexes)? {
                 Ok((receipt, stored)) => {
                     if let (Some(stored), Some((key, _))) = (stored, &tx.tx.idempotency) {
                         remembered.insert(key, stored);
@@ -413,6 +463,7 @@ impl Sequencer {
         prepared: &Prepared,
         now: u64,
         remembered: &HashMap<&str, StoredReceipt>,
+        indexes: &[IndexDef],
     ) -> Result<Result<(Receipt, Option<StoredReceipt>)>> {
         let request = prepared.tx.idempotency.as_ref().map(|(_, h)| h.to_hex());
         if let Some(answer) = self.earlier_answer(w, prepared, request.as_deref(), remembered)? {
@@ -421,11 +472,16 @@ impl Sequencer {
         if let Err(e) = check_shape(&prepared.tx.ops) {
             return Ok(Err(e));
         }
+        if let Some(reads) = &prepared.reads
+            && let Err(e) = self.check_reads(w, reads)?
+        {
+            return Ok(Err(e));
+        }
         let states = match states_before(w, &prepared.tx.ops)? {
             Ok(states) => states,
             Err(e) => return Ok(Err(e)),
         };
-        let receipt = self.write_revisions(w, prepared, &states, now)?;
+        let receipt = self.write_revisions(w, prepared, &states, now, indexes)?;
         let stored = request.map(|request| StoredReceipt {
             request,
             tx_id: receipt.tx_id,
@@ -476,6 +532,7 @@ impl Sequencer {
         prepared: &Prepared,
         states: &[Option<DocRow>],
         now: u64,
+        indexes: &[IndexDef],
     ) -> Result<Receipt> {
         let tx = &prepared.tx;
         let tx_id = self.next_tx;
@@ -515,6 +572,11 @@ impl Sequencer {
                 // A check reports the live version it saw, or 0.
                 None => (state.filter(|s| s.live).map_or(0, |s| s.version), None),
                 Some((version, operation, entry)) => {
+                    let indexed: Vec<&IndexDef> =
+                        indexes.iter().filter(|d| d.table == table).collect();
+                    if !indexed.is_empty() {
+                        maintain(w, &indexed, id, *state, op.body())?;
+                    }
                     let rev = NewRevision {
                         entry: &entry,
                         body: op.body().unwrap_or_default(),
@@ -545,6 +607,85 @@ impl Sequencer {
             tree_size: 0,
             replayed: false,
         })
+    }
+
+    /// Checks a transaction's reads against every revision committed since its snapshot,
+    /// earlier ones of this batch included: the inner error is the conflict, ABORTED.
+    fn check_reads(&self, w: &Writer<'_>, reads: &ReadSet) -> Result<Result<()>> {
+        let size = self.range.size();
+        if reads.base > size {
+            return Ok(Err(Error::aborted(format!(
+                "the statements ran on a journal of size {}, past this writer's {size}; retry",
+                reads.base
+            ))));
+        }
+        if size - reads.base > MAX_REVISIONS_SINCE {
+            return Ok(Err(Error::aborted(format!(
+                "{} revisions were committed while the statements ran (the most checked is \
+                 {MAX_REVISIONS_SINCE}); retry",
+                size - reads.base
+            ))));
+        }
+        for index in reads.base..size {
+            let (entry, body) = w.entry_and_body(index)?;
+            let entry = super::ledger::decode_entry(index, &entry)?;
+            if let Some(why) = reads.conflict(&entry.table, &entry.id, &body) {
+                return Ok(Err(Error::aborted(format!(
+                    "document {} in table {} changed since the statements read (journal \
+                     index {index}), and {why}; nothing was written: retry the transaction",
+                    Quote(&entry.id),
+                    Quote(&entry.table)
+                ))));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Whether there may be index work this server should do now: on shared storage only
+    /// the writer does it.
+    fn may_work_on_indexes(&self) -> bool {
+        self.index_work && self.failed.is_none() && (!self.lease.shared() || self.lease.is_writer())
+    }
+
+    /// One step of the first index building or dropping, in one durable batch: a build
+    /// adds the next [`INDEX_CHUNK`] documents (in id order, from where it stopped) and
+    /// goes online after the last; a drop removes entries, then the definition. Each step
+    /// records where it stopped, so work goes on from there after a restart.
+    fn index_step(&mut self) {
+        let outcome = (|| -> Result<bool> {
+            self.check_writable()?;
+            let store = self.store.clone();
+            let Some(def) = store
+                .read()?
+                .index_defs()?
+                .into_iter()
+                .find(|d| d.state != DefState::Online)
+            else {
+                return Ok(false);
+            };
+            let mut w = self.writer(&store)?;
+            let finished = match def.state {
+                DefState::Building => build_step(&mut w, def)?,
+                _ => drop_step(&mut w, def)?,
+            };
+            self.commit(w)?;
+            if let Some(def) = finished {
+                tracing::info!(ledger = %self.ledger, table = %def.table,
+                    path = %crate::model::path_text(&def.path), documents = def.indexed,
+                    "index online");
+            }
+            Ok(true)
+        })();
+        match outcome {
+            Ok(more) => self.index_work = more,
+            Err(e) => {
+                // Tried again after the next job (or once this server writes again).
+                if e.kind != ErrorKind::NotWriter {
+                    tracing::warn!(ledger = %self.ledger, error = %e, "index work failed");
+                }
+                self.index_work = e.kind != ErrorKind::NotWriter && self.failed.is_none();
+            }
+        }
     }
 
     /// The receipt of an earlier transaction, with a checkpoint of the size its first answer
@@ -598,6 +739,165 @@ fn states_before(w: &Writer<'_>, ops: &[Op]) -> Result<Result<Vec<Option<DocRow>
     Ok(Ok(states))
 }
 
+/// Updates the entries of `indexes` (of one table) for a revision of document `id`:
+/// `state` is its state before, `body` its new body (`None` for a delete).
+fn maintain(
+    w: &mut Writer<'_>,
+    indexes: &[&IndexDef],
+    id: &str,
+    state: Option<DocRow>,
+    body: Option<&[u8]>,
+) -> Result<()> {
+    let parse = |bytes: &[u8]| -> Result<serde_json::Value> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::internal(format!("a stored document is not JSON: {e}")))
+    };
+    let old = match state.filter(|s| s.live) {
+        Some(s) => Some(parse(&w.body_at(s.index)?)?),
+        None => None,
+    };
+    let new = body.map(parse).transpose()?;
+    for def in indexes {
+        let key = |doc: &Option<serde_json::Value>| {
+            doc.as_ref()
+                .and_then(|d| value_at(d, &def.path))
+                .and_then(encode_value)
+        };
+        let (before, after) = (key(&old), key(&new));
+        if before == after {
+            continue;
+        }
+        if let Some(v) = before {
+            w.remove_index_entry(def.id, &v, id);
+        }
+        if let Some(v) = after {
+            w.put_index_entry(def.id, &v, id);
+        }
+    }
+    Ok(())
+}
+
+/// Adds the next chunk of the table's documents to a building index; the definition, if
+/// this chunk finished it (it is then online).
+fn build_step(w: &mut Writer<'_>, mut def: IndexDef) -> Result<Option<IndexDef>> {
+    let rows: Vec<(String, DocRow)> = w
+        .snapshot()
+        .current_rows(&def.table, def.cursor.as_deref())?
+        .take(INDEX_CHUNK)
+        .collect::<storage::Result<_>>()?;
+    for (id, row) in rows.iter().filter(|(_, row)| row.live) {
+        let body = w.body_at(row.index)?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| Error::internal(format!("a stored document is not JSON: {e}")))?;
+        if let Some(v) = value_at(&doc, &def.path).and_then(encode_value) {
+            w.put_index_entry(def.id, &v, id);
+        }
+        def.indexed += 1;
+    }
+    let done = rows.len() < INDEX_CHUNK;
+    if done {
+        def.state = DefState::Online;
+        def.cursor = None;
+    } else {
+        def.cursor = rows.last().map(|(id, _)| id.clone());
+    }
+    w.put_index_def(&def)?;
+    Ok(done.then_some(def))
+}
+
+/// Removes the next entries of a dropped index, and its definition after the last.
+fn drop_step(w: &mut Writer<'_>, mut def: IndexDef) -> Result<Option<IndexDef>> {
+    let after = def
+        .cursor
+        .as_deref()
+        .map(hex::decode)
+        .transpose()
+        .map_err(|_| Error::internal("a dropped index's cursor is not hex".to_owned()))?;
+    let keys: Vec<Vec<u8>> = w
+        .snapshot()
+        .index_entries(def.id, after.as_deref())?
+        .take(INDEX_CHUNK * 4)
+        .collect::<storage::Result<_>>()?;
+    let done = keys.len() < INDEX_CHUNK * 4;
+    def.cursor = keys.last().map(hex::encode);
+    for key in keys {
+        w.remove_index_key(key);
+    }
+    if done {
+        w.remove_index_def(def.id);
+    } else {
+        w.put_index_def(&def)?;
+    }
+    Ok(None)
+}
+
+/// The live (not dropping) index of `table` on `path`, among the definitions.
+fn live_index<'d>(defs: &'d [IndexDef], table: &str, path: &[PathStep]) -> Option<&'d IndexDef> {
+    defs.iter()
+        .find(|d| d.table == table && d.path == path && d.state != DefState::Dropping)
+}
+
+fn create_index(w: &mut Writer<'_>, table: &str, path: &[PathStep], now: u64) -> Result<IndexInfo> {
+    if !w.table(table)?.is_some_and(|t| t.active) {
+        return Err(Error::not_found(format!(
+            "table {} does not exist",
+            Quote(table)
+        )));
+    }
+    if path.is_empty() {
+        return Err(Error::invalid("an index needs a path"));
+    }
+    let defs = w.index_defs()?;
+    if live_index(&defs, table, path).is_some() {
+        return Err(Error::exists(format!(
+            "table {} already has an index on {}",
+            Quote(table),
+            Quote(&path_text(path))
+        )));
+    }
+    let count = defs
+        .iter()
+        .filter(|d| d.table == table && d.state != DefState::Dropping)
+        .count();
+    if count >= MAX_INDEXES_PER_TABLE {
+        return Err(Error::exhausted(format!(
+            "table {} has {count} indexes, the most a table may have",
+            Quote(table)
+        )));
+    }
+    let def = IndexDef {
+        id: w.next_index_id()?,
+        table: table.to_owned(),
+        path: path.to_vec(),
+        state: DefState::Building,
+        cursor: None,
+        indexed: 0,
+        created_micros: now,
+    };
+    w.put_index_def(&def)?;
+    Ok(IndexInfo {
+        path: def.path,
+        state: IndexState::Building,
+        indexed: 0,
+        created_micros: now,
+    })
+}
+
+fn drop_index(w: &mut Writer<'_>, table: &str, path: &[PathStep]) -> Result<()> {
+    let defs = w.index_defs()?;
+    let Some(def) = live_index(&defs, table, path) else {
+        return Err(Error::not_found(format!(
+            "table {} has no index on {}",
+            Quote(table),
+            Quote(&path_text(path))
+        )));
+    };
+    let mut def = def.clone();
+    def.state = DefState::Dropping;
+    def.cursor = None;
+    Ok(w.put_index_def(&def)?)
+}
+
 fn create_table(w: &mut Writer<'_>, name: &str, now: u64) -> Result<TableInfo> {
     let created = match w.table(name)? {
         Some(t) if t.active => {
@@ -620,6 +920,7 @@ fn create_table(w: &mut Writer<'_>, name: &str, now: u64) -> Result<TableInfo> {
     Ok(TableInfo {
         name: name.to_owned(),
         created_micros: created,
+        indexes: super::ledger::index_infos(&w.index_defs()?, name),
     })
 }
 

@@ -44,6 +44,7 @@ pub fn status(e: Error) -> Status {
         ErrorKind::AlreadyExists => tonic::Code::AlreadyExists,
         ErrorKind::FailedPrecondition => tonic::Code::FailedPrecondition,
         ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
+        ErrorKind::Aborted => tonic::Code::Aborted,
         ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
         ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
         // Not forwarded (it was forwarded here already): the client tries again.

@@ -5,7 +5,7 @@
 //!
 //! * a [`View`]: a consistent snapshot for reading, with point reads and ordered range
 //!   reads of a key space;
-//! * [`Backend::commit`]: one atomic write of a whole batch of puts, conditional on the
+//! * [`Backend::commit`]: one atomic write of a whole batch of puts and deletes, conditional on the
 //!   last key of one key space (the journal's), so that two writers can never both extend
 //!   the same tree.
 //!
@@ -18,7 +18,7 @@
 //!
 //! * A view MUST show every commit that returned before it was taken, and none that began
 //!   after; reads of one view MUST agree with each other.
-//! * `commit` MUST apply every put of the batch or none. It MUST NOT return `Ok` before the
+//! * `commit` MUST apply every put and delete of the batch or none. It MUST NOT return `Ok` before the
 //!   batch is durable (unless the batch asks for deferred durability: then it is durable
 //!   no later than the next durable commit). It MUST refuse, with [`ErrorKind::Conflict`]
 //!   and nothing applied, a batch whose condition does not hold.
@@ -90,6 +90,8 @@ pub trait View {
 pub struct Batch {
     /// Every put, in order (a later put of the same key wins).
     pub puts: Vec<(Space, Vec<u8>, Vec<u8>)>,
+    /// Keys to remove (absent ones are no error). No key is both put and removed.
+    pub deletes: Vec<(Space, Vec<u8>)>,
     /// Commit only if the greatest key of this space is this one (`None`: the space is
     /// empty). The journal's, so that a batch only extends the tree its writer read.
     pub expect_last: Option<(Space, Option<Vec<u8>>)>,

@@ -16,6 +16,7 @@
 //! are [`ErrorKind::Damaged`].
 
 mod backend;
+mod index;
 pub mod postgres;
 mod postgres_tls;
 pub mod redb;
@@ -29,6 +30,7 @@ use graven_verify::{CompactRange, Hash, HashReader, leaf_hash, split_stored_hash
 use serde::{Deserialize, Serialize};
 
 pub use backend::{Backend, Batch, Claim, Holder, Lease, Leases, Read, Rows, Space, View};
+pub use index::{DefState, IndexDef, ValueRange, encode_value, value_at};
 
 use crate::model::OpResult;
 
@@ -37,7 +39,15 @@ use crate::model::OpResult;
 
 /// Every key space, by name; a [`Space`] is a position in this list. A new key space is a
 /// new name here (and its encodings below): backends need no change.
-pub const SPACES: &[&str] = &["meta", "leaves", "docs", "tables", "idempotency"];
+pub const SPACES: &[&str] = &[
+    "meta",
+    "leaves",
+    "docs",
+    "tables",
+    "idempotency",
+    "index_defs",
+    "index_entries",
+];
 /// Settings and the latest checkpoint, by name (see the `META_*` keys).
 const META: Space = Space(0);
 /// One row per journal entry, by journal index (u64 BE): the entry, the tree hashes it
@@ -51,6 +61,11 @@ const DOCS: Space = Space(2);
 const TABLES: Space = Space(3);
 /// Idempotency keys: key -> the stored receipt ([`StoredReceipt`], JSON).
 const IDEMPOTENCY: Space = Space(4);
+/// Index definitions, by `u32 BE` id: [`IndexDef`] as JSON.
+const INDEX_DEFS: Space = Space(5);
+/// Index entries: `u32 BE index id || encoded value || document id` -> empty (see
+/// `index.rs`).
+const INDEX_ENTRIES: Space = Space(6);
 
 /// The version slot of a document's current-state row: it sorts after every revision of
 /// the document.
@@ -68,7 +83,7 @@ const META_PROTECTION: &[u8] = b"deletion_protection";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 
 /// The layout version this build writes and reads (docs/FORMAT.md §9 has the history).
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The redb page cache of a ledger opened with default settings, in bytes.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
@@ -584,6 +599,19 @@ impl Store {
         })
     }
 
+    /// Brings a ledger of layout 3 to this build's (4 adds the index key spaces, which a
+    /// backend creates empty when it opens): true if it did. Any other layout is left
+    /// as it is, for the open's checks to name.
+    pub fn upgrade(&self) -> Result<bool> {
+        if self.read()?.format()? != Format::Version(3) {
+            return Ok(false);
+        }
+        let mut w = self.write()?;
+        w.put(META, META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec());
+        w.commit()?;
+        Ok(true)
+    }
+
     /// A consistent read view of everything committed so far.
     pub fn read(&self) -> Result<Snapshot> {
         Ok(Snapshot {
@@ -1058,8 +1086,8 @@ pub struct Writer<'s> {
     store: &'s Store,
     /// What the batch reads; the journal's last key in it is the one the batch extends.
     snap: Snapshot,
-    /// The batch's writes, by key space.
-    pending: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
+    /// The batch's writes, by key space: a value put, or `None` for a key removed.
+    pending: Vec<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
     defer_durability: bool,
     /// The write lease the batch is made under, if the storage has leases.
     fence: Option<Lease>,
@@ -1101,7 +1129,7 @@ impl Writer<'_> {
     /// A value as this batch has it: its own write, or the snapshot's.
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
         match self.pending[space.0].get(key) {
-            Some(v) => Ok(Some(v.clone())),
+            Some(v) => Ok(v.clone()),
             None => self.snap.get(space, key),
         }
     }
@@ -1117,7 +1145,7 @@ impl Writer<'_> {
         let mut stored = self.snap.read_many(&missing)?.into_iter();
         keys.iter()
             .map(|k| match pending.get(k.as_slice()) {
-                Some(v) => Ok(Some(v.clone())),
+                Some(v) => Ok(v.clone()),
                 None => Ok(stored.next().flatten()),
             })
             .collect()
@@ -1139,7 +1167,11 @@ impl Writer<'_> {
     }
 
     fn put(&mut self, space: Space, key: impl Into<Vec<u8>>, value: Vec<u8>) {
-        self.pending[space.0].insert(key.into(), value);
+        self.pending[space.0].insert(key.into(), Some(value));
+    }
+
+    fn remove(&mut self, space: Space, key: impl Into<Vec<u8>>) {
+        self.pending[space.0].insert(key.into(), None);
     }
 
     /// Writes `rev` at journal index `range.size()` and returns that index: its leaves row
@@ -1238,14 +1270,18 @@ impl Writer<'_> {
     pub fn commit(self) -> Result<()> {
         // Read now if not read ahead: the snapshot began with the batch's first read.
         let base = self.snap.last(LEAVES)?;
-        let puts = self
-            .pending
-            .into_iter()
-            .enumerate()
-            .flat_map(|(space, rows)| rows.into_iter().map(move |(k, v)| (Space(space), k, v)))
-            .collect();
+        let (mut puts, mut deletes) = (Vec::new(), Vec::new());
+        for (space, rows) in self.pending.into_iter().enumerate() {
+            for (key, value) in rows {
+                match value {
+                    Some(value) => puts.push((Space(space), key, value)),
+                    None => deletes.push((Space(space), key)),
+                }
+            }
+        }
         self.store.backend.commit(Batch {
             puts,
+            deletes,
             expect_last: Some((LEAVES, base)),
             defer_durability: self.defer_durability,
             fence: self.fence,

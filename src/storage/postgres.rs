@@ -497,6 +497,8 @@ const LAST_KEY: &str = "SELECT key FROM graven_kv WHERE ledger = $1 AND space = 
 const PUT_ROWS: &str = "INSERT INTO graven_kv (ledger, space, key, value) \
      SELECT $1, s, k, v FROM unnest($2::smallint[], $3::bytea[], $4::bytea[]) AS t(s, k, v) \
      ON CONFLICT (ledger, space, key) DO UPDATE SET value = excluded.value";
+const DELETE_ROWS: &str = "DELETE FROM graven_kv WHERE ledger = $1 AND (space, key) IN \
+     (SELECT s, k FROM unnest($2::smallint[], $3::bytea[]) AS t(s, k))";
 const GET: &str = "SELECT value FROM graven_kv WHERE ledger = $1 AND space = $2 AND key = $3";
 /// Values of (space, key) pairs (NULL where none), each with its position in the arrays
 /// (1-based): one statement for many reads, which costs PostgreSQL less than a statement
@@ -560,10 +562,11 @@ async fn commit_on(
     batch: &Batch,
     expect: Option<(i16, &'static str, Option<Vec<u8>>)>,
 ) -> Result<()> {
-    let (lock, last, put) = (
+    let (lock, last, put, delete) = (
         client.statement(LOCK_LEDGER).await?,
         client.statement(LAST_KEY).await?,
         client.statement(PUT_ROWS).await?,
+        client.statement(DELETE_ROWS).await?,
     );
     let begin = if batch.defer_durability {
         "BEGIN; SET LOCAL synchronous_commit = off"
@@ -602,18 +605,31 @@ async fn commit_on(
         client.batch_execute("ROLLBACK").await?;
         return Err(e);
     }
-    if batch.puts.is_empty() {
-        return Ok(client.batch_execute("COMMIT").await?);
-    }
     let spaces: Vec<i16> = batch.puts.iter().map(|(s, _, _)| s.0 as i16).collect();
     let keys: Vec<&[u8]> = batch.puts.iter().map(|(_, k, _)| k.as_slice()).collect();
     let values: Vec<&[u8]> = batch.puts.iter().map(|(_, _, v)| v.as_slice()).collect();
-    let params: [&(dyn ToSql + Sync); 4] = [&ledger, &spaces, &keys, &values];
-    let (written, committed) = tokio::join!(
-        client.execute(&put, &params),
-        client.batch_execute("COMMIT"),
-    );
+    let put_params: [&(dyn ToSql + Sync); 4] = [&ledger, &spaces, &keys, &values];
+    let gone_spaces: Vec<i16> = batch.deletes.iter().map(|(s, _)| s.0 as i16).collect();
+    let gone_keys: Vec<&[u8]> = batch.deletes.iter().map(|(_, k)| k.as_slice()).collect();
+    let delete_params: [&(dyn ToSql + Sync); 3] = [&ledger, &gone_spaces, &gone_keys];
+    // The statements a batch needs, pipelined with its COMMIT (which a failed one makes a
+    // rollback).
+    let writes = async {
+        if !batch.puts.is_empty() {
+            client.execute(&put, &put_params).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let deletes = async {
+        if !batch.deletes.is_empty() {
+            client.execute(&delete, &delete_params).await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    };
+    let (written, deleted, committed) =
+        tokio::join!(writes, deletes, client.batch_execute("COMMIT"));
     written?;
+    deleted?;
     Ok(committed?)
 }
 

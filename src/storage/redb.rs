@@ -66,17 +66,16 @@ impl RedbBackend {
     }
 
     /// Opens the existing database at `path`, repairing it if it was not closed cleanly
-    /// (redb's repair keeps every committed transaction).
+    /// (redb's repair keeps every committed transaction), and creating any key space of
+    /// `spaces` it lacks.
     pub fn open(
         path: &Path,
         cache_bytes: usize,
         spaces: &'static [&'static str],
     ) -> Result<RedbBackend> {
         let db = Database::builder().set_cache_size(cache_bytes).open(path)?;
-        Ok(RedbBackend {
-            db: Db::ReadWrite(db),
-            spaces,
-        })
+        // A key space added since the database was made starts empty.
+        RedbBackend::with_spaces(db, spaces)
     }
 
     /// Opens `path` read-only: never modified, and refused ([`ErrorKind::InUse`]) while
@@ -142,6 +141,13 @@ impl Backend for RedbBackend {
                     slot => slot.insert(txn.open_table(table(self.spaces[space.0]))?),
                 };
                 t.insert(key.as_slice(), value.as_slice())?;
+            }
+            for (space, key) in &batch.deletes {
+                let t = match &mut open[space.0] {
+                    Some(t) => t,
+                    slot => slot.insert(txn.open_table(table(self.spaces[space.0]))?),
+                };
+                t.remove(key.as_slice())?;
             }
         }
         txn.commit()?;
