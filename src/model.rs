@@ -16,8 +16,14 @@ pub struct Limits {
     pub max_transaction_operations: usize,
     /// Largest transaction, in bytes of canonical JSON bodies plus names.
     pub max_transaction_bytes: usize,
-    /// Most revisions one History or Scan page returns.
+    /// Most revisions one History or Scan page returns (and rows one page of a query).
     pub max_page_size: u32,
+    /// Most documents (and revisions) one statement may read.
+    pub max_examined_documents: u64,
+    /// Longest statement text, in bytes.
+    pub max_statement_bytes: usize,
+    /// Most parameters of one statement text.
+    pub max_parameters: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +33,9 @@ impl Default for Limits {
             max_transaction_operations: 10_000,
             max_transaction_bytes: 16 << 20,
             max_page_size: 1_000,
+            max_examined_documents: 100_000,
+            max_statement_bytes: 100 << 10,
+            max_parameters: 1_000,
         }
     }
 }
@@ -470,6 +479,56 @@ pub enum StreamEvent {
     Item(JournalItem),
     /// A signed checkpoint covering everything delivered so far.
     Checkpoint(Head),
+}
+
+/// Statement text with its parameters, as a client sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementText {
+    /// One or more statements, separated by `;`.
+    pub text: String,
+    /// The `?` parameters, in order, each a JSON value's text.
+    pub parameters: Vec<String>,
+}
+
+/// A request to run statements as one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecuteRequest {
+    /// The statements, in order.
+    pub statements: Vec<StatementText>,
+    /// Most rows per page (reads only); default [`DEFAULT_PAGE_SIZE`].
+    pub page_size: Option<u32>,
+    /// Where the page starts, from an earlier page.
+    pub page_token: Option<String>,
+    /// Whether rows that are stored revisions come with inclusion proofs.
+    pub proof: bool,
+}
+
+/// One result row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResultRow {
+    /// Which statement of the request it is from, from 0.
+    pub statement: u32,
+    /// Canonical JSON.
+    pub json: Vec<u8>,
+    /// When the row is a stored revision's document as stored: its journal index.
+    pub index: Option<u64>,
+    /// With `proof`, for rows with an index: its inclusion proof.
+    pub proof: Option<InclusionProof>,
+    /// With `proof`, for rows with an index: the entry bytes there.
+    pub entry: Option<Vec<u8>>,
+}
+
+/// What running statements gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    /// The rows (a page of them, for a read).
+    pub rows: Vec<ResultRow>,
+    /// The token of the next page; `None` on the last.
+    pub next_page: Option<String>,
+    /// For statements that wrote: the transaction's receipt.
+    pub receipt: Option<Receipt>,
+    /// The journal size the statements read.
+    pub tree_size: u64,
 }
 
 /// A page of revisions and where the next one starts.

@@ -85,6 +85,11 @@ async fn clean_folder() -> tempfile::TempDir {
     s.transact("notes", vec![insert("notes", "n1", r#"{"x":1}"#)])
         .await
         .expect("transact");
+    // An index on books.title (index id 0): entries for b1, b2 and b5.
+    crate::query::query(&mut s, "books", "CREATE INDEX ON books (title)", &[])
+        .await
+        .expect("create index");
+    crate::query::wait_online(&mut s, "books", "books").await;
     let crate::util::TestServer { engine, dir, .. } = s;
     engine.close();
     drop(engine);
@@ -456,6 +461,43 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
                 doc_row(1, 4, true).as_slice(),
             )
             .expect("insert");
+        },
+    );
+    // Index entries: one removed, one holding another value.
+    let entry = |value: &str, id: &str| {
+        let mut key = 0u32.to_be_bytes().to_vec();
+        key.push(0x04);
+        key.extend_from_slice(value.as_bytes());
+        key.extend_from_slice(&[0, 0]);
+        key.extend_from_slice(id.as_bytes());
+        key
+    };
+    const ENTRIES: redb::TableDefinition<&[u8], &[u8]> =
+        redb::TableDefinition::new("index_entries");
+    assert_found(
+        data,
+        "index entry removed",
+        r#"index title of table "books": 2 entries for 3 documents with a value"#,
+        |txn| {
+            let mut entries = txn.open_table(ENTRIES).expect("index entries");
+            let gone = entries
+                .remove(entry("two", "b2").as_slice())
+                .expect("remove");
+            assert!(gone.is_some(), "the entry was there");
+        },
+    );
+    assert_found(
+        data,
+        "index entry changed",
+        r#"index title of table "books": the entry of document "b1" does not hold its value"#,
+        |txn| {
+            let mut entries = txn.open_table(ENTRIES).expect("index entries");
+            entries
+                .remove(entry("one", "b1").as_slice())
+                .expect("remove");
+            entries
+                .insert(entry("uno", "b1").as_slice(), [].as_slice())
+                .expect("insert");
         },
     );
     // A row for the current version besides the current-state row.

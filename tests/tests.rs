@@ -31,6 +31,8 @@ mod model;
 mod outbox;
 /// graven on PostgreSQL: the API, restarts, deletion, check and import with --storage.
 mod postgres;
+/// Statements: the QLDB tutorial, the language, indexes, pages, limits, proofs.
+mod query;
 /// The README walk-through, run as written.
 mod readme;
 /// The storage interface's contract, on the redb and PostgreSQL backends alike.

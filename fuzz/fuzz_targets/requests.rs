@@ -47,8 +47,9 @@ const MAX_BASE_TABLES: usize = 8;
 /// Data folders are `<parent>/graven-fuzz-requests-<pid>`.
 const FOLDER_PREFIX: &str = "graven-fuzz-requests-";
 
-/// The requests (in the order of graven.proto, CheckLedger last, so that seeds made before
-/// it was added keep their meaning): byte 0 (modulo their number) picks one.
+/// The requests (in the order of graven.proto, then those added later, CheckLedger and
+/// ExecuteStatement): byte 0 (modulo their number) picks one. ExecuteStatement is not
+/// `beyond_reader`: a reader's SELECT is answered; its writes are refused.
 #[derive(Debug, Clone, Copy)]
 enum Rpc {
     CreateLedger,
@@ -70,9 +71,10 @@ enum Rpc {
     ProveConsistency,
     Subscribe,
     CheckLedger,
+    ExecuteStatement,
 }
 
-const RPCS: [Rpc; 19] = [
+const RPCS: [Rpc; 20] = [
     Rpc::CreateLedger,
     Rpc::ListLedgers,
     Rpc::DescribeLedger,
@@ -92,6 +94,7 @@ const RPCS: [Rpc; 19] = [
     Rpc::ProveConsistency,
     Rpc::Subscribe,
     Rpc::CheckLedger,
+    Rpc::ExecuteStatement,
 ];
 
 impl Rpc {
@@ -210,6 +213,7 @@ impl Fixture {
             max_transaction_operations: 8,
             max_transaction_bytes: 1024,
             max_page_size: 10,
+            ..Limits::default()
         };
         config.cache_bytes = 1 << 20;
         let engine = Arc::new(Engine::open(config).expect("opening the engine"));
@@ -307,6 +311,7 @@ impl Fixture {
             Rpc::GetDocument => answer!(get_document, pb::GetDocumentRequest),
             Rpc::History => answer!(history, pb::HistoryRequest),
             Rpc::Scan => answer!(scan, pb::ScanRequest),
+            Rpc::ExecuteStatement => answer!(execute_statement, pb::ExecuteStatementRequest),
             Rpc::GetCheckpoint => answer!(get_checkpoint, pb::GetCheckpointRequest),
             Rpc::GetKey => answer!(get_key, pb::GetKeyRequest),
             Rpc::GetEntry => answer!(get_entry, pb::GetEntryRequest),

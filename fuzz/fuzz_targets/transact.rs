@@ -13,6 +13,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         max_transaction_operations: 8,
         max_transaction_bytes: 1024,
         max_page_size: 10,
+        ..Limits::default()
     };
     if let Ok(request) = TransactRequest::decode(data) {
         if let Ok((_, request)) = graven::service::transact_request(request) {

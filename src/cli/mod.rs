@@ -13,6 +13,7 @@ mod import;
 mod ledger;
 mod output;
 mod proof;
+mod query;
 mod read;
 mod serve;
 mod table;
@@ -94,6 +95,10 @@ pub enum ClientCommand {
     History(read::HistoryArgs),
     /// Print a table's live documents, one JSON object per line, by id.
     Scan(read::ScanArgs),
+    /// Run PartiQL statements (SELECT, INSERT, UPDATE, DELETE, FROM ... SET, CREATE /
+    /// DROP TABLE and INDEX, EXPLAIN; docs/QUERY.md) as one transaction: prints one JSON
+    /// value per result row (for writes, {"documentId": ...} per document written).
+    Query(query::QueryArgs),
     /// Print the latest signed checkpoint (or one of an earlier size), verbatim.
     Checkpoint(proof::CheckpointArgs),
     /// Print the ledger's verifier key (vkey).
@@ -204,6 +209,7 @@ async fn run_client(
         ClientCommand::Get(args) => read::get(&mut c, args, out).await?,
         ClientCommand::History(args) => read::history(&mut c, args, out).await?,
         ClientCommand::Scan(args) => read::scan(&mut c, args, out).await?,
+        ClientCommand::Query(args) => query::run(&mut c, args, out).await?,
         ClientCommand::Checkpoint(args) => proof::checkpoint(&mut c, args, out).await?,
         ClientCommand::Key(args) => proof::key(&mut c, args, out).await?,
         ClientCommand::Entry(args) => proof::entry(&mut c, args, out).await?,

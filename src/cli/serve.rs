@@ -40,6 +40,10 @@ pub struct ServeArgs {
     /// Largest transaction, in bytes.
     #[arg(long, default_value_t = 16 << 20)]
     pub max_transaction_bytes: usize,
+    /// Most documents (and revisions) one statement may read; past it the statement is
+    /// refused (RESOURCE_EXHAUSTED) and should use an index.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_examined_documents: u64,
     /// redb cache per ledger, in MiB.
     #[arg(long, default_value_t = graven::storage::DEFAULT_CACHE_BYTES >> 20)]
     pub cache_mib: usize,
@@ -82,6 +86,7 @@ impl ServeArgs {
         c.limits.max_document_bytes = self.max_document_bytes;
         c.limits.max_transaction_operations = self.max_transaction_operations;
         c.limits.max_transaction_bytes = self.max_transaction_bytes;
+        c.limits.max_examined_documents = self.max_examined_documents;
         c.cache_bytes = self.cache_mib << 20;
         c.storage = self.storage.location()?;
         c.address = self.advertise.clone().unwrap_or_else(|| {

@@ -1,4 +1,4 @@
-//! `graven table create|list|drop`.
+//! `graven table create|list|describe|drop`.
 
 use std::io::Write;
 
@@ -22,6 +22,15 @@ pub enum TableCommand {
     List {
         /// Ledger name.
         ledger: String,
+    },
+    /// Describe a table: {"name", "created_micros", "indexes": [{"path", "state",
+    /// "indexed"}]}; an index is "building" until every document is in it, then
+    /// "online" (queries use it then).
+    Describe {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
     },
     /// Drop a table.
     Drop {
@@ -50,6 +59,37 @@ pub async fn run(c: &mut Client, cmd: TableCommand, out: &mut impl Write) -> any
             for t in list.tables {
                 writeln!(out, "{}", t.name)?;
             }
+        }
+        TableCommand::Describe { ledger, table } => {
+            let list = c
+                .admin
+                .list_tables(pb::ListTablesRequest {
+                    ledger: ledger.clone(),
+                })
+                .await
+                .map_err(rpc)?
+                .into_inner();
+            let Some(t) = list.tables.into_iter().find(|t| t.name == table) else {
+                anyhow::bail!("ledger {ledger:?} has no table {table:?}");
+            };
+            let indexes: Vec<serde_json::Value> = t
+                .indexes
+                .iter()
+                .map(|i| {
+                    serde_json::json!({
+                        "path": i.path,
+                        "state": i.state,
+                        "indexed": i.indexed,
+                        "created_micros": i.created_micros,
+                    })
+                })
+                .collect();
+            let v = serde_json::json!({
+                "name": t.name,
+                "created_micros": t.created_micros,
+                "indexes": indexes,
+            });
+            writeln!(out, "{v}")?;
         }
         TableCommand::Drop { ledger, table } => {
             c.admin

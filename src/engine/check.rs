@@ -26,6 +26,11 @@
 //!   the table has a tables row; there are as many rows as entries (so every entry has
 //!   exactly one).
 //!
+//! * index entries (docs/FORMAT.md §9.8): each belongs to a defined index and names a
+//!   live document of its table whose value at the index's path encodes to the entry's
+//!   value; an online index has an entry for every live document with a non-null value
+//!   there (the counts agree).
+//!
 //! Not checked: the idempotency receipts and the tables rows' own contents.
 //!
 //! Online, the snapshot is a consistent view while writes go on, and `signing.key` on disk
@@ -195,6 +200,7 @@ pub fn check_snapshot(snap: &Snapshot, signer: &Signer, report: &mut Report<'_>)
         ));
     }
     let (documents, live) = check_documents(snap, head.size, report)?;
+    check_indexes(snap, report)?;
     Ok(Summary {
         entries: head.size,
         documents,
@@ -202,6 +208,85 @@ pub fn check_snapshot(snap: &Snapshot, signer: &Signer, report: &mut Report<'_>)
         size: head.size,
         root: head.root,
     })
+}
+
+/// The index entries against the documents (see the module documentation).
+fn check_indexes(snap: &Snapshot, report: &mut Report<'_>) -> Result<(), CheckError> {
+    let defs = snap.index_defs()?;
+    let mut counts = vec![0u64; defs.len()];
+    let total = snap.index_entry_count()?;
+    for (done, entry) in snap.all_index_entries()?.enumerate() {
+        let (id, value, doc) = entry?;
+        tick(report, "index entry", done as u64, total)?;
+        let Some(at) = defs.iter().position(|d| d.id == id) else {
+            return damaged(format!(
+                "index entry of document {}: index {id} is not defined",
+                Quote(&doc)
+            ));
+        };
+        let def = &defs[at];
+        let name = || {
+            format!(
+                "index {} of table {}",
+                crate::model::path_text(&def.path),
+                Quote(&def.table)
+            )
+        };
+        let body = match snap.current(&def.table, &doc)? {
+            Some(row) if row.live => snap.require_leaf(row.index)?.leaf()?.body.to_vec(),
+            _ => {
+                return damaged(format!(
+                    "{}: an entry names document {}, which is not live",
+                    name(),
+                    Quote(&doc)
+                ));
+            }
+        };
+        let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+            CheckError::Damaged(format!(
+                "document {}: the body is not JSON: {e}",
+                Quote(&doc)
+            ))
+        })?;
+        let expected = storage::value_at(&parsed, &def.path).and_then(storage::encode_value);
+        if expected.as_deref() != Some(value.as_slice()) {
+            return damaged(format!(
+                "{}: the entry of document {} does not hold its value",
+                name(),
+                Quote(&doc)
+            ));
+        }
+        counts[at] += 1;
+    }
+    for (def, count) in defs.iter().zip(counts) {
+        if def.state != storage::DefState::Online {
+            continue;
+        }
+        let mut with_value = 0u64;
+        for row in snap.current_rows(&def.table, None)? {
+            let (_, row) = row?;
+            if !row.live {
+                continue;
+            }
+            let body = snap.require_leaf(row.index)?;
+            let parsed: serde_json::Value = serde_json::from_slice(body.leaf()?.body)
+                .map_err(|e| CheckError::Damaged(format!("a body is not JSON: {e}")))?;
+            if storage::value_at(&parsed, &def.path)
+                .and_then(storage::encode_value)
+                .is_some()
+            {
+                with_value += 1;
+            }
+        }
+        if with_value != count {
+            return damaged(format!(
+                "index {} of table {}: {count} entries for {with_value} documents with a value",
+                crate::model::path_text(&def.path),
+                Quote(&def.table)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The journal, its tree hashes and bodies, in index order; returns the tree it folds.

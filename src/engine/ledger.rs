@@ -267,6 +267,11 @@ impl Ledger {
         self.submit(|reply| Job::SetProtection(on, reply)).await
     }
 
+    /// A snapshot of the ledger's storage now.
+    pub(crate) fn snapshot(&self) -> Result<Snapshot> {
+        Ok(self.store.read()?)
+    }
+
     /// A consistent view for one read, which reads `ahead` (and the journal's size) at
     /// once, in one round trip to a database.
     fn view(&self, ahead: &[Ahead<'_>]) -> Result<View<'_>> {

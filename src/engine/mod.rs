@@ -16,6 +16,7 @@ pub mod prepare;
 pub mod reads;
 pub mod restore;
 mod sequencer;
+pub mod statement;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -79,14 +79,8 @@ pub enum Statement {
     Explain(Box<Statement>),
 }
 
-/// A path step of an index definition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PathStep {
-    /// `.name` (or the first name).
-    Field(String),
-    /// `[n]`.
-    Index(u64),
-}
+/// A path step of an index definition: `.name` (or the first name), or `[n]`.
+pub use crate::model::PathStep;
 
 /// How `DROP INDEX` names the index.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -107,6 +107,60 @@ pub fn table_info(t: model::TableInfo) -> pb::TableInfo {
     pb::TableInfo {
         name: t.name,
         created_micros: t.created_micros,
+        indexes: t
+            .indexes
+            .into_iter()
+            .map(|i| pb::IndexInfo {
+                path: model::path_text(&i.path),
+                state: match i.state {
+                    model::IndexState::Building => "building",
+                    model::IndexState::Online => "online",
+                }
+                .into(),
+                indexed: i.indexed,
+                created_micros: i.created_micros,
+            })
+            .collect(),
+    }
+}
+
+/// A request to run statements, as the engine takes it.
+pub fn execute_request(r: pb::ExecuteStatementRequest) -> (String, model::ExecuteRequest) {
+    (
+        r.ledger,
+        model::ExecuteRequest {
+            statements: r
+                .statements
+                .into_iter()
+                .map(|s| model::StatementText {
+                    text: s.text,
+                    parameters: s.parameters,
+                })
+                .collect(),
+            page_size: (r.page_size != 0).then_some(r.page_size),
+            page_token: (!r.page_token.is_empty()).then_some(r.page_token),
+            proof: r.proof,
+        },
+    )
+}
+
+/// What running statements gave, as the client gets it.
+pub fn executed(e: model::Executed) -> pb::ExecuteStatementResponse {
+    pb::ExecuteStatementResponse {
+        rows: e
+            .rows
+            .into_iter()
+            .map(|r| pb::ResultRow {
+                statement: r.statement,
+                json: String::from_utf8(r.json).unwrap_or_default(),
+                index: r.index,
+                proof: r.proof.map(inclusion_proof),
+                entry: r.entry.unwrap_or_default(),
+            })
+            .collect(),
+        next_page_token: e.next_page.unwrap_or_default(),
+        receipt: e.receipt.map(receipt),
+        tree_size: e.tree_size,
     }
 }
 

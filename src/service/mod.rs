@@ -15,10 +15,12 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Auth, Caller, Role};
 use crate::engine::check::CheckError;
 use crate::engine::follower::{self, Follow};
+use crate::engine::statement::{self, Work};
 use crate::engine::{Closed, Engine, Ledger, prepare};
 use crate::error::{Error, ErrorKind, Quote, Result};
 use crate::model::TreeSize;
 use crate::pb;
+use crate::query::ast::Statement;
 
 pub use convert::transact_request;
 pub use forward::FORWARDED_HEADER;
@@ -418,6 +420,68 @@ impl pb::admin_server::Admin for GravenService {
     }
 }
 
+/// Runs `work` on `ledger`'s storage: at once on this machine's, on a blocking thread
+/// when the storage is across a network.
+async fn blocking<T: Send + 'static>(
+    ledger: &Arc<Ledger>,
+    work: impl FnOnce(&Ledger) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if !ledger.remote() {
+        return work(ledger);
+    }
+    let ledger = ledger.clone();
+    tokio::task::spawn_blocking(move || work(&ledger).map_err(|e| ledger.or_deleted(e)))
+        .await
+        .map_err(|e| Error::internal(format!("task failed: {e}")))?
+}
+
+/// Runs one CREATE or DROP statement; its row says what it did.
+async fn run_ddl(ledger: &Ledger, st: &Statement) -> Result<pb::ExecuteStatementResponse> {
+    let row = |json: serde_json::Value| pb::ResultRow {
+        statement: 0,
+        json: json.to_string(),
+        index: None,
+        proof: None,
+        entry: Vec::new(),
+    };
+    let json = match st {
+        Statement::CreateTable { table } => {
+            ledger.create_table(table).await?;
+            serde_json::json!({ "table": table })
+        }
+        Statement::DropTable { table } => {
+            ledger.drop_table(table).await?;
+            serde_json::json!({ "table": table })
+        }
+        Statement::CreateIndex { table, path } => {
+            let info = ledger.create_index(table, path).await?;
+            serde_json::json!({
+                "table": table,
+                "index": crate::model::path_text(&info.path),
+                "state": "building",
+            })
+        }
+        Statement::DropIndex { table, index } => {
+            let tables = ledger.tables()?;
+            let indexes = tables
+                .iter()
+                .find(|t| t.name == *table)
+                .map(|t| t.indexes.clone())
+                .unwrap_or_default();
+            let path = statement::drop_index_path(table, index, &indexes)?;
+            ledger.drop_index(table, &path).await?;
+            serde_json::json!({ "table": table, "index": crate::model::path_text(&path) })
+        }
+        _ => return Err(Error::internal("not DDL")),
+    };
+    Ok(pb::ExecuteStatementResponse {
+        rows: vec![row(json)],
+        next_page_token: String::new(),
+        receipt: None,
+        tree_size: 0,
+    })
+}
+
 #[tonic::async_trait]
 impl pb::documents_server::Documents for GravenService {
     async fn transact(&self, request: Request<pb::TransactRequest>) -> Reply<pb::Receipt> {
@@ -444,6 +508,76 @@ impl pb::documents_server::Documents for GravenService {
             )
             .await?;
         Ok(Response::new(receipt))
+    }
+
+    async fn execute_statement(
+        &self,
+        request: Request<pb::ExecuteStatementRequest>,
+    ) -> Reply<pb::ExecuteStatementResponse> {
+        let name = request.get_ref().ledger.clone();
+        self.authorize(&request, &name, Role::Reader, "read")?;
+        let forward = self.forwarder.prepare(&request);
+        let (_, req) = convert::execute_request(request.get_ref().clone());
+        let limits = self.engine.limits().clone();
+        let work = statement::parse_request(&req, &limits).map_err(status)?;
+        let parsed = match work {
+            Work::Ddl(st) => {
+                self.authorize(&request, &name, Role::Admin, "change tables of")?;
+                let ledger = self.ledger(&name)?;
+                let executed = self
+                    .forwarder
+                    .write(
+                        forward,
+                        || async { run_ddl(&ledger, &st).await },
+                        |mut c, r| async move { c.docs.execute_statement(r).await },
+                    )
+                    .await?;
+                return Ok(Response::new(executed));
+            }
+            Work::Statements(parsed) => parsed,
+        };
+        if !parsed.writes() {
+            let proof = req.proof;
+            let ran = self
+                .read(&name, move |ledger| {
+                    ledger.run_statements(&parsed, &req, &limits, ANONYMOUS)
+                })
+                .await?;
+            let ledger = self.ledger(&name)?;
+            let executed = ledger.finish(ran, proof).await.map_err(status)?;
+            return Ok(Response::new(convert::executed(executed)));
+        }
+        let principal = self
+            .authorize(&request, &name, Role::Writer, "write")?
+            .to_owned();
+        let ledger = self.ledger(&name)?;
+        let parsed = Arc::new(parsed);
+        let req = Arc::new(req);
+        let executed = self
+            .forwarder
+            .write(
+                forward,
+                || {
+                    let (ledger, parsed, req, limits, principal) = (
+                        ledger.clone(),
+                        parsed.clone(),
+                        req.clone(),
+                        limits.clone(),
+                        principal.clone(),
+                    );
+                    async move {
+                        let proof = req.proof;
+                        let ran = blocking(&ledger, move |l| {
+                            l.run_statements(&parsed, &req, &limits, &principal)
+                        })
+                        .await?;
+                        ledger.finish(ran, proof).await.map(convert::executed)
+                    }
+                },
+                |mut c, r| async move { c.docs.execute_statement(r).await },
+            )
+            .await?;
+        Ok(Response::new(executed))
     }
 
     async fn get_document(

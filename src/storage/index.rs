@@ -338,6 +338,11 @@ impl Snapshot {
             .map(|row| Ok(row?.0)))
     }
 
+    /// The number of index entries, of every index.
+    pub fn index_entry_count(&self) -> Result<u64> {
+        self.view.len(INDEX_ENTRIES)
+    }
+
     /// Every index entry as (index id, value, document id), for the tamper check.
     pub fn all_index_entries(
         &self,
