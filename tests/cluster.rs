@@ -318,12 +318,51 @@ async fn two_servers_share_a_ledger_and_take_over_from_each_other() {
     assert_eq!(r.first_index, 6);
     assert_eq!(describe(&a).await.writer, b, "the lease stays where it is");
 
+    // Statements through the server that does not write: the write is forwarded, the
+    // index is built by the writer, and the reads are served where they arrive.
+    let mut docs_a = pb::documents_client::DocumentsClient::new(channel(&a).await);
+    let statement = |text: &str| crate::query::request(LEDGER, text, &[]);
+    let r = docs_a
+        .execute_statement(statement(&format!("INSERT INTO {TABLE} VALUE {{'n': 1}}")))
+        .await
+        .expect("a statement's write through the other server is forwarded")
+        .into_inner();
+    assert_eq!(r.receipt.expect("a receipt").first_index, 7);
+    docs_a
+        .execute_statement(statement(&format!("CREATE INDEX ON {TABLE} (n)")))
+        .await
+        .expect("create index through the other server");
+    let explain = format!("EXPLAIN SELECT * FROM {TABLE} AS x WHERE x.n = 1");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let plan = docs_a
+            .execute_statement(statement(&explain))
+            .await
+            .expect("explain");
+        if crate::query::rows(&plan.into_inner())[0]["access"] == "index equality" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the index came online within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let found = docs_a
+        .execute_statement(statement(&format!(
+            "SELECT VALUE x.n FROM {TABLE} AS x WHERE x.n = 1"
+        )))
+        .await
+        .expect("select through the other server")
+        .into_inner();
+    assert_eq!(crate::query::rows(&found), vec![serde_json::json!(1)]);
+
     // Deleted through the writer, the ledger is gone from the other server too, though
     // that one still holds its key: its change stream ends, and reads, writes and the
     // list say so, without the write bringing the ledger back.
     let mut stream = subscribe(&a).await;
     let mut next = 0;
-    follow_to(&mut stream, &mut next, 7, &key).await;
+    follow_to(&mut stream, &mut next, 8, &key).await;
     pb::admin_client::AdminClient::new(channel(&b).await)
         .delete_ledger(pb::DeleteLedgerRequest {
             name: LEDGER.into(),

@@ -1452,3 +1452,175 @@ async fn long_values_are_quoted_short() {
         );
     }
 }
+
+/// Statements (ExecuteStatement) that can never run, or break a limit: each refused with
+/// its code, naming where and what, and nothing written.
+#[tokio::test]
+async fn bad_statements_change_nothing() {
+    use crate::query::request;
+    use serde_json::json;
+
+    let mut s = fixture().await;
+    let run = |text: &str, params: &[serde_json::Value]| request(L, text, params);
+    let mut docs = s.docs.clone();
+    let deep = format!(
+        "SELECT * FROM t WHERE {}1{}",
+        "(".repeat(200),
+        ")".repeat(200)
+    );
+    let mut not_json = run("SELECT * FROM t WHERE v = ?", &[]);
+    not_json.statements[0].parameters = vec!["{oops".into()];
+    let mut no_statements = run("", &[]);
+    no_statements.statements.clear();
+    let many_params = pb::ExecuteStatementRequest {
+        ledger: L.into(),
+        statements: vec![pb::StatementText {
+            text: "SELECT * FROM t".into(),
+            parameters: vec!["1".into(); 1001],
+        }],
+        ..Default::default()
+    };
+    let mut bad_token = run("SELECT * FROM t", &[]);
+    bad_token.page_token = "zz".into();
+    refused!(
+        s,
+        [
+            (
+                docs.execute_statement(run("SELECT * FROM t WHERE", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "statements[0]: line 1, column 22"
+            ),
+            (
+                docs.execute_statement(run("INSERT INTO t VALUE {'a': 1};\nUPDATE t SET = 2", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "line 2, column 14"
+            ),
+            (
+                docs.execute_statement(run("SELECT * FROM t GROUP BY v", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "GROUP BY"
+            ),
+            (
+                docs.execute_statement(run("INSERT INTO t (a) VALUES (1)", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "VALUE"
+            ),
+            (
+                docs.execute_statement(run(&deep, &[])).await,
+                Code::InvalidArgument,
+                "128"
+            ),
+            (
+                docs.execute_statement(run("INSERT INTO nope VALUE {'a': 1}", &[]))
+                    .await,
+                Code::NotFound,
+                "table \"nope\" does not exist"
+            ),
+            (
+                docs.execute_statement(run("INSERT INTO t VALUE {'a': 1}; DELETE FROM nope", &[]))
+                    .await,
+                Code::NotFound,
+                "nope"
+            ),
+            (
+                docs.execute_statement(run("INSERT INTO t VALUE ?", &[json!([1])]))
+                    .await,
+                Code::InvalidArgument,
+                "value 0 is a number, not a struct"
+            ),
+            (
+                docs.execute_statement(run("INSERT INTO t VALUE ?", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "1 parameter(s)"
+            ),
+            (
+                docs.execute_statement(not_json).await,
+                Code::InvalidArgument,
+                "statements[0].parameters[0]"
+            ),
+            (
+                docs.execute_statement(many_params).await,
+                Code::ResourceExhausted,
+                "statements[0].parameters"
+            ),
+            (
+                docs.execute_statement(no_statements).await,
+                Code::InvalidArgument,
+                "statements"
+            ),
+            (
+                docs.execute_statement(run("SELECT lower(v, v) FROM t", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "lower takes 1"
+            ),
+            (
+                docs.execute_statement(run("SELECT CAST(v AS BLOB) FROM t", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "CAST to blob"
+            ),
+            (
+                docs.execute_statement(run("UPDATE t AS x SET x.v[5] = 1", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "SET v[5]: no such place"
+            ),
+            (
+                docs.execute_statement(run("UPDATE t AS x SET x = 5", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "must stay a struct"
+            ),
+            (
+                docs.execute_statement(run("DROP INDEX \"v\" ON t", &[]))
+                    .await,
+                Code::NotFound,
+                "no index"
+            ),
+            (
+                docs.execute_statement(run("CREATE INDEX ON nope (v)", &[]))
+                    .await,
+                Code::NotFound,
+                "nope"
+            ),
+            (
+                docs.execute_statement(run("DROP TABLE t; DROP TABLE u", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "alone"
+            ),
+            (
+                docs.execute_statement(bad_token).await,
+                Code::InvalidArgument,
+                "page_token"
+            ),
+            (
+                docs.execute_statement(run("SELECT * FROM t OFFSET 'x'", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "OFFSET"
+            ),
+            (
+                docs.execute_statement(run("EXPLAIN CREATE TABLE x", &[]))
+                    .await,
+                Code::InvalidArgument,
+                "EXPLAIN"
+            ),
+            (
+                docs.execute_statement(run(
+                    "SELECT * FROM t WHERE x = '\u{0}' AND y = `{{a: 1}}`",
+                    &[]
+                ))
+                .await,
+                Code::InvalidArgument,
+                "Ion literal"
+            ),
+        ]
+    );
+}

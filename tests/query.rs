@@ -836,6 +836,17 @@ async fn bad_statements_are_refused_with_where_and_why() {
     for (text, params, code, needle) in cases {
         assert_code(query(&mut s, "l", text, &params).await, code, needle);
     }
+    // 64 indexes a table may have; the 65th is refused.
+    for i in 0..64 {
+        query(&mut s, "l", &format!("CREATE INDEX ON t (f{i})"), &[])
+            .await
+            .expect("index");
+    }
+    assert_code(
+        query(&mut s, "l", "CREATE INDEX ON t (f64)", &[]).await,
+        Code::ResourceExhausted,
+        "64 indexes, the most a table may have",
+    );
     // A parameter that is not JSON names itself.
     let mut bad = request("l", "SELECT * FROM t WHERE a = ?", &[]);
     bad.statements[0].parameters = vec!["{oops".into()];
@@ -869,6 +880,27 @@ async fn a_statement_reading_too_many_documents_is_told_to_use_an_index() {
         Code::ResourceExhausted,
         "CREATE INDEX ON t",
     );
+    // A write past the limit writes nothing.
+    let before = s
+        .engine
+        .ledger("l")
+        .expect("ledger")
+        .info()
+        .expect("info")
+        .size;
+    assert_code(
+        query(&mut s, "l", "UPDATE t SET m = 1 WHERE n > 10", &[]).await,
+        Code::ResourceExhausted,
+        "more than 50 documents",
+    );
+    let after = s
+        .engine
+        .ledger("l")
+        .expect("ledger")
+        .info()
+        .expect("info")
+        .size;
+    assert_eq!(before, after);
     query(&mut s, "l", "CREATE INDEX ON t (n)", &[])
         .await
         .expect("index");

@@ -79,6 +79,52 @@ fn readme_walkthrough_runs_as_written() {
 }
 
 #[test]
+fn readme_queries_run_as_written() {
+    let readme = include_str!("../README.md");
+    let script = section_script(readme, "## Queries");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("data"), &dir.path().join("server.log"));
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(&script)
+        .current_dir(dir.path())
+        .env("PATH", path_with_bins())
+        .env("GRAVEN_SERVER", &server.url)
+        .env("GRAVEN_LOG", "warn")
+        .output()
+        .expect("running sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the README queries failed\nscript:\n{script}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The outputs the section shows, as it shows them.
+    for line in section_outputs(readme, "## Queries") {
+        let shown = line.replace("...", "");
+        if shown.trim().is_empty() || line.starts_with("{\"documentId\"") {
+            continue;
+        }
+        let parts: Vec<&str> = line.split("...").filter(|p| !p.is_empty()).collect();
+        assert!(
+            stdout
+                .lines()
+                .any(|out| parts.iter().all(|p| out.contains(p))),
+            "the README shows {line:?}; the output was:\n{stdout}"
+        );
+    }
+}
+
+/// The `# {...}` output lines of the README section headed `heading`, in its shell blocks.
+fn section_outputs(readme: &str, heading: &str) -> Vec<String> {
+    section_script(readme, heading)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("# {").map(|rest| format!("{{{rest}")))
+        .map(|l| l.split(", one line").next().unwrap_or(&l).to_owned())
+        .collect()
+}
+
+#[test]
 fn readme_several_servers_run_as_written() {
     let Some(pg) = Postgres::start_or_skip("readme_several_servers_run_as_written") else {
         return;
