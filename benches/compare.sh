@@ -12,7 +12,9 @@
 #     cluster, the same workloads (target "graven-postgres");
 #   * sha256sum on the same export file that graven-verify audit checks.
 #
-# Every workload runs RUNS times, the peers interleaved with graven; then a concurrency
+# W6 and W7 (indexed equality and range queries) run on W5's preloaded tables, and W2 again
+# on a table with two indexes. Every workload runs RUNS times, the peers interleaved with
+# graven; then a concurrency
 # sweep of w2 for graven and PostgreSQL; then the audit. benches/summarize.py turns the
 # results into the tables of BENCHMARKS.md and the SVG plot.
 #
@@ -148,6 +150,14 @@ for run in $(seq "$RUNS"); do
     bench_pg main "$run" --workload w5 --duration "$DURATION" --ledger "$w5_ledger_pg"
   fi
   bench main "$run" --workload w5 --duration "$DURATION" --preload "$PRELOAD" --postgres "$pg"
+  # Indexed queries on the w5 tables: graven builds its index on n in the first run (timed),
+  # PostgreSQL its btree expression index on (body->>'n')::bigint.
+  for w in w6 w7; do
+    bench main "$run" --workload "$w" --duration "$DURATION" --ledger "$w5_ledger"
+    bench main "$run" --workload "$w" --duration "$DURATION" --preload "$PRELOAD" --postgres "$pg"
+  done
+  # W2 on a table with 2 indexes (client, n), which every insert maintains.
+  bench main "$run" --workload w2 --duration "$DURATION" --indexes 2
 done
 
 for run in $(seq "$RUNS"); do

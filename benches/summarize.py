@@ -14,9 +14,10 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-TARGETS = ["graven", "graven-postgres", "redb", "postgres", "postgres-no-chain"]
+TARGETS = ["graven", "graven-indexes", "graven-postgres", "redb", "postgres", "postgres-no-chain"]
 LABELS = {
     "graven": "graven (gRPC)",
+    "graven-indexes": "graven, the table with 2 indexes (gRPC)",
     "graven-postgres": "graven on PostgreSQL (gRPC)",
     "redb": "raw redb floor",
     "postgres": "PostgreSQL + hash chain",
@@ -28,6 +29,8 @@ WORKLOADS = {
     "w3": "W3: 8 clients, 100 documents of 1 KiB per transaction",
     "w4": "W4: 32 clients, updates with expected version on 100 hot documents",
     "w5": "W5: 32 clients, reads (graven: with an inclusion proof) on a preloaded table",
+    "w6": "W6: 32 clients, indexed equality lookups on the preloaded table (PostgreSQL: btree expression index on the JSONB field)",
+    "w7": "W7: 32 clients, indexed range queries of 100 documents on the preloaded table",
 }
 
 
@@ -70,7 +73,7 @@ def workload_table(w, main):
     if not present:
         return []
     metric = "revisions_per_sec" if w == "w3" else "throughput"
-    unit = {"w3": "revisions/s", "w5": "reads/s"}.get(w, "tx/s")
+    unit = {"w3": "revisions/s", "w5": "reads/s", "w6": "queries/s", "w7": "queries/s"}.get(w, "tx/s")
     graven = next((reps for t, reps in present if t == "graven"), None)
     g_thr = median([r[metric] for r in graven]) if graven else float("nan")
     g_p50 = median([r["p50_ms"] for r in graven]) if graven else float("nan")
@@ -116,6 +119,24 @@ def sweep_table(sweep):
         out.append(f"| {c} | " + " | ".join(cells) + f" | {fmt(g / p) if p == p and p else '–'} |")
     out.append("")
     return out, series
+
+
+def index_build_table(main):
+    builds = [
+        (rep["target"], rep["index_build_docs"], rep["index_build_s"])
+        for (_, _, _), reps in main.items()
+        for rep in reps
+        if rep.get("index_build_docs")
+    ]
+    if not builds:
+        return []
+    out = ["### Building an index on the preloaded table (W6's first run)", ""]
+    out.append("| target | documents | seconds | documents/s |")
+    out.append("|---|---:|---:|---:|")
+    for t, docs, secs in builds:
+        out.append(f"| {LABELS[t]} | {docs:,} | {secs:.1f} | {docs / secs:,.0f} |")
+    out.append("")
+    return out
 
 
 def audit_table(audit):
@@ -203,6 +224,7 @@ def main():
         lines += table
         svg_plot(series, folder / "concurrency.svg")
         lines += [f"Plot: {folder / 'concurrency.svg'}", ""]
+    lines += index_build_table(main_runs)
     lines += audit_table(audit)
     (folder / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -4,8 +4,10 @@
 //! at the index its receipt named, unchanged; no transaction is partly visible; versions
 //! are dense; every receipt's checkpoint is a root of the recovered journal; the journal
 //! folds to the latest signed checkpoint and is consistent with checkpoints handed out
-//! before the kill; earlier entries read back unchanged; and every few rounds, after a
-//! clean stop, `graven check` re-derives the whole data folder from scratch.
+//! before the kill; earlier entries read back unchanged; every index comes back online and
+//! agrees with a scan of its table (one index is built while the load and the kills go
+//! on); and every few rounds, after a clean stop, `graven check` re-derives the whole data
+//! folder from scratch, index entries included.
 //!
 //! What is asserted holds for any kill timing; only how much was written varies.
 //!
@@ -926,6 +928,103 @@ fn owned_from(j: &Journal) -> Vec<Owned> {
     owned
 }
 
+/// The indexes the harness makes: `alpha.task` before the first round (online under
+/// every load), `beta.op` at the start of the second (built while writes go on, so that
+/// kills land in its build).
+const INDEXES: [(&str, &str); 2] = [("alpha", "task"), ("beta", "op")];
+
+async fn create_index(c: &mut Clients, table: &str, field: &str) {
+    c.docs
+        .execute_statement(crate::query::request(
+            LEDGER,
+            &format!("CREATE INDEX ON {table} ({field})"),
+            &[],
+        ))
+        .await
+        .expect("CREATE INDEX");
+}
+
+/// After a restart: every index comes online (a build the kill interrupted goes on from
+/// its last durable step), and an index lookup finds exactly the documents a scan of the
+/// table finds, value by value.
+async fn check_indexes(c: &mut Clients, round: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let defined = loop {
+        let tables = c
+            .admin
+            .list_tables(pb::ListTablesRequest {
+                ledger: LEDGER.into(),
+            })
+            .await
+            .expect("ListTables")
+            .into_inner()
+            .tables;
+        let indexes: Vec<(String, String, String)> = tables
+            .iter()
+            .flat_map(|t| {
+                t.indexes
+                    .iter()
+                    .map(|i| (t.name.clone(), i.path.clone(), i.state.clone()))
+            })
+            .collect();
+        if indexes.iter().all(|(_, _, state)| state == "online") {
+            break indexes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "round {round}: indexes still building after 120 s: {indexes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for (table, field) in INDEXES {
+        if !defined.iter().any(|(t, p, _)| t == table && p == field) {
+            continue;
+        }
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        let mut token = String::new();
+        loop {
+            let page = c
+                .docs
+                .scan(pb::ScanRequest {
+                    ledger: LEDGER.into(),
+                    table: table.into(),
+                    page_size: 1000,
+                    page_token: token,
+                    proof: None,
+                })
+                .await
+                .expect("Scan")
+                .into_inner();
+            for rev in &page.revisions {
+                let doc: serde_json::Value = serde_json::from_slice(&rev.json).expect("JSON");
+                if let Some(v) = doc.get(field) {
+                    *counts.entry(v.to_string()).or_default() += 1;
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        for (value, count) in counts {
+            let value: serde_json::Value = serde_json::from_str(&value).expect("value");
+            let text = format!("SELECT COUNT(*) AS n FROM {table} AS x WHERE x.{field} = ?");
+            let r = c
+                .docs
+                .execute_statement(crate::query::request(LEDGER, &text, &[value.clone()]))
+                .await
+                .expect("an indexed count")
+                .into_inner();
+            let rows = crate::query::rows(&r);
+            assert_eq!(
+                rows[0]["n"].as_u64(),
+                Some(count),
+                "round {round}: {table}.{field} = {value}: the index and a scan disagree"
+            );
+        }
+    }
+}
+
 async fn checkpoint(c: &mut Clients) -> pb::GetCheckpointResponse {
     c.proofs
         .get_checkpoint(pb::GetCheckpointRequest {
@@ -1035,9 +1134,14 @@ async fn acknowledged_writes_survive_sigkill() {
             .expect("seed insert");
     }
 
+    create_index(&mut c, INDEXES[0].0, INDEXES[0].1).await;
+
     let mut all_acked: Vec<Acked> = Vec::new();
     let mut owned: Vec<Owned> = (0..TASKS).map(|_| Owned::new()).collect();
     for round in 0..rounds {
+        if round == 1 {
+            create_index(&mut c, INDEXES[1].0, INDEXES[1].1).await;
+        }
         let early = checkpoint(&mut c).await;
         assert!(early.size > 0);
 
@@ -1124,6 +1228,7 @@ async fn acknowledged_writes_survive_sigkill() {
             early.size,
         )
         .await;
+        check_indexes(&mut c, round).await;
         let j = &journal;
         let committed_in_flight = unacked
             .iter()

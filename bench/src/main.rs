@@ -15,6 +15,13 @@
 //! * `w5`: reads: 32 clients, reads of random documents of a pre-loaded table
 //!   (`--preload`, default 1,000,000), with an inclusion proof on graven; throughput =
 //!   reads/s.
+//! * `w6`: indexed equality lookups on w5's table: 32 clients, `SELECT * FROM docs AS d
+//!   WHERE d.n = ?` (graven, through an index on `n`, built first if missing and timed)
+//!   against PostgreSQL's btree expression index on `(body->>'n')::bigint`; reads/s.
+//! * `w7`: indexed range queries of 100 rows on the same: `d.n >= ? AND d.n < ? + 100`.
+//!
+//! `--indexes N` (w1 to w3, graven) gives the table N secondary indexes first (on
+//! `client`, `n`, `pad`), which every insert then maintains.
 //!
 //! `--ops` changes the documents per insert transaction (w1 to w3) and `--reads PERCENT`
 //! turns that share of w1 to w3's steps into reads of documents the client wrote. A run
@@ -45,6 +52,8 @@ const W3_BATCH: usize = 100;
 const HOT_SET: usize = 100;
 /// Ids of preloaded documents: this prefix and 0, 1, 2, ...
 const PRELOAD_PREFIX: &str = "w5-";
+/// Rows of one w7 query.
+const W7_ROWS: u64 = 100;
 /// Default `--preload` for w5.
 const DEFAULT_PRELOAD: u64 = 1_000_000;
 /// Default `--duration` when `--count` is not given.
@@ -66,6 +75,11 @@ pub enum Workload {
     /// Reads (with an inclusion proof on graven) of random preloaded documents (default
     /// 32 clients).
     W5,
+    /// Indexed equality lookups of random preloaded documents by a field (default 32
+    /// clients).
+    W6,
+    /// Indexed range queries returning 100 preloaded documents (default 32 clients).
+    W7,
 }
 
 impl Workload {
@@ -76,6 +90,8 @@ impl Workload {
             Workload::W3 => "w3",
             Workload::W4 => "w4",
             Workload::W5 => "w5",
+            Workload::W6 => "w6",
+            Workload::W7 => "w7",
         }
     }
 
@@ -84,7 +100,7 @@ impl Workload {
             Workload::W1 => 1,
             Workload::W2 => 64,
             Workload::W3 => 8,
-            Workload::W4 | Workload::W5 => 32,
+            Workload::W4 | Workload::W5 | Workload::W6 | Workload::W7 => 32,
         }
     }
 
@@ -105,6 +121,11 @@ impl Workload {
     /// Whether the workload's steps are insert transactions (w1 to w3).
     fn inserts(self) -> bool {
         matches!(self, Workload::W1 | Workload::W2 | Workload::W3)
+    }
+
+    /// Whether the workload reads the preloaded table (w5 to w7).
+    fn preloaded(self) -> bool {
+        matches!(self, Workload::W5 | Workload::W6 | Workload::W7)
     }
 }
 
@@ -186,11 +207,15 @@ pub struct BenchArgs {
     /// if missing).
     #[arg(long)]
     pub ledger: Option<String>,
-    /// w5 only: documents to insert before timing (default 1,000,000). With `--ledger`
+    /// w5 to w7: documents to insert before timing (default 1,000,000). With `--ledger`
     /// (or a PostgreSQL table of exactly this many documents), skipped if documents are
     /// already there.
     #[arg(long)]
     pub preload: Option<u64>,
+    /// w1 to w3 on graven: secondary indexes the table gets before the run (0 to 3, on
+    /// `client`, `n` and `pad`), which every insert maintains.
+    #[arg(long, default_value_t = 0)]
+    pub indexes: usize,
     /// Print one JSON object instead of a report.
     #[arg(long)]
     pub json: bool,
@@ -242,8 +267,11 @@ impl Plan {
         if args.count == Some(0) {
             bail!("--count must be at least 1");
         }
-        if args.preload.is_some() && workload != Workload::W5 {
-            bail!("--preload is for w5 only");
+        if args.preload.is_some() && !workload.preloaded() {
+            bail!("--preload is for w5, w6 and w7 only");
+        }
+        if args.indexes > 3 || (args.indexes > 0 && !workload.inserts()) {
+            bail!("--indexes is 0 to 3, for the insert workloads w1, w2 and w3");
         }
         let ops = args.ops.unwrap_or(workload.default_ops());
         if args.ops.is_some() && !workload.inserts() {
@@ -292,8 +320,12 @@ pub struct Report {
     pub totals: Totals,
     /// w4: whether to report committed and aborted.
     pub conflicts: bool,
-    /// w5: documents inserted before timing (0 if existing ones were reused).
+    /// w5 to w7: documents inserted before timing (0 if existing ones were reused).
     pub preloaded: Option<u64>,
+    /// w6, w7: the index on `n` built before timing: documents and seconds.
+    pub index_build: Option<(u64, f64)>,
+    /// w1 to w3: the secondary indexes the table had.
+    pub indexes: usize,
 }
 
 /// The counts of a run.
@@ -405,6 +437,14 @@ impl Report {
             if let Some(preloaded) = self.preloaded {
                 obj.insert("preloaded".into(), json!(preloaded));
             }
+            if let Some((docs, secs)) = self.index_build {
+                obj.insert("index_build_docs".into(), json!(docs));
+                obj.insert("index_build_s".into(), json!(secs));
+                obj.insert("index_build_docs_per_s".into(), json!(docs as f64 / secs));
+            }
+            if self.indexes > 0 {
+                obj.insert("indexes".into(), json!(self.indexes));
+            }
         }
         v
     }
@@ -445,6 +485,12 @@ impl Report {
                 } else {
                     100.0 * t.aborted as f64 / attempts as f64
                 }
+            );
+        }
+        if let Some((docs, secs)) = self.index_build {
+            s += &format!(
+                "  index build {docs} documents in {secs:.1}s ({:.0}/s)\n",
+                docs as f64 / secs
             );
         }
         if let Some(preloaded) = self.preloaded {

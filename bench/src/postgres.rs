@@ -27,7 +27,7 @@ use tokio_postgres::{Client as PgClient, NoTls, Statement};
 
 use super::{
     BenchArgs, Client, DEFAULT_PRELOAD, HOT_SET, Outcome, PRELOAD_PREFIX, Plan, Progress,
-    Remembered, Report, Rng, Workload, document, drive,
+    Remembered, Report, Rng, W7_ROWS, Workload, document, drive,
 };
 
 /// Rows per preload statement. Small, because the chain makes a big one quadratic: each
@@ -113,6 +113,8 @@ struct Statements {
     read: Statement,
     version: Statement,
     update: Statement,
+    by_n: Statement,
+    n_range: Statement,
 }
 
 impl Statements {
@@ -139,6 +141,15 @@ impl Statements {
                 update: p(format!(
                     "UPDATE {s}.docs SET body = $2::text::jsonb, version = version + 1 \
                      WHERE id = $1 AND version = $3"
+                ))
+                .await?,
+                by_n: p(format!(
+                    "SELECT body::text FROM {s}.docs WHERE (body->>'n')::bigint = $1"
+                ))
+                .await?,
+                n_range: p(format!(
+                    "SELECT body::text FROM {s}.docs \
+                     WHERE (body->>'n')::bigint >= $1 AND (body->>'n')::bigint < $2"
                 ))
                 .await?,
             })
@@ -227,6 +238,24 @@ impl Client for Worker {
             Workload::W5 => {
                 let id = format!("{PRELOAD_PREFIX}{}", self.rng.below(self.ids));
                 self.read(&id).await
+            }
+            Workload::W6 => {
+                let n = self.rng.below(self.ids) as i64;
+                match self.pg.query(&self.st.by_n, &[&n]).await {
+                    Ok(rows) if rows.len() == 1 => Outcome::Read,
+                    Ok(rows) => Outcome::Failed(format!("n = {n}: {} rows", rows.len())),
+                    Err(e) => Outcome::Failed(pg_error(&e)),
+                }
+            }
+            Workload::W7 => {
+                let rows = W7_ROWS.min(self.ids);
+                let n = self.rng.below(self.ids - rows + 1) as i64;
+                let end = n + rows as i64;
+                match self.pg.query(&self.st.n_range, &[&n, &end]).await {
+                    Ok(got) if got.len() as u64 == rows => Outcome::Read,
+                    Ok(got) => Outcome::Failed(format!("n in [{n}, {end}): {} rows", got.len())),
+                    Err(e) => Outcome::Failed(pg_error(&e)),
+                }
             }
         }
     }
@@ -319,8 +348,9 @@ pub(super) async fn run(url: &str, args: &BenchArgs, plan: &Plan) -> anyhow::Res
     let chain = !args.no_chain;
     let admin = connect(url).await?;
     let mut preloaded = None;
+    let mut index_build = None;
     let (schema, ids) = match workload {
-        Workload::W5 => {
+        Workload::W5 | Workload::W6 | Workload::W7 => {
             let s = if chain {
                 "graven_bench_w5"
             } else {
@@ -346,6 +376,24 @@ pub(super) async fn run(url: &str, args: &BenchArgs, plan: &Plan) -> anyhow::Res
                     .await
                     .map_err(|e| anyhow::anyhow!("analyze: {}", pg_error(&e)))?;
                 preloaded = Some(wanted);
+            }
+            if matches!(workload, Workload::W6 | Workload::W7) {
+                // The btree expression index on the JSONB field that w6 and w7 look up.
+                let started = std::time::Instant::now();
+                admin
+                    .execute(
+                        &format!(
+                            "CREATE INDEX IF NOT EXISTS docs_n ON {s}.docs (((body->>'n')::bigint))"
+                        ),
+                        &[],
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("creating the index: {}", pg_error(&e)))?;
+                index_build = Some((wanted, started.elapsed().as_secs_f64()));
+                admin
+                    .batch_execute(&format!("ANALYZE {s}.docs"))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("analyze: {}", pg_error(&e)))?;
             }
             (s, wanted)
         }
@@ -395,5 +443,7 @@ pub(super) async fn run(url: &str, args: &BenchArgs, plan: &Plan) -> anyhow::Res
         totals,
         conflicts: workload == Workload::W4,
         preloaded,
+        index_build,
+        indexes: 0,
     })
 }

@@ -110,5 +110,7 @@ pub(super) fn run(path: &Path, plan: &Plan) -> anyhow::Result<Report> {
         totals,
         conflicts: false,
         preloaded: None,
+        index_build: None,
+        indexes: 0,
     })
 }

@@ -7,7 +7,7 @@ use anyhow::bail;
 
 use super::{
     BenchArgs, Client, DEFAULT_PRELOAD, HOT_SET, Ids, Outcome, PRELOAD_PREFIX, Plan, Progress,
-    Remembered, Report, Rng, TABLE, Workload, document, drive,
+    Remembered, Report, Rng, TABLE, W7_ROWS, Workload, document, drive,
 };
 use graven::client::{Bearer, Client as Connection, Conn};
 use graven::pb;
@@ -20,6 +20,7 @@ const PRELOAD_BATCH_BYTES: usize = 8 << 20;
 const PRELOAD_PARALLEL: usize = 4;
 
 type Docs = pb::documents_client::DocumentsClient<Conn>;
+type Admin = pb::admin_client::AdminClient<Conn>;
 
 fn insert(id: String, json: Vec<u8>) -> pb::Operation {
     pb::Operation {
@@ -97,7 +98,85 @@ impl Client for Worker {
                 let id = self.ids.pick(&mut self.rng);
                 self.read(&id).await
             }
+            Workload::W6 | Workload::W7 => {
+                let n = self.rng.below(self.ids.len());
+                let (text, params, rows) = if plan.workload == Workload::W6 {
+                    (W6_STATEMENT, vec![n.to_string()], 1)
+                } else {
+                    let n = n.min(self.ids.len().saturating_sub(W7_ROWS));
+                    (
+                        W7_STATEMENT,
+                        vec![n.to_string(), (n + W7_ROWS).to_string()],
+                        W7_ROWS.min(self.ids.len()) as usize,
+                    )
+                };
+                let req = pb::ExecuteStatementRequest {
+                    ledger: self.ledger.clone(),
+                    statements: vec![pb::StatementText {
+                        text: text.into(),
+                        parameters: params,
+                    }],
+                    page_size: W7_ROWS as u32,
+                    ..Default::default()
+                };
+                match self.docs.execute_statement(req).await {
+                    Ok(r) if r.get_ref().rows.len() == rows => Outcome::Read,
+                    Ok(r) => Outcome::Failed(format!(
+                        "{text} with n = {n}: {} rows, expected {rows}",
+                        r.get_ref().rows.len()
+                    )),
+                    Err(s) => Outcome::Failed(graven::client::status_line(&s)),
+                }
+            }
         }
+    }
+}
+
+/// w6's statement: an equality lookup through the index on `n`.
+const W6_STATEMENT: &str = "SELECT * FROM docs AS d WHERE d.n = ?";
+/// w7's statement: a range of [`W7_ROWS`] documents through the same index.
+const W7_STATEMENT: &str = "SELECT * FROM docs AS d WHERE d.n >= ? AND d.n < ?";
+/// The fields `--indexes` indexes, in order.
+const INDEXED_FIELDS: [&str; 3] = ["client", "n", "pad"];
+
+/// Runs one DDL statement; ALREADY_EXISTS is fine.
+async fn ddl(docs: &mut Docs, ledger: &str, text: &str) -> anyhow::Result<()> {
+    let req = pb::ExecuteStatementRequest {
+        ledger: ledger.to_owned(),
+        statements: vec![pb::StatementText {
+            text: text.into(),
+            parameters: vec![],
+        }],
+        ..Default::default()
+    };
+    match docs.execute_statement(req).await {
+        Ok(_) => Ok(()),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(s) => bail!("{text}: {}", s.message()),
+    }
+}
+
+/// Waits until every index of the table is online; how long it took.
+async fn wait_online(admin: &mut Admin, ledger: &str) -> anyhow::Result<f64> {
+    let started = std::time::Instant::now();
+    loop {
+        let tables = admin
+            .list_tables(pb::ListTablesRequest {
+                ledger: ledger.to_owned(),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("listing tables: {}", s.message()))?
+            .into_inner()
+            .tables;
+        let building = tables
+            .iter()
+            .filter(|t| t.name == TABLE)
+            .flat_map(|t| &t.indexes)
+            .any(|i| i.state != "online");
+        if !building {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
@@ -224,7 +303,7 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
                 count: HOT_SET as u64,
             }
         }
-        Workload::W5 => {
+        Workload::W5 | Workload::W6 | Workload::W7 => {
             let wanted = args.preload.unwrap_or(DEFAULT_PRELOAD);
             let existing = if args.ledger.is_some() {
                 existing_ids(&mut docs, &ledger).await?
@@ -255,6 +334,20 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
         }
         _ => Ids::Listed(Vec::new()),
     };
+    // The indexes the run needs, built (and timed) before it.
+    let mut index_build = None;
+    if matches!(workload, Workload::W6 | Workload::W7) {
+        let had = index_on_n(&mut admin, &ledger).await?;
+        ddl(&mut docs, &ledger, "CREATE INDEX ON docs (n)").await?;
+        let secs = wait_online(&mut admin, &ledger).await?;
+        if !had {
+            index_build = Some((ids.len(), secs));
+        }
+    }
+    for field in INDEXED_FIELDS.iter().take(args.indexes) {
+        ddl(&mut docs, &ledger, &format!("CREATE INDEX ON docs ({field})")).await?;
+    }
+    wait_online(&mut admin, &ledger).await?;
     let ids = Arc::new(ids);
     let shared = Arc::new(plan.clone());
     let workers = (0..plan.clients)
@@ -271,14 +364,37 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
         .collect();
     let totals = drive(plan, workers).await?;
     Ok(Report {
-        target: "graven",
+        target: if args.indexes > 0 {
+            "graven-indexes"
+        } else {
+            "graven"
+        },
         workload: workload.name().into(),
         clients: plan.clients,
         ledger: Some(ledger),
         totals,
         conflicts: workload == Workload::W4,
         preloaded,
+        index_build,
+        indexes: args.indexes,
     })
+}
+
+/// Whether the table already has its index on `n`.
+async fn index_on_n(admin: &mut Admin, ledger: &str) -> anyhow::Result<bool> {
+    let tables = admin
+        .list_tables(pb::ListTablesRequest {
+            ledger: ledger.to_owned(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("listing tables: {}", s.message()))?
+        .into_inner()
+        .tables;
+    Ok(tables
+        .iter()
+        .filter(|t| t.name == TABLE)
+        .flat_map(|t| &t.indexes)
+        .any(|i| i.path == "n"))
 }
 
 /// Whether `id` exists in table `docs` of `ledger`.
