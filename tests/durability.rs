@@ -1011,7 +1011,11 @@ async fn check_indexes(c: &mut Clients, round: usize) {
             let text = format!("SELECT COUNT(*) AS n FROM {table} AS x WHERE x.{field} = ?");
             let r = c
                 .docs
-                .execute_statement(crate::query::request(LEDGER, &text, &[value.clone()]))
+                .execute_statement(crate::query::request(
+                    LEDGER,
+                    &text,
+                    std::slice::from_ref(&value),
+                ))
                 .await
                 .expect("an indexed count")
                 .into_inner();

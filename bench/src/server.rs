@@ -345,7 +345,12 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
         }
     }
     for field in INDEXED_FIELDS.iter().take(args.indexes) {
-        ddl(&mut docs, &ledger, &format!("CREATE INDEX ON docs ({field})")).await?;
+        ddl(
+            &mut docs,
+            &ledger,
+            &format!("CREATE INDEX ON docs ({field})"),
+        )
+        .await?;
     }
     wait_online(&mut admin, &ledger).await?;
     let ids = Arc::new(ids);
