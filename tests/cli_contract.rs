@@ -978,3 +978,75 @@ fn commands_and_auditor_flow() {
     assert_eq!(g.ok(&["ledger", "list"]), "");
     drop(server);
 }
+
+/// `graven query`: a statement as an argument, from standard input (`-`), a file of
+/// statements as one transaction, parameters, pages, errors.
+#[test]
+fn query_command() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let files = dir.path().join("files");
+    std::fs::create_dir(&files).expect("files folder");
+    let server = ServerProcess::start(&dir.path().join("data"), &dir.path().join("server.log"));
+    let g = Graven {
+        url: server.url.clone(),
+        files,
+    };
+    g.json(&["ledger", "create", "q"]);
+    g.ok(&["query", "q", "CREATE TABLE t"]);
+    // A file of statements: one transaction, rows of every statement in order.
+    let script = g.file(
+        "load.sql",
+        b"INSERT INTO t << {'n': 1}, {'n': 2} >>;\n-- a comment\nINSERT INTO t VALUE {'n': ?};\n",
+    );
+    let script = script.to_str().expect("path").to_owned();
+    let ids = g.lines(&["query", "q", "--file", &script, "-p", "3"]);
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let rows = g.lines(&[
+        "query",
+        "q",
+        "SELECT VALUE t.n FROM t ORDER BY t.n",
+        "--page-size",
+        "2",
+    ]);
+    assert_eq!(rows, ["1", "2", "3"], "every page printed");
+    // From standard input.
+    let out = g.output(
+        &["query", "q", "-"],
+        Some(b"SELECT COUNT(*) FROM t WHERE n > ?"),
+    );
+    assert_fails(
+        &["query", "q", "-"],
+        &out,
+        1,
+        &["1 parameter(s) (?), 0 given"],
+    );
+    let out = g.output(
+        &["query", "q", "-", "-p", "1"],
+        Some(b"SELECT COUNT(*) FROM t WHERE n > ?"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        describe(&["query", "q", "-"], &out)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), r#"{"_1":2}"#);
+    // Errors: one line, exit 1, naming where.
+    g.fails(
+        &["query", "q", "SELECT * FROM t WHERE"],
+        1,
+        &["InvalidArgument", "line 1, column 22"],
+    );
+    g.fails(
+        &["query", "q", "SELECT * FROM nope"],
+        1,
+        &["NotFound", "nope"],
+    );
+    let usage = g.output(&["query", "q"], None);
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "{}",
+        describe(&["query", "q"], &usage)
+    );
+    assert!(String::from_utf8_lossy(&usage.stderr).contains("<STATEMENT>"));
+}

@@ -6,6 +6,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Map, Value};
 
@@ -24,21 +25,58 @@ use crate::query::exec::{self, Data, Doc, Row};
 use crate::query::parser;
 use crate::storage::{DefState, DocRow, IndexDef, Snapshot, ValueRange, encode_value, value_at};
 
-/// A parsed request: its statements with their parameters.
+/// A parsed request: its texts' statements, with their parameters.
 #[derive(Debug, Clone)]
 pub struct Parsed {
-    statements: Vec<(Statement, std::sync::Arc<Vec<Value>>)>,
+    texts: Vec<(Arc<parser::Parsed>, Arc<Vec<Value>>)>,
 }
 
 impl Parsed {
+    /// Every statement with its text's parameters, in order.
+    fn each(&self) -> impl Iterator<Item = (&Statement, &[Value])> {
+        self.texts
+            .iter()
+            .flat_map(|(p, params)| p.statements.iter().map(move |s| (s, params.as_slice())))
+    }
+
     /// Whether any statement writes (INSERT, UPDATE, DELETE; not EXPLAIN of one).
     pub fn writes(&self) -> bool {
-        self.statements.iter().any(|(s, _)| {
+        self.each().any(|(s, _)| {
             matches!(
                 s,
                 Statement::Insert { .. } | Statement::Update { .. } | Statement::Delete { .. }
             )
         })
+    }
+}
+
+/// Statement texts parsed recently, so that an application sending the same statement
+/// with new parameters (as QLDB's drivers do) does not parse it each time.
+#[derive(Default)]
+pub struct StatementCache {
+    parsed: Mutex<HashMap<String, Arc<parser::Parsed>>>,
+}
+
+impl StatementCache {
+    /// Most texts kept; past it the cache starts again empty.
+    const TEXTS: usize = 1024;
+    /// Longest text kept.
+    const TEXT_BYTES: usize = 4096;
+
+    fn parse(&self, text: &str) -> std::result::Result<Arc<parser::Parsed>, parser::ParseError> {
+        if let Some(p) = self.parsed.lock().ok().and_then(|c| c.get(text).cloned()) {
+            return Ok(p);
+        }
+        let parsed = Arc::new(parser::parse(text)?);
+        if text.len() <= Self::TEXT_BYTES
+            && let Ok(mut cache) = self.parsed.lock()
+        {
+            if cache.len() >= Self::TEXTS {
+                cache.clear();
+            }
+            cache.insert(text.to_owned(), parsed.clone());
+        }
+        Ok(parsed)
     }
 }
 
@@ -52,7 +90,11 @@ pub enum Work {
 
 /// Parses a request's statements and parameters, within the limits; errors name the
 /// statement (`statements[1]`) and the place in its text.
-pub fn parse_request(request: &ExecuteRequest, limits: &Limits) -> Result<Work> {
+pub fn parse_request(
+    request: &ExecuteRequest,
+    limits: &Limits,
+    cache: &StatementCache,
+) -> Result<Work> {
     if request.statements.is_empty() {
         return Err(Error::invalid("statements: give at least one statement"));
     }
@@ -72,8 +114,9 @@ pub fn parse_request(request: &ExecuteRequest, limits: &Limits) -> Result<Work> 
                 limits.max_parameters
             )));
         }
-        let parsed =
-            parser::parse(&s.text).map_err(|e| Error::invalid(format!("statements[{i}]: {e}")))?;
+        let parsed = cache
+            .parse(&s.text)
+            .map_err(|e| Error::invalid(format!("statements[{i}]: {e}")))?;
         if parsed.parameters != s.parameters.len() {
             return Err(Error::invalid(format!(
                 "statements[{i}]: the text has {} parameter(s) (?), {} given",
@@ -94,11 +137,9 @@ pub fn parse_request(request: &ExecuteRequest, limits: &Limits) -> Result<Work> 
                     Error::invalid(format!("statements[{i}].parameters[{j}]: {e}"))
                 })?);
         }
-        let params = std::sync::Arc::new(params);
-        for st in parsed.statements {
-            statements.push((st, params.clone()));
-        }
+        statements.push((parsed, Arc::new(params)));
     }
+    let parsed = Parsed { texts: statements };
     let ddl = |s: &Statement| {
         matches!(
             s,
@@ -108,15 +149,16 @@ pub fn parse_request(request: &ExecuteRequest, limits: &Limits) -> Result<Work> 
                 | Statement::DropIndex { .. }
         )
     };
-    if statements.iter().any(|(s, _)| ddl(s)) {
-        if statements.len() > 1 {
-            return Err(Error::invalid(
+    if parsed.each().any(|(s, _)| ddl(s)) {
+        let mut all = parsed.each();
+        return match (all.next(), all.next()) {
+            (Some((only, _)), None) => Ok(Work::Ddl(only.clone())),
+            _ => Err(Error::invalid(
                 "statements: CREATE and DROP run alone, not in a transaction with other statements",
-            ));
-        }
-        return Ok(Work::Ddl(statements.remove(0).0));
+            )),
+        };
     }
-    Ok(Work::Statements(Parsed { statements }))
+    Ok(Work::Statements(parsed))
 }
 
 /// A JSON value of any kind (a parameter need not be a document), parsed as strictly as
@@ -207,7 +249,7 @@ impl Ledger {
         let size = snap.size()?;
         let data = Engine::new(&snap, size, limits);
         let mut rows: Vec<ResultRow> = Vec::new();
-        for (n, (statement, params)) in parsed.statements.iter().enumerate() {
+        for (n, (statement, params)) in parsed.each().enumerate() {
             let out = exec::run(statement, params, &data)?;
             rows.extend(out.into_iter().map(|r| result_row(n, r)));
         }

@@ -281,6 +281,24 @@ fn choose_index(
             best = Some((rank, path, lookup));
         }
     };
+    // Range bounds by path: a low bound from one condition and a high one from another
+    // (`n >= 1 AND n < 9`) make one range.
+    type Bound = Option<(Expr, bool)>;
+    let mut bounds: Vec<(Vec<PathStep>, Bound, Bound)> = Vec::new();
+    let mut bound = |path: Vec<PathStep>, low: Bound, high: Bound| match bounds
+        .iter_mut()
+        .find(|(p, _, _)| *p == path)
+    {
+        Some((_, l, h)) => {
+            if l.is_none() {
+                *l = low;
+            }
+            if h.is_none() {
+                *h = high;
+            }
+        }
+        None => bounds.push((path, low, high)),
+    };
     for c in conds {
         match c {
             Expr::Binary(op, a, b) => {
@@ -292,22 +310,12 @@ fn choose_index(
                 let v = (**value).clone();
                 match op {
                     BinaryOp::Eq => offer(0, path, Lookup::Eq(v)),
-                    BinaryOp::Lt | BinaryOp::Le => offer(
-                        2,
-                        path,
-                        Lookup::Range {
-                            low: None,
-                            high: Some((v, op == BinaryOp::Le)),
-                        },
-                    ),
-                    BinaryOp::Gt | BinaryOp::Ge => offer(
-                        2,
-                        path,
-                        Lookup::Range {
-                            low: Some((v, op == BinaryOp::Ge)),
-                            high: None,
-                        },
-                    ),
+                    BinaryOp::Lt | BinaryOp::Le => {
+                        bound(path, None, Some((v, op == BinaryOp::Le)));
+                    }
+                    BinaryOp::Gt | BinaryOp::Ge => {
+                        bound(path, Some((v, op == BinaryOp::Ge)), None);
+                    }
                     _ => {}
                 }
             }
@@ -332,18 +340,24 @@ fn choose_index(
                     && scope.known(low)
                     && scope.known(high)
                 {
-                    offer(
-                        2,
+                    bound(
                         p,
-                        Lookup::Range {
-                            low: Some(((**low).clone(), true)),
-                            high: Some(((**high).clone(), true)),
-                        },
+                        Some(((**low).clone(), true)),
+                        Some(((**high).clone(), true)),
                     );
                 }
             }
             _ => {}
         }
+    }
+    // A range bounded on both sides before one open on a side.
+    for (path, low, high) in bounds {
+        let rank = if low.is_some() && high.is_some() {
+            2
+        } else {
+            3
+        };
+        offer(rank, path, Lookup::Range { low, high });
     }
     best.map(|(_, p, l)| (p, l))
 }

@@ -100,6 +100,8 @@ pub struct GravenService {
     auth: Option<Arc<Auth>>,
     /// On shared storage: sends writes on to the ledger's writer.
     forwarder: Arc<Forwarder>,
+    /// Statement texts parsed recently.
+    statements: Arc<statement::StatementCache>,
 }
 
 impl GravenService {
@@ -113,6 +115,7 @@ impl GravenService {
             engine,
             auth: None,
             forwarder,
+            statements: Arc::default(),
         }
     }
 
@@ -519,7 +522,7 @@ impl pb::documents_server::Documents for GravenService {
         let forward = self.forwarder.prepare(&request);
         let (_, req) = convert::execute_request(request.get_ref().clone());
         let limits = self.engine.limits().clone();
-        let work = statement::parse_request(&req, &limits).map_err(status)?;
+        let work = statement::parse_request(&req, &limits, &self.statements).map_err(status)?;
         let parsed = match work {
             Work::Ddl(st) => {
                 self.authorize(&request, &name, Role::Admin, "change tables of")?;
