@@ -57,13 +57,49 @@ impl<'p> Env<'p> {
     /// The value of a name: a variable, or else the field of that name of the only
     /// document variable.
     pub fn lookup(&self, name: &str) -> Val {
+        self.lookup_ref(name).cloned()
+    }
+
+    /// [`Env::lookup`], borrowed.
+    pub fn lookup_ref(&self, name: &str) -> Option<&Value> {
         if let Some((_, v)) = self.vars.iter().rev().find(|(n, _)| n == name) {
-            return Some(v.clone());
+            return Some(v);
         }
         match self.documents.as_slice() {
-            [only] => self.vars.get(*only)?.1.get(name).cloned(),
+            [only] => self.vars.get(*only)?.1.get(name),
             _ => None,
         }
+    }
+}
+
+/// The value a path of literal steps (`x.a.b[0]`) names, borrowed: `Some(None)` when it
+/// is MISSING, `None` when `expr` is not such a path (or reaches a null, whose fields are
+/// null, not borrowed) and must be evaluated. Evaluating a path this way copies only the
+/// value it ends at, not the document it starts from.
+fn path_ref<'e>(expr: &Expr, env: &'e Env<'_>) -> Option<Option<&'e Value>> {
+    match expr {
+        Expr::Name(name, _) => Some(env.lookup_ref(name)),
+        Expr::Field(base, name) => match path_ref(base, env)? {
+            None => Some(None),
+            Some(Value::Object(m)) => Some(m.get(name)),
+            Some(Value::Null) => None,
+            Some(_) => Some(None),
+        },
+        Expr::Index(base, index) => {
+            let Expr::Literal(Value::Number(n)) = index.as_ref() else {
+                return None;
+            };
+            match path_ref(base, env)? {
+                None => Some(None),
+                Some(Value::Array(items)) => Some(
+                    n.as_f64()
+                        .filter(|i| *i >= 0.0 && i.fract() == 0.0)
+                        .and_then(|i| items.get(i as usize)),
+                ),
+                Some(_) => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -79,6 +115,9 @@ pub fn number(x: f64) -> Val {
 /// Evaluates `expr` in `env`. Errors only for what no row can fix (a parameter that was
 /// not given, an unknown function); everything else is a value or MISSING.
 pub fn eval(expr: &Expr, env: &Env<'_>) -> Result<Val> {
+    if let Some(found) = path_ref(expr, env) {
+        return Ok(found.cloned());
+    }
     Ok(match expr {
         Expr::Literal(v) => Some(v.clone()),
         Expr::Missing => None,

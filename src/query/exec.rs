@@ -781,9 +781,11 @@ fn matching<'p>(
         data,
         &mut |env, docs| {
             if passes(&select.filter, env)? {
-                // The one source's document.
+                // The one source's document, its body the variable's value.
                 if let Some(Some(d)) = docs.first() {
-                    out.push((d.clone(), env.clone()));
+                    let mut d = d.clone();
+                    d.body = env.lookup_ref(&plan.steps[0].alias).cloned().unwrap_or_default();
+                    out.push((d, env.clone()));
                 }
             }
             Ok(true)
@@ -929,14 +931,17 @@ fn walk<'p>(
                 },
                 _ => data.scan(table, &mut keep)?,
             }
-            for doc in found {
+            for mut doc in found {
+                // The body moves into the variable: the document kept for provenance
+                // needs only its id, version and index.
+                let body = std::mem::take(&mut doc.body);
                 let value = if committed {
                     let mut m = Map::new();
-                    m.insert("data".into(), doc.body.clone());
                     m.insert("metadata".into(), data.metadata(table, &doc)?);
+                    m.insert("data".into(), body);
                     Value::Object(m)
                 } else {
-                    doc.body.clone()
+                    body
                 };
                 if !visit(Some(doc), value, None, env, docs)? {
                     break;
