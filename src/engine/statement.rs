@@ -247,7 +247,10 @@ impl Ledger {
     ) -> Result<Ran> {
         let snap = self.snapshot()?;
         let size = snap.size()?;
-        let data = Engine::new(&snap, size, limits);
+        // What was read matters to a transaction that writes, and to a page after the
+        // first (checked against what changed since the first).
+        let track = parsed.writes() || request.page_token.is_some();
+        let data = Engine::new(&snap, size, limits, track);
         let mut rows: Vec<ResultRow> = Vec::new();
         for (n, (statement, params)) in parsed.each().enumerate() {
             let out = exec::run(statement, params, &data)?;
@@ -401,6 +404,9 @@ struct Pending {
 /// it, and what they read.
 struct Engine<'s> {
     snap: &'s Snapshot,
+    /// Whether to note every document read (tables scanned and index ranges are noted
+    /// always: they are few).
+    track: bool,
     size: u64,
     max_examined: u64,
     examined: Cell<u64>,
@@ -412,9 +418,10 @@ struct Engine<'s> {
 }
 
 impl<'s> Engine<'s> {
-    fn new(snap: &'s Snapshot, size: u64, limits: &Limits) -> Engine<'s> {
+    fn new(snap: &'s Snapshot, size: u64, limits: &Limits, track: bool) -> Engine<'s> {
         Engine {
             snap,
+            track,
             size,
             max_examined: limits.max_examined_documents,
             examined: Cell::new(0),
@@ -477,6 +484,9 @@ impl<'s> Engine<'s> {
     /// (the snapshot's stands), `Ok(None)` when it deleted it.
     fn pending(&self, table: &str, id: &str) -> std::result::Result<Option<Doc>, ()> {
         let writes = self.writes.borrow();
+        if writes.0.is_empty() {
+            return Err(());
+        }
         let p = writes.0.get(&(table.to_owned(), id.to_owned())).ok_or(())?;
         Ok(p.body.as_ref().map(|b| Doc {
             id: id.to_owned(),
@@ -653,10 +663,12 @@ impl Data for Engine<'_> {
                         Quote(&id)
                     ))
                 })?;
-            self.reads
-                .borrow_mut()
-                .docs
-                .insert((table.to_owned(), id.clone()));
+            if self.track {
+                self.reads
+                    .borrow_mut()
+                    .docs
+                    .insert((table.to_owned(), id.clone()));
+            }
             if !each(self.stored(table, id, row)?)? {
                 return Ok(());
             }
