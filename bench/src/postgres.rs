@@ -378,7 +378,13 @@ pub(super) async fn run(url: &str, args: &BenchArgs, plan: &Plan) -> anyhow::Res
                 preloaded = Some(wanted);
             }
             if matches!(workload, Workload::W6 | Workload::W7) {
-                // The btree expression index on the JSONB field that w6 and w7 look up.
+                // The btree expression index on the JSONB field that w6 and w7 look up,
+                // built (and timed) unless an earlier run left it.
+                let had: bool = admin
+                    .query_one(&format!("SELECT to_regclass('{s}.docs_n') IS NOT NULL"), &[])
+                    .await
+                    .map_err(|e| anyhow::anyhow!("looking for the index: {}", pg_error(&e)))?
+                    .get(0);
                 let started = std::time::Instant::now();
                 admin
                     .execute(
@@ -389,7 +395,9 @@ pub(super) async fn run(url: &str, args: &BenchArgs, plan: &Plan) -> anyhow::Res
                     )
                     .await
                     .map_err(|e| anyhow::anyhow!("creating the index: {}", pg_error(&e)))?;
-                index_build = Some((wanted, started.elapsed().as_secs_f64()));
+                if !had {
+                    index_build = Some((wanted, started.elapsed().as_secs_f64()));
+                }
                 admin
                     .batch_execute(&format!("ANALYZE {s}.docs"))
                     .await
