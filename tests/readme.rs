@@ -41,6 +41,29 @@ fn path_with_bins() -> String {
     )
 }
 
+/// Runs a README script with the workspace's binaries against a fresh server; its stdout
+/// (the test fails, showing everything, if the script does).
+fn run_on_a_server(script: &str, what: &str) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::start(&dir.path().join("data"), &dir.path().join("server.log"));
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir.path())
+        .env("PATH", path_with_bins())
+        .env("GRAVEN_SERVER", &server.url)
+        .env("GRAVEN_LOG", "warn")
+        .output()
+        .expect("running sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the README's {what} failed\nscript:\n{script}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn readme_walkthrough_runs_as_written() {
     let readme = include_str!("../README.md");
@@ -50,23 +73,7 @@ fn readme_walkthrough_runs_as_written() {
         "the walk-through verifies a proof"
     );
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = ServerProcess::start(&dir.path().join("data"), &dir.path().join("server.log"));
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(&script)
-        .current_dir(dir.path())
-        .env("PATH", path_with_bins())
-        .env("GRAVEN_SERVER", &server.url)
-        .env("GRAVEN_LOG", "warn")
-        .output()
-        .expect("running sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the README walk-through failed\nscript:\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let stdout = run_on_a_server(&script, "the walk-through");
     for expected in [
         "\"id\":\"o-1\"",
         "verified inclusion: origin graven.local/shop index 1 size 3 root ",
@@ -82,23 +89,7 @@ fn readme_walkthrough_runs_as_written() {
 fn readme_queries_run_as_written() {
     let readme = include_str!("../README.md");
     let script = section_script(readme, "## Queries");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = ServerProcess::start(&dir.path().join("data"), &dir.path().join("server.log"));
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(&script)
-        .current_dir(dir.path())
-        .env("PATH", path_with_bins())
-        .env("GRAVEN_SERVER", &server.url)
-        .env("GRAVEN_LOG", "warn")
-        .output()
-        .expect("running sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the README queries failed\nscript:\n{script}\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = run_on_a_server(&script, "the queries");
     // The outputs the section shows, as it shows them.
     for line in section_outputs(readme, "## Queries") {
         let shown = line.replace("...", "");

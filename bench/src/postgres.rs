@@ -381,7 +381,10 @@ pub(super) async fn run(url: &str, args: &BenchArgs, plan: &Plan) -> anyhow::Res
                 // The btree expression index on the JSONB field that w6 and w7 look up,
                 // built (and timed) unless an earlier run left it.
                 let had: bool = admin
-                    .query_one(&format!("SELECT to_regclass('{s}.docs_n') IS NOT NULL"), &[])
+                    .query_one(
+                        &format!("SELECT to_regclass('{s}.docs_n') IS NOT NULL"),
+                        &[],
+                    )
                     .await
                     .map_err(|e| anyhow::anyhow!("looking for the index: {}", pg_error(&e)))?
                     .get(0);

@@ -784,7 +784,10 @@ fn matching<'p>(
                 // The one source's document, its body the variable's value.
                 if let Some(Some(d)) = docs.first() {
                     let mut d = d.clone();
-                    d.body = env.lookup_ref(&plan.steps[0].alias).cloned().unwrap_or_default();
+                    d.body = env
+                        .lookup_ref(&plan.steps[0].alias)
+                        .cloned()
+                        .unwrap_or_default();
                     out.push((d, env.clone()));
                 }
             }
