@@ -13,6 +13,8 @@
 //! * [`storage`]: one ledger's storage: its key spaces and encodings, over a backend
 //!   interface (`storage::Backend`) that redb implements (`storage/redb.rs`, the only
 //!   module that names redb).
+//! * [`query`]: statements (PartiQL as QLDB had it): parsing, evaluation, plans, over an
+//!   interface (`query::exec::Data`) the engine implements.
 //! * [`engine`]: ledgers and their sequencers, the read path, the change stream's
 //!   follower, transaction preparation, the tamper check and the restore.
 //! * [`service`]: the gRPC adapter (with [`auth`], who may do what); [`server`]: `graven
