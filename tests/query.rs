@@ -52,7 +52,7 @@ pub fn rows(r: &pb::ExecuteStatementResponse) -> Vec<Value> {
 
 /// Waits until every index of `table` is online.
 pub async fn wait_online(s: &mut TestServer, ledger: &str, table: &str) {
-    for _ in 0..500 {
+    for _ in 0..6000 {
         let tables = s
             .admin
             .list_tables(pb::ListTablesRequest {
@@ -68,7 +68,7 @@ pub async fn wait_online(s: &mut TestServer, ledger: &str, table: &str) {
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    panic!("the indexes of {table} did not come online");
+    panic!("the indexes of {table} did not come online within 60 s");
 }
 
 fn id_of(rows: &[Value]) -> String {

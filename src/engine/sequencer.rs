@@ -785,8 +785,10 @@ fn build_step(w: &mut Writer<'_>, mut def: IndexDef) -> Result<Option<IndexDef>>
         .current_rows(&def.table, def.cursor.as_deref())?
         .take(INDEX_CHUNK)
         .collect::<storage::Result<_>>()?;
-    for (id, row) in rows.iter().filter(|(_, row)| row.live) {
-        let body = w.body_at(row.index)?;
+    let live: Vec<&(String, DocRow)> = rows.iter().filter(|(_, row)| row.live).collect();
+    let indexes: Vec<u64> = live.iter().map(|(_, row)| row.index).collect();
+    let bodies = w.bodies_at(&indexes)?;
+    for ((id, _), body) in live.into_iter().zip(bodies) {
         let doc: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| Error::internal(format!("a stored document is not JSON: {e}")))?;
         if let Some(v) = value_at(&doc, &def.path).and_then(encode_value) {

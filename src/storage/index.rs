@@ -430,6 +430,24 @@ impl Writer<'_> {
         Ok(leaf.body.to_vec())
     }
 
+    /// The bodies of the revisions at journal indexes `indexes`, as the batch has them,
+    /// read in one go (one round trip to a database).
+    pub fn bodies_at(&self, indexes: &[u64]) -> Result<Vec<Vec<u8>>> {
+        let keys: Vec<Vec<u8>> = indexes.iter().map(|&i| super::be(i).to_vec()).collect();
+        let rows = self.get_many(super::LEAVES, &keys)?;
+        indexes
+            .iter()
+            .zip(rows)
+            .map(|(&index, row)| {
+                let row =
+                    row.ok_or_else(|| Error::damaged(format!("journal row {index} is missing")))?;
+                let leaf = super::decode_leaf(index, &row)
+                    .ok_or_else(|| Error::damaged(format!("journal row {index} is malformed")))?;
+                Ok(leaf.body.to_vec())
+            })
+            .collect()
+    }
+
     /// The entry and body of the revision at journal index `index`, as the batch has it.
     pub fn entry_and_body(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
         let row = self
