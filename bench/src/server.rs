@@ -156,24 +156,32 @@ async fn ddl(docs: &mut Docs, ledger: &str, text: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The indexes of the table.
+async fn indexes(admin: &mut Admin, ledger: &str) -> anyhow::Result<Vec<pb::IndexInfo>> {
+    let tables = admin
+        .list_tables(pb::ListTablesRequest {
+            ledger: ledger.to_owned(),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("listing tables: {}", s.message()))?
+        .into_inner()
+        .tables;
+    Ok(tables
+        .into_iter()
+        .filter(|t| t.name == TABLE)
+        .flat_map(|t| t.indexes)
+        .collect())
+}
+
 /// Waits until every index of the table is online; how long it took.
 async fn wait_online(admin: &mut Admin, ledger: &str) -> anyhow::Result<f64> {
     let started = std::time::Instant::now();
     loop {
-        let tables = admin
-            .list_tables(pb::ListTablesRequest {
-                ledger: ledger.to_owned(),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("listing tables: {}", s.message()))?
-            .into_inner()
-            .tables;
-        let building = tables
+        if indexes(admin, ledger)
+            .await?
             .iter()
-            .filter(|t| t.name == TABLE)
-            .flat_map(|t| &t.indexes)
-            .any(|i| i.state != "online");
-        if !building {
+            .all(|i| i.state == "online")
+        {
             return Ok(started.elapsed().as_secs_f64());
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -337,7 +345,10 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
     // The indexes the run needs, built (and timed) before it.
     let mut index_build = None;
     if matches!(workload, Workload::W6 | Workload::W7) {
-        let had = index_on_n(&mut admin, &ledger).await?;
+        let had = indexes(&mut admin, &ledger)
+            .await?
+            .iter()
+            .any(|i| i.path == "n");
         ddl(&mut docs, &ledger, "CREATE INDEX ON docs (n)").await?;
         let secs = wait_online(&mut admin, &ledger).await?;
         if !had {
@@ -383,23 +394,6 @@ pub(super) async fn run(server: &str, args: &BenchArgs, plan: &Plan) -> anyhow::
         index_build,
         indexes: args.indexes,
     })
-}
-
-/// Whether the table already has its index on `n`.
-async fn index_on_n(admin: &mut Admin, ledger: &str) -> anyhow::Result<bool> {
-    let tables = admin
-        .list_tables(pb::ListTablesRequest {
-            ledger: ledger.to_owned(),
-        })
-        .await
-        .map_err(|s| anyhow::anyhow!("listing tables: {}", s.message()))?
-        .into_inner()
-        .tables;
-    Ok(tables
-        .iter()
-        .filter(|t| t.name == TABLE)
-        .flat_map(|t| &t.indexes)
-        .any(|i| i.path == "n"))
 }
 
 /// Whether `id` exists in table `docs` of `ledger`.

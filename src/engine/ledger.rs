@@ -117,6 +117,7 @@ impl Ledger {
             resync: false,
             head: head_tx,
             index_work: true,
+            indexes: None,
         };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let worker = std::thread::Builder::new()

@@ -93,6 +93,9 @@ pub(crate) struct Sequencer {
     /// Whether an index may be building or dropping: the sequencer then works on it
     /// between jobs ([`Sequencer::index_step`]).
     pub(crate) index_work: bool,
+    /// The index definitions writes maintain, as last read; `None` until read again
+    /// (after anything that may change them: an index job or step, a takeover).
+    pub(crate) indexes: Option<Vec<IndexDef>>,
 }
 
 impl Sequencer {
@@ -190,11 +193,13 @@ impl Sequencer {
                 Job::CreateIndex(table, path, reply) => {
                     let made = self.admin(|w, now| create_index(w, &table, &path, now));
                     self.index_work |= made.is_ok();
+                    self.indexes = None;
                     let _ = reply.send(made);
                 }
                 Job::DropIndex(table, path, reply) => {
                     let dropped = self.admin(|w, _| drop_index(w, &table, &path));
                     self.index_work |= dropped.is_ok();
+                    self.indexes = None;
                     let _ = reply.send(dropped);
                 }
             }
@@ -308,8 +313,10 @@ impl Sequencer {
             tracing::info!(origin = %self.signer.name(), "the storage is back; writes resume");
         }
         self.resync = false;
-        // A server that takes over writing takes over the index work too.
+        // A server that takes over writing takes over the index work too, and the
+        // definitions as another server may have left them.
         self.index_work = true;
+        self.indexes = None;
         Ok(())
     }
 
@@ -407,12 +414,16 @@ impl Sequencer {
             }
         }
         w.read_ahead(&ahead)?;
-        // The indexes writes maintain (definitions change only in batches of their own).
-        let indexes: Vec<IndexDef> = w
-            .index_defs()?
-            .into_iter()
-            .filter(|d| d.state != DefState::Dropping)
-            .collect();
+        // The indexes writes maintain (definitions change only in batches of their own),
+        // read once and kept until one of those.
+        let indexes = match self.indexes.take() {
+            Some(defs) => defs,
+            None => w
+                .index_defs()?
+                .into_iter()
+                .filter(|d| d.state != DefState::Dropping)
+                .collect(),
+        };
         let now = now_micros().max(self.last_commit);
         let mut results = Vec::with_capacity(txs.len());
         let mut remembered: HashMap<&str, StoredReceipt> = HashMap::new();
@@ -450,6 +461,7 @@ impl Sequencer {
             // Only now, once durable, may subscribers see it.
             self.head.send_replace(Head { size, checkpoint });
         }
+        self.indexes = Some(indexes);
         // A batch that wrote nothing (every transaction refused or replayed) is dropped.
         Ok(results)
     }
@@ -668,6 +680,8 @@ impl Sequencer {
                 DefState::Building => build_step(&mut w, def)?,
                 _ => drop_step(&mut w, def)?,
             };
+            // The step changed a definition (its cursor, or its state).
+            self.indexes = None;
             self.commit(w)?;
             if let Some(def) = finished {
                 tracing::info!(ledger = %self.ledger, table = %def.table,

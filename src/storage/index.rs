@@ -422,12 +422,7 @@ impl Writer<'_> {
     /// The body of the revision at journal index `index`, as the batch has it (empty for
     /// a delete).
     pub fn body_at(&self, index: u64) -> Result<Vec<u8>> {
-        let row = self
-            .get(super::LEAVES, &super::be(index))?
-            .ok_or_else(|| Error::damaged(format!("journal row {index} is missing")))?;
-        let leaf = super::decode_leaf(index, &row)
-            .ok_or_else(|| Error::damaged(format!("journal row {index} is malformed")))?;
-        Ok(leaf.body.to_vec())
+        Ok(self.entry_and_body(index)?.1)
     }
 
     /// The bodies of the revisions at journal indexes `indexes`, as the batch has them,
@@ -438,25 +433,23 @@ impl Writer<'_> {
         indexes
             .iter()
             .zip(rows)
-            .map(|(&index, row)| {
-                let row =
-                    row.ok_or_else(|| Error::damaged(format!("journal row {index} is missing")))?;
-                let leaf = super::decode_leaf(index, &row)
-                    .ok_or_else(|| Error::damaged(format!("journal row {index} is malformed")))?;
-                Ok(leaf.body.to_vec())
-            })
+            .map(|(&index, row)| Ok(leaf_of(index, row.as_deref())?.body.to_vec()))
             .collect()
     }
 
     /// The entry and body of the revision at journal index `index`, as the batch has it.
     pub fn entry_and_body(&self, index: u64) -> Result<(Vec<u8>, Vec<u8>)> {
-        let row = self
-            .get(super::LEAVES, &super::be(index))?
-            .ok_or_else(|| Error::damaged(format!("journal row {index} is missing")))?;
-        let leaf = super::decode_leaf(index, &row)
-            .ok_or_else(|| Error::damaged(format!("journal row {index} is malformed")))?;
+        let row = self.get(super::LEAVES, &super::be(index))?;
+        let leaf = leaf_of(index, row.as_deref())?;
         Ok((leaf.entry.to_vec(), leaf.body.to_vec()))
     }
+}
+
+/// The leaves row of journal index `index` taken apart; a missing or short one is damage.
+fn leaf_of(index: u64, row: Option<&[u8]>) -> Result<super::Leaf<'_>> {
+    let row = row.ok_or_else(|| Error::damaged(format!("journal row {index} is missing")))?;
+    super::decode_leaf(index, row)
+        .ok_or_else(|| Error::damaged(format!("journal row {index} is malformed")))
 }
 
 #[cfg(test)]
