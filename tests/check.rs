@@ -463,7 +463,7 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
             .expect("insert");
         },
     );
-    // Index entries: one removed, one holding another value.
+    // Index entries: one removed, one holding another value, one naming an old revision.
     let entry = |value: &str, id: &str| {
         let mut key = 0u32.to_be_bytes().to_vec();
         key.push(0x04);
@@ -492,11 +492,28 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
         r#"index title of table "books": the entry of document "b1" does not hold its value"#,
         |txn| {
             let mut entries = txn.open_table(ENTRIES).expect("index entries");
-            entries
+            let row = entries
                 .remove(entry("one", "b1").as_slice())
-                .expect("remove");
+                .expect("remove")
+                .expect("the entry was there")
+                .value()
+                .to_vec();
             entries
-                .insert(entry("uno", "b1").as_slice(), [].as_slice())
+                .insert(entry("uno", "b1").as_slice(), row.as_slice())
+                .expect("insert");
+        },
+    );
+    // An entry's value: the document's current version and journal index (b1's is
+    // version 2 at 7), here moved back to version 1 at 4.
+    assert_found(
+        data,
+        "index entry naming an old revision",
+        r#"index title of table "books": the entry of document "b1" names version 1 at journal index 4, but the current is version 2 at 7"#,
+        |txn| {
+            let mut entries = txn.open_table(ENTRIES).expect("index entries");
+            let old = [1u64.to_be_bytes(), 4u64.to_be_bytes()].concat();
+            entries
+                .insert(entry("one", "b1").as_slice(), old.as_slice())
                 .expect("insert");
         },
     );

@@ -24,6 +24,7 @@ impl Memory {
             id: format!("d{i}"),
             version: 0,
             index: Some(i),
+            stored: graven::json::canonical(&body).ok(),
             body,
             metadata: None,
         };
@@ -108,6 +109,7 @@ impl Data for Memory {
                 version: 0,
                 index: None,
                 body,
+                stored: None,
                 metadata: None,
             },
         ));

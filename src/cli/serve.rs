@@ -44,8 +44,9 @@ pub struct ServeArgs {
     /// refused (RESOURCE_EXHAUSTED) and should use an index.
     #[arg(long, default_value_t = 100_000)]
     pub max_examined_documents: u64,
-    /// redb cache per ledger, in MiB.
-    #[arg(long, default_value_t = graven::storage::DEFAULT_CACHE_BYTES >> 20)]
+    /// redb page cache per ledger, in MiB (default: a sixteenth of the machine's memory,
+    /// between 64 MiB and 4 GiB; it fills only as pages are read).
+    #[arg(long, default_value_t = graven::storage::server_cache_bytes() >> 20)]
     pub cache_mib: usize,
     /// Turn authentication on: principals, token hashes and roles per ledger from this
     /// TOML file (see `graven token`). Off by default: every request is allowed.

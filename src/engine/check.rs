@@ -216,7 +216,12 @@ fn check_indexes(snap: &Snapshot, report: &mut Report<'_>) -> Result<(), CheckEr
     let mut counts = vec![0u64; defs.len()];
     let total = snap.index_entry_count()?;
     for (done, entry) in snap.all_index_entries()?.enumerate() {
-        let (id, value, doc) = entry?;
+        let storage::IndexEntry {
+            index: id,
+            value,
+            doc,
+            row: named,
+        } = entry?;
         tick(report, "index entry", done as u64, total)?;
         let Some(at) = defs.iter().position(|d| d.id == id) else {
             return damaged(format!(
@@ -233,7 +238,21 @@ fn check_indexes(snap: &Snapshot, report: &mut Report<'_>) -> Result<(), CheckEr
             )
         };
         let body = match snap.current(&def.table, &doc)? {
-            Some(row) if row.live => snap.require_leaf(row.index)?.leaf()?.body.to_vec(),
+            Some(row) if row.live && row == named => {
+                snap.require_leaf(row.index)?.leaf()?.body.to_vec()
+            }
+            Some(row) if row.live => {
+                return damaged(format!(
+                    "{}: the entry of document {} names version {} at journal index {}, \
+                     but the current is version {} at {}",
+                    name(),
+                    Quote(&doc),
+                    named.version,
+                    named.index,
+                    row.version,
+                    row.index
+                ));
+            }
             _ => {
                 return damaged(format!(
                     "{}: an entry names document {}, which is not live",

@@ -52,6 +52,8 @@ pub struct Ledger {
     head: watch::Receiver<Head>,
     /// Hashes of large subtrees, for proofs.
     upper: UpperHashes,
+    /// The index definitions statements plan with, read again when they change.
+    pub(super) defs: storage::DefsCache,
 }
 
 impl Ledger {
@@ -137,6 +139,7 @@ impl Ledger {
             closed,
             head: head_rx,
             upper: UpperHashes::default(),
+            defs: storage::DefsCache::default(),
         })
     }
 

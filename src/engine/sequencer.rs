@@ -584,21 +584,28 @@ impl Sequencer {
                 // A check reports the live version it saw, or 0.
                 None => (state.filter(|s| s.live).map_or(0, |s| s.version), None),
                 Some((version, operation, entry)) => {
-                    let indexed: Vec<&IndexDef> =
-                        indexes.iter().filter(|d| d.table == table).collect();
-                    if !indexed.is_empty() {
-                        maintain(w, &indexed, id, *state, op.body())?;
-                    }
+                    let live = operation != Operation::Delete;
                     let rev = NewRevision {
                         entry: &entry,
                         body: op.body().unwrap_or_default(),
                         table,
                         id,
                         version,
-                        live: operation != Operation::Delete,
+                        live,
                         previous: *state,
                     };
-                    (version, Some(w.append_revision(&mut self.range, &rev)?))
+                    let index = w.append_revision(&mut self.range, &rev)?;
+                    let indexed: Vec<&IndexDef> =
+                        indexes.iter().filter(|d| d.table == table).collect();
+                    if !indexed.is_empty() {
+                        let now = DocRow {
+                            version,
+                            index,
+                            live,
+                        };
+                        maintain(w, &indexed, id, *state, now, op.body())?;
+                    }
+                    (version, Some(index))
                 }
             };
             results.push(OpResult {
@@ -754,19 +761,21 @@ fn states_before(w: &Writer<'_>, ops: &[Op]) -> Result<Result<Vec<Option<DocRow>
 }
 
 /// Updates the entries of `indexes` (of one table) for a revision of document `id`:
-/// `state` is its state before, `body` its new body (`None` for a delete).
+/// `before` is its state before, `now` its current row after, `body` its new body (`None`
+/// for a delete). An entry whose value stays is written again: it holds the current row.
 fn maintain(
     w: &mut Writer<'_>,
     indexes: &[&IndexDef],
     id: &str,
-    state: Option<DocRow>,
+    before: Option<DocRow>,
+    now: DocRow,
     body: Option<&[u8]>,
 ) -> Result<()> {
     let parse = |bytes: &[u8]| -> Result<serde_json::Value> {
         serde_json::from_slice(bytes)
             .map_err(|e| Error::internal(format!("a stored document is not JSON: {e}")))
     };
-    let old = match state.filter(|s| s.live) {
+    let old = match before.filter(|s| s.live) {
         Some(s) => Some(parse(&w.body_at(s.index)?)?),
         None => None,
     };
@@ -778,14 +787,11 @@ fn maintain(
                 .and_then(encode_value)
         };
         let (before, after) = (key(&old), key(&new));
-        if before == after {
-            continue;
-        }
-        if let Some(v) = before {
+        if let Some(v) = before.filter(|v| after.as_ref() != Some(v)) {
             w.remove_index_entry(def.id, &v, id);
         }
         if let Some(v) = after {
-            w.put_index_entry(def.id, &v, id);
+            w.put_index_entry(def.id, &v, id, now);
         }
     }
     Ok(())
@@ -802,11 +808,11 @@ fn build_step(w: &mut Writer<'_>, mut def: IndexDef) -> Result<Option<IndexDef>>
     let live: Vec<&(String, DocRow)> = rows.iter().filter(|(_, row)| row.live).collect();
     let indexes: Vec<u64> = live.iter().map(|(_, row)| row.index).collect();
     let bodies = w.bodies_at(&indexes)?;
-    for ((id, _), body) in live.into_iter().zip(bodies) {
+    for ((id, row), body) in live.into_iter().zip(bodies) {
         let doc: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| Error::internal(format!("a stored document is not JSON: {e}")))?;
         if let Some(v) = value_at(&doc, &def.path).and_then(encode_value) {
-            w.put_index_entry(def.id, &v, id);
+            w.put_index_entry(def.id, &v, id, *row);
         }
         def.indexed += 1;
     }
@@ -840,7 +846,7 @@ fn drop_step(w: &mut Writer<'_>, mut def: IndexDef) -> Result<Option<IndexDef>> 
         w.remove_index_key(key);
     }
     if done {
-        w.remove_index_def(def.id);
+        w.remove_index_def(def.id)?;
     } else {
         w.put_index_def(&def)?;
     }

@@ -23,7 +23,9 @@ use crate::query::ast::{IndexRef, Statement};
 use crate::query::eval::rfc3339;
 use crate::query::exec::{self, Data, Doc, Row};
 use crate::query::parser;
-use crate::storage::{DefState, DocRow, IndexDef, Snapshot, ValueRange, encode_value, value_at};
+use crate::storage::{
+    DefState, DefsCache, DocRow, IndexDef, Snapshot, ValueRange, encode_value, value_at,
+};
 
 /// A parsed request: its texts' statements, with their parameters.
 #[derive(Debug, Clone)]
@@ -250,7 +252,7 @@ impl Ledger {
         // What was read matters to a transaction that writes, and to a page after the
         // first (checked against what changed since the first).
         let track = parsed.writes() || request.page_token.is_some();
-        let data = Engine::new(&snap, size, limits, track);
+        let data = Engine::new(&snap, &self.defs, size, limits, track);
         let mut rows: Vec<ResultRow> = Vec::new();
         for (n, (statement, params)) in parsed.each().enumerate() {
             let out = exec::run(statement, params, &data)?;
@@ -360,7 +362,7 @@ impl Ledger {
 fn result_row(statement: usize, row: Row) -> ResultRow {
     ResultRow {
         statement: statement as u32,
-        json: canonical(&row.value).unwrap_or_else(|_| b"null".to_vec()),
+        json: row.json,
         index: row.revision,
         proof: None,
         entry: None,
@@ -404,6 +406,8 @@ struct Pending {
 /// it, and what they read.
 struct Engine<'s> {
     snap: &'s Snapshot,
+    /// The ledger's index definitions, as of `snap` when first asked.
+    cache: &'s DefsCache,
     /// Whether to note every document read (tables scanned and index ranges are noted
     /// always: they are few).
     track: bool,
@@ -414,13 +418,20 @@ struct Engine<'s> {
     /// Writes, by (table, id), and the order they were first made in.
     writes: RefCell<(HashMap<DocId, Pending>, Vec<DocId>)>,
     tables: RefCell<HashMap<String, bool>>,
-    defs: RefCell<Option<Vec<IndexDef>>>,
+    defs: RefCell<Option<Arc<Vec<IndexDef>>>>,
 }
 
 impl<'s> Engine<'s> {
-    fn new(snap: &'s Snapshot, size: u64, limits: &Limits, track: bool) -> Engine<'s> {
+    fn new(
+        snap: &'s Snapshot,
+        cache: &'s DefsCache,
+        size: u64,
+        limits: &Limits,
+        track: bool,
+    ) -> Engine<'s> {
         Engine {
             snap,
+            cache,
             track,
             size,
             max_examined: limits.max_examined_documents,
@@ -452,11 +463,11 @@ impl<'s> Engine<'s> {
         Ok(())
     }
 
-    fn index_defs(&self) -> Result<Vec<IndexDef>> {
+    fn index_defs(&self) -> Result<Arc<Vec<IndexDef>>> {
         if let Some(d) = self.defs.borrow().as_ref() {
             return Ok(d.clone());
         }
-        let defs = self.snap.index_defs()?;
+        let defs = self.cache.get(self.snap)?;
         *self.defs.borrow_mut() = Some(defs.clone());
         Ok(defs)
     }
@@ -464,8 +475,10 @@ impl<'s> Engine<'s> {
     /// A live document of the snapshot, counted as examined.
     fn stored(&self, table: &str, id: String, row: DocRow) -> Result<Doc> {
         self.examine(table)?;
+        let (body, stored) = self.body(row)?;
         Ok(Doc {
-            body: self.body(row)?,
+            body,
+            stored: Some(stored),
             id,
             version: row.version,
             index: Some(row.index),
@@ -473,11 +486,13 @@ impl<'s> Engine<'s> {
         })
     }
 
-    fn body(&self, row: DocRow) -> Result<Value> {
+    /// The body of the revision `row` names: parsed, and as stored.
+    fn body(&self, row: DocRow) -> Result<(Value, Vec<u8>)> {
         let leaf = self.snap.require_leaf(row.index)?;
         let body = leaf.leaf()?.body;
-        serde_json::from_slice(body)
-            .map_err(|e| Error::internal(format!("journal row {}: the body: {e}", row.index)))
+        let value = serde_json::from_slice(body)
+            .map_err(|e| Error::internal(format!("journal row {}: the body: {e}", row.index)))?;
+        Ok((value, body.to_vec()))
     }
 
     /// The document as the transaction has it: `Err(())` when it has none of its own
@@ -493,6 +508,7 @@ impl<'s> Engine<'s> {
             version: p.base.map_or(0, |b| b.version),
             index: p.base.map(|b| b.index),
             body: b.clone(),
+            stored: None,
             metadata: None,
         }))
     }
@@ -511,6 +527,7 @@ impl<'s> Engine<'s> {
                     version: p.base.map_or(0, |b| b.version),
                     index: p.base.map(|b| b.index),
                     body: p.body.clone()?,
+                    stored: None,
                     metadata: None,
                 })
             })
@@ -599,9 +616,9 @@ impl Data for Engine<'_> {
     fn indexes(&self, table: &str) -> Result<Vec<Vec<PathStep>>> {
         Ok(self
             .index_defs()?
-            .into_iter()
+            .iter()
             .filter(|d| d.table == table && d.state == DefState::Online)
-            .map(|d| d.path)
+            .map(|d| d.path.clone())
             .collect())
     }
 
@@ -646,23 +663,11 @@ impl Data for Engine<'_> {
             path: path.to_vec(),
             range: range.clone(),
         });
-        for id in self.snap.index_ids(def.id, range)? {
-            let id = id?;
+        for doc in self.snap.index_docs(def.id, range)? {
+            let (id, row) = doc?;
             if self.pending(table, &id).is_ok() {
                 continue;
             }
-            let row = self
-                .snap
-                .current(table, &id)?
-                .filter(|r| r.live)
-                .ok_or_else(|| {
-                    Error::internal(format!(
-                        "index {} of table {} names document {}, which is not live",
-                        path_text(path),
-                        Quote(table),
-                        Quote(&id)
-                    ))
-                })?;
             if self.track {
                 self.reads
                     .borrow_mut()
@@ -722,7 +727,7 @@ impl Data for Engine<'_> {
             }
             self.examine(table)?;
             let body = if row.live {
-                self.body(row)?
+                self.body(row)?.0
             } else {
                 Value::Null
             };
@@ -731,6 +736,7 @@ impl Data for Engine<'_> {
                 version: row.version,
                 index: Some(row.index),
                 body,
+                stored: None,
                 metadata: Some(self.metadata_at(row.index)?),
             };
             if !each(doc)? {

@@ -36,6 +36,10 @@ pub struct Doc {
     pub index: Option<u64>,
     /// The body; for a history row of a delete, `null`.
     pub body: Value,
+    /// The body's canonical JSON as stored, when the source has it at hand (a table's
+    /// documents as the snapshot holds them): a row that is the document as it is goes
+    /// out as these bytes, without being written out again.
+    pub stored: Option<Vec<u8>>,
     /// For history rows: the revision's metadata.
     pub metadata: Option<Value>,
 }
@@ -78,11 +82,23 @@ pub trait Data {
 /// One result row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// The value.
-    pub value: Value,
+    /// The value, as canonical JSON.
+    pub json: Vec<u8>,
     /// When the row is a stored revision's document as it is (`SELECT *` or `SELECT
     /// VALUE x` of one table, committed view or history source): its journal index.
     pub revision: Option<u64>,
+}
+
+impl Row {
+    /// A row of `value`.
+    fn of(value: &Value, revision: Option<u64>) -> Row {
+        Row {
+            // A value the language made is always writable (numbers are finite); `null`
+            // stands in should that ever not hold.
+            json: crate::json::canonical(value).unwrap_or_else(|_| b"null".to_vec()),
+            revision,
+        }
+    }
 }
 
 /// How a source is read.
@@ -511,10 +527,7 @@ fn explain_rows(plan: &Plan) -> Vec<Row> {
                     ),
                 );
             }
-            Row {
-                value: Value::Object(m),
-                revision: None,
-            }
+            Row::of(&Value::Object(m), None)
         })
         .collect()
 }
@@ -721,10 +734,7 @@ pub fn run(statement: &Statement, params: &[Value], data: &dyn Data) -> Result<V
 fn id_row(id: &str) -> Row {
     let mut m = Map::new();
     m.insert("documentId".into(), Value::String(id.to_owned()));
-    Row {
-        value: Value::Object(m),
-        revision: None,
-    }
+    Row::of(&Value::Object(m), None)
 }
 
 fn describe(v: &Val) -> String {
@@ -920,10 +930,12 @@ fn walk<'p>(
             match access {
                 Access::Index { path, lookup } => match ranges(lookup, env)? {
                     Some(ranges) => {
+                        // Ranges of an IN list may overlap: a document is bound once.
+                        let several = ranges.len() > 1;
                         let mut seen = HashSet::new();
                         for r in ranges {
                             data.lookup(table, path, &r, &mut |d| {
-                                if seen.insert(d.id.clone()) {
+                                if !several || seen.insert(d.id.clone()) {
                                     keep(d)?;
                                 }
                                 Ok(true)
@@ -1194,20 +1206,30 @@ fn select_rows(select: &Select, params: &[Value], data: &dyn Data) -> Result<Vec
         if streaming && passed <= offset {
             return Ok(true);
         }
-        let revision = match (&select.projection, single) {
-            (Projection::Star, true) => docs.first().cloned().flatten().and_then(|d| d.index),
+        // A row that is one source's document as it is: its revision, and for a table's
+        // stored document, the stored bytes.
+        let whole = match (&select.projection, single) {
+            (Projection::Star, true) => docs.first().and_then(Option::as_ref),
             (Projection::Value(Expr::Name(n, _)), true) if *n == plan.steps[0].alias => {
-                docs.first().cloned().flatten().and_then(|d| d.index)
+                docs.first().and_then(Option::as_ref)
             }
             _ => None,
         };
-        if let Some(value) = project(&select.projection, env)? {
+        let revision = whole.and_then(|d| d.index);
+        let stored = whole
+            .filter(|_| matches!(plan.steps[0].source.kind, SourceKind::Table(_)))
+            .and_then(|d| d.stored.clone());
+        let row = match stored {
+            Some(json) => Some(Row { json, revision }),
+            None => project(&select.projection, env)?.map(|v| Row::of(&v, revision)),
+        };
+        if let Some(row) = row {
             let keys = select
                 .order_by
                 .iter()
                 .map(|o| eval(&o.expr, env))
                 .collect::<Result<Vec<_>>>()?;
-            rows.push((keys, Row { value, revision }));
+            rows.push((keys, row));
         }
         if streaming {
             return Ok(limit.is_none_or(|l| rows.len() < l));
@@ -1233,13 +1255,7 @@ fn select_rows(select: &Select, params: &[Value], data: &dyn Data) -> Result<Vec
             Projection::Star => Projection::Star,
         };
         let value = project(&projection, &Env::new(params))?;
-        return Ok(value
-            .map(|value| Row {
-                value,
-                revision: None,
-            })
-            .into_iter()
-            .collect());
+        return Ok(value.map(|v| Row::of(&v, None)).into_iter().collect());
     }
     if !select.order_by.is_empty() {
         rows.sort_by(|(a, _), (b, _)| {
@@ -1267,7 +1283,7 @@ fn select_rows(select: &Select, params: &[Value], data: &dyn Data) -> Result<Vec
     let mut out: Vec<Row> = rows.into_iter().map(|(_, r)| r).collect();
     if select.distinct {
         let mut seen = HashSet::new();
-        out.retain(|r| seen.insert(crate::json::canonical(&r.value).unwrap_or_default()));
+        out.retain(|r| seen.insert(r.json.clone()));
     }
     if !streaming {
         out = out

@@ -2,24 +2,32 @@
 //! their entries (docs/FORMAT.md §9.8).
 //!
 //! An index maps the value at one path of a table's documents to the ids of the live
-//! documents holding it. Its entries are keys only: `u32 BE index id || value || id`,
-//! where the value's encoding sorts as the values do within each type (numbers as
-//! numbers, strings by code point) and delimits itself, so that one value's entries are
-//! exactly the keys that start with its encoding. A document without the path (or with
-//! `null` there) has no entry. The sequencer writes entries in the same batch as the
-//! revisions that change them.
+//! documents holding it. An entry's key is `u32 BE index id || value || id`, where the
+//! value's encoding sorts as the values do within each type (numbers as numbers, strings
+//! by code point) and delimits itself, so that one value's entries are exactly the keys
+//! that start with its encoding; its value is the document's current version and journal
+//! index, so that a lookup reads the revision without the document's current-state row.
+//! A document without the path (or with `null` there) has no entry. The sequencer writes
+//! entries in the same batch as the revisions that change them, and every change of a
+//! definition moves the `index_generation` meta key on, so that a reader may keep the
+//! definitions it read until it moves ([`DefsCache`]).
 
 use std::ops::Bound;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{DOCS, DocRow, Error, INDEX_DEFS, INDEX_ENTRIES, META, Result, Snapshot, Writer};
-use super::{doc_key, split_doc_key, table_end};
+use super::{DOCS, DocRow, Error, INDEX_DEFS, INDEX_ENTRIES, META, Result, Snapshot, Store};
+use super::{Writer, be, doc_key, read_be, split_doc_key, table_end};
 use crate::model::PathStep;
 
 /// The next index id to give (u32 BE); absent before the first index.
 const META_NEXT_INDEX: &[u8] = b"next_index_id";
+/// How many times the index definitions changed (u64 BE); absent (0) before the first.
+const META_INDEX_GENERATION: &[u8] = b"index_generation";
+/// Entries rewritten per batch by the layout-4 upgrade ([`Store::upgrade_index_entries`]).
+const UPGRADE_CHUNK: usize = 4096;
 
 /// Type tags of [`encode_value`], in the order values of different types sort.
 const FALSE: u8 = 0x01;
@@ -236,6 +244,33 @@ fn split_entry(key: &[u8]) -> Result<(&[u8], String)> {
     Ok((&rest[..len], id))
 }
 
+/// An entry's value: the document's current version and journal index.
+fn entry_value(row: DocRow) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&be(row.version));
+    v.extend_from_slice(&be(row.index));
+    v
+}
+
+/// The current row an entry's value names (the document is live: it has an entry).
+fn entry_row(key: &[u8], value: &[u8]) -> Result<DocRow> {
+    match (
+        value.get(..8).and_then(read_be),
+        value.get(8..).and_then(read_be),
+    ) {
+        (Some(version), Some(index)) if value.len() == 16 => Ok(DocRow {
+            version,
+            index,
+            live: true,
+        }),
+        _ => Err(Error::damaged(format!(
+            "index entry {}: the value {} is not a version and a journal index",
+            hex::encode(key),
+            hex::encode(value)
+        ))),
+    }
+}
+
 fn decode_def(value: &[u8]) -> Result<IndexDef> {
     serde_json::from_slice(value)
         .map_err(|e| Error::damaged(format!("an index definition is malformed: {e}")))
@@ -284,13 +319,13 @@ impl Snapshot {
             .collect()
     }
 
-    /// The ids of the documents whose value in index `id` is in `range`, in value order
-    /// (then id order).
-    pub fn index_ids(
+    /// The documents whose value in index `id` is in `range`, with their current rows, in
+    /// value order (then id order).
+    pub fn index_docs(
         &self,
         id: u32,
         range: &ValueRange,
-    ) -> Result<impl Iterator<Item = Result<String>> + '_> {
+    ) -> Result<impl Iterator<Item = Result<(String, DocRow)>> + '_> {
         let (start, end) = range.keys(id);
         let bound = |b: &Bound<Vec<u8>>| match b {
             Bound::Included(k) => Bound::Included(k.clone()),
@@ -303,7 +338,20 @@ impl Snapshot {
             start.as_ref().map(Vec::as_slice),
             end.as_ref().map(Vec::as_slice),
         )?;
-        Ok(rows.map(|row| Ok(split_entry(&row?.0)?.1)))
+        Ok(rows.map(|row| {
+            let (key, value) = row?;
+            Ok((split_entry(&key)?.1, entry_row(&key, &value)?))
+        }))
+    }
+
+    /// How many times the index definitions have changed ([`DefsCache`]).
+    pub fn index_generation(&self) -> Result<u64> {
+        match self.get(META, META_INDEX_GENERATION)? {
+            None => Ok(0),
+            Some(v) => read_be(&v)
+                .filter(|_| v.len() == 8)
+                .ok_or_else(|| Error::damaged("meta: index_generation is not 8 bytes")),
+        }
     }
 
     /// The live and deleted documents of `table` after id `after` (from the first when
@@ -343,23 +391,118 @@ impl Snapshot {
         self.view.len(INDEX_ENTRIES)
     }
 
-    /// Every index entry as (index id, value, document id), for the tamper check.
-    pub fn all_index_entries(
-        &self,
-    ) -> Result<impl Iterator<Item = Result<(u32, Vec<u8>, String)>> + '_> {
+    /// Every index entry, for the tamper check.
+    pub fn all_index_entries(&self) -> Result<impl Iterator<Item = Result<IndexEntry>> + '_> {
         Ok(self
             .view
             .range(INDEX_ENTRIES, Bound::Unbounded, Bound::Unbounded)?
             .map(|row| {
-                let (key, _) = row?;
+                let (key, value) = row?;
+                let index = key
+                    .get(..4)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map(u32::from_be_bytes)
+                    .ok_or_else(|| Error::damaged("an index entry key is too short"))?;
+                let (encoded, doc) = split_entry(&key)?;
+                Ok(IndexEntry {
+                    index,
+                    value: encoded.to_vec(),
+                    row: entry_row(&key, &value)?,
+                    doc,
+                })
+            }))
+    }
+}
+
+/// An index entry as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    /// The index's id.
+    pub index: u32,
+    /// The encoded value ([`encode_value`]).
+    pub value: Vec<u8>,
+    /// The document's id.
+    pub doc: String,
+    /// The document's current row, as the entry names it.
+    pub row: DocRow,
+}
+
+/// The index definitions a reader last read, kept until they change: the definitions
+/// are read and decoded again only when a snapshot's `index_generation` differs from the
+/// one they were read at. Definitions change rarely (an index created, a build chunk, a
+/// drop), queries read them every time.
+#[derive(Debug, Default)]
+pub struct DefsCache(Mutex<Option<(u64, Arc<Vec<IndexDef>>)>>);
+
+impl DefsCache {
+    /// The definitions as `snap` has them.
+    pub fn get(&self, snap: &Snapshot) -> Result<Arc<Vec<IndexDef>>> {
+        let generation = snap.index_generation()?;
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, defs)) = held.as_ref()
+            && *g == generation
+        {
+            return Ok(defs.clone());
+        }
+        let defs = Arc::new(snap.index_defs()?);
+        *held = Some((generation, defs.clone()));
+        Ok(defs)
+    }
+}
+
+impl Store {
+    /// Gives every index entry of a layout-4 ledger (keys with empty values) the current
+    /// row of its document, a chunk per batch. It can stop anywhere and run again: an
+    /// entry rewritten twice gets the same value.
+    pub(super) fn upgrade_index_entries(&self) -> Result<()> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let mut w = self.write()?;
+            let defs = w.index_defs()?;
+            let start = match &after {
+                Some(k) => Bound::Excluded(k.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let keys: Vec<Vec<u8>> = w
+                .snap
+                .view
+                .range(INDEX_ENTRIES, start, Bound::Unbounded)?
+                .take(UPGRADE_CHUNK)
+                .map(|row| Ok(row?.0))
+                .collect::<Result<_>>()?;
+            let Some(last) = keys.last().cloned() else {
+                return Ok(());
+            };
+            let mut targets: Vec<(String, String)> = Vec::with_capacity(keys.len());
+            for key in &keys {
                 let id = key
                     .get(..4)
                     .and_then(|b| <[u8; 4]>::try_from(b).ok())
                     .map(u32::from_be_bytes)
                     .ok_or_else(|| Error::damaged("an index entry key is too short"))?;
-                let (value, doc) = split_entry(&key)?;
-                Ok((id, value.to_vec(), doc))
-            }))
+                let (_, doc) = split_entry(key)?;
+                let def = defs.iter().find(|d| d.id == id).ok_or_else(|| {
+                    Error::damaged(format!("index entry {}: no index {id}", hex::encode(key)))
+                })?;
+                targets.push((def.table.clone(), doc));
+            }
+            let refs: Vec<(&str, &str)> = targets
+                .iter()
+                .map(|(t, d)| (t.as_str(), d.as_str()))
+                .collect();
+            let rows = w.currents(&refs)?;
+            for ((key, row), (table, doc)) in keys.into_iter().zip(rows).zip(&targets) {
+                let row = row.filter(|r| r.live).ok_or_else(|| {
+                    Error::damaged(format!(
+                        "an entry of an index of table {table} names document {doc}, which \
+                         is not live"
+                    ))
+                })?;
+                w.put(INDEX_ENTRIES, key, entry_value(row));
+            }
+            w.commit()?;
+            after = Some(last);
+        }
     }
 }
 
@@ -396,17 +539,30 @@ impl Writer<'_> {
         let json =
             serde_json::to_vec(def).map_err(|e| Error::caused(super::ErrorKind::Failed, e))?;
         self.put(INDEX_DEFS, def.id.to_be_bytes(), json);
-        Ok(())
+        self.next_index_generation()
     }
 
     /// Removes an index definition.
-    pub fn remove_index_def(&mut self, id: u32) {
+    pub fn remove_index_def(&mut self, id: u32) -> Result<()> {
         self.remove(INDEX_DEFS, id.to_be_bytes());
+        self.next_index_generation()
     }
 
-    /// Adds document `doc` under `value` to index `id`.
-    pub fn put_index_entry(&mut self, id: u32, value: &[u8], doc: &str) {
-        self.put(INDEX_ENTRIES, entry_key(id, value, doc), Vec::new());
+    /// Moves `index_generation` on: the definitions changed in this batch.
+    fn next_index_generation(&mut self) -> Result<()> {
+        let now = self.snap.index_generation()?;
+        self.put(
+            META,
+            META_INDEX_GENERATION,
+            be(now.wrapping_add(1)).to_vec(),
+        );
+        Ok(())
+    }
+
+    /// Adds document `doc`, whose current row is `row`, under `value` to index `id`; an
+    /// entry already there gets the new row.
+    pub fn put_index_entry(&mut self, id: u32, value: &[u8], doc: &str, row: DocRow) {
+        self.put(INDEX_ENTRIES, entry_key(id, value, doc), entry_value(row));
     }
 
     /// Removes document `doc` under `value` from index `id`.
@@ -542,5 +698,159 @@ mod tests {
         );
         assert_eq!(path(&[Field("a".into()), Index(0)]), None);
         assert_eq!(path(&[Field("z".into())]), None);
+    }
+
+    /// A store holding documents `a` and `b` of table `t` (b updated once) and an online
+    /// index on `n` whose entries are written as layout 4 wrote them (empty values).
+    fn layout_4_store() -> (tempfile::TempDir, Store) {
+        use super::super::{DEFAULT_CACHE_BYTES, META_FORMAT, NewLedger, NewRevision};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = NewLedger {
+            origin: "test",
+            created_micros: 0,
+            deletion_protection: false,
+            checkpoint: "",
+        };
+        let store = Store::create(&dir.path().join("t.redb"), DEFAULT_CACHE_BYTES, &ledger)
+            .expect("create");
+        let mut w = store.write().expect("write");
+        let mut range = graven_verify::CompactRange::new();
+        let mut previous = None;
+        for (i, (id, version, body)) in [
+            ("a", 1, r#"{"n":1}"#),
+            ("b", 1, r#"{"n":2}"#),
+            ("b", 2, r#"{"n":3}"#),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let entry = (i as u64).to_be_bytes();
+            let prev = if id == "b" { previous } else { None };
+            let index = w
+                .append_revision(
+                    &mut range,
+                    &NewRevision {
+                        entry: &entry,
+                        body: body.as_bytes(),
+                        table: "t",
+                        id,
+                        version,
+                        live: true,
+                        previous: prev,
+                    },
+                )
+                .expect("append");
+            if id == "b" {
+                previous = Some(DocRow {
+                    version,
+                    index,
+                    live: true,
+                });
+            }
+        }
+        let def = IndexDef {
+            id: 0,
+            table: "t".into(),
+            path: vec![PathStep::Field("n".into())],
+            state: DefState::Online,
+            cursor: None,
+            indexed: 2,
+            created_micros: 0,
+        };
+        w.put_index_def(&def).expect("def");
+        for (n, id) in [(1, "a"), (3, "b")] {
+            let v = encode_value(&serde_json::json!(n)).expect("number");
+            w.put(INDEX_ENTRIES, entry_key(0, &v, id), Vec::new());
+        }
+        w.put(META, META_FORMAT, 4u32.to_be_bytes().to_vec());
+        w.commit().expect("commit");
+        (dir, store)
+    }
+
+    #[test]
+    fn the_layout_4_upgrade_gives_entries_their_current_rows() {
+        let (_dir, store) = layout_4_store();
+        let all = |store: &Store| {
+            store
+                .read()
+                .expect("read")
+                .all_index_entries()
+                .expect("entries")
+                .collect::<Result<Vec<_>>>()
+        };
+        // Layout 4's empty values are not entries of this layout.
+        assert!(all(&store).is_err());
+        assert!(store.upgrade().expect("upgrade"));
+        let snap = store.read().expect("read");
+        assert_eq!(
+            snap.format().expect("format"),
+            super::super::Format::Version(super::super::FORMAT_VERSION)
+        );
+        let entries = all(&store).expect("entries");
+        let rows: Vec<(String, DocRow)> = entries.into_iter().map(|e| (e.doc, e.row)).collect();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    "a".into(),
+                    DocRow {
+                        version: 1,
+                        index: 0,
+                        live: true
+                    }
+                ),
+                (
+                    "b".into(),
+                    DocRow {
+                        version: 2,
+                        index: 2,
+                        live: true
+                    }
+                ),
+            ]
+        );
+        // The same rows through a lookup; and a second upgrade has nothing to do.
+        let three = ValueRange::exactly(encode_value(&serde_json::json!(3)).expect("n"));
+        let found: Vec<_> = snap
+            .index_docs(0, &three)
+            .expect("docs")
+            .collect::<Result<_>>()
+            .expect("rows");
+        assert_eq!(found, vec![rows[1].clone()]);
+        assert!(!store.upgrade().expect("upgrade again"));
+    }
+
+    #[test]
+    fn changing_a_definition_moves_the_generation_and_the_cache_follows() {
+        let (_dir, store) = layout_4_store();
+        let cache = DefsCache::default();
+        let before = store.read().expect("read");
+        let first = cache.get(&before).expect("defs");
+        assert_eq!(first.len(), 1);
+        let mut w = store.write().expect("write");
+        let mut def = first[0].clone();
+        def.state = DefState::Dropping;
+        w.put_index_def(&def).expect("def");
+        w.commit().expect("commit");
+        let after = store.read().expect("read");
+        assert_eq!(
+            after.index_generation().expect("g"),
+            before.index_generation().expect("g") + 1
+        );
+        assert_eq!(
+            cache.get(&after).expect("defs")[0].state,
+            DefState::Dropping
+        );
+        // An older snapshot is answered from its own definitions, not the newer ones.
+        assert_eq!(cache.get(&before).expect("defs")[0].state, DefState::Online);
+        let mut w = store.write().expect("write");
+        w.remove_index_def(0).expect("remove");
+        w.commit().expect("commit");
+        assert!(
+            cache
+                .get(&store.read().expect("read"))
+                .expect("defs")
+                .is_empty()
+        );
     }
 }

@@ -30,7 +30,7 @@ use graven_verify::{CompactRange, Hash, HashReader, leaf_hash, split_stored_hash
 use serde::{Deserialize, Serialize};
 
 pub use backend::{Backend, Batch, Claim, Holder, Lease, Leases, Read, Rows, Space, View};
-pub use index::{DefState, IndexDef, ValueRange, encode_value, value_at};
+pub use index::{DefState, DefsCache, IndexDef, IndexEntry, ValueRange, encode_value, value_at};
 
 use crate::model::OpResult;
 
@@ -83,10 +83,30 @@ const META_PROTECTION: &[u8] = b"deletion_protection";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 
 /// The layout version this build writes and reads (docs/FORMAT.md §9 has the history).
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
-/// The redb page cache of a ledger opened with default settings, in bytes.
+/// The redb page cache of a ledger opened with default settings, in bytes: the least
+/// the server gives a ledger (see [`server_cache_bytes`]).
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+/// The page cache `graven serve` gives each ledger unless told: a sixteenth of the
+/// machine's memory, between 64 MiB and 4 GiB. A read that misses the cache reads the
+/// page from the file (the kernel's page cache, at best) into a fresh buffer; on a
+/// table of a million documents a 64 MiB cache missed on most lookups, which cost a
+/// fifth of an indexed query's time (BENCHMARKS.md). The cache fills only as pages are
+/// read, so an idle or small ledger takes little of it.
+pub fn server_cache_bytes() -> usize {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024))
+        })
+        .unwrap_or(0);
+    let share = usize::try_from(total / 16).unwrap_or(usize::MAX);
+    share.clamp(DEFAULT_CACHE_BYTES, 4 << 30)
+}
 
 // ---------------------------------------------------------------------------------------
 // Errors
@@ -599,13 +619,16 @@ impl Store {
         })
     }
 
-    /// Brings a ledger of layout 3 to this build's (4 adds the index key spaces, which a
-    /// backend creates empty when it opens): true if it did. Any other layout is left
-    /// as it is, for the open's checks to name.
+    /// Brings a ledger of layout 3 or 4 to this build's: true if it did. Layout 4 added
+    /// the index key spaces, which a backend creates empty when it opens; 5 gives each
+    /// index entry its document's current row ([`Store::upgrade_index_entries`]), then
+    /// writes the format. Any other layout is left as it is, for the open's checks to
+    /// name.
     pub fn upgrade(&self) -> Result<bool> {
-        if self.read()?.format()? != Format::Version(3) {
+        if !matches!(self.read()?.format()?, Format::Version(3 | 4)) {
             return Ok(false);
         }
+        self.upgrade_index_entries()?;
         let mut w = self.write()?;
         w.put(META, META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec());
         w.commit()?;
