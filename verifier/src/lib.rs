@@ -12,6 +12,8 @@
 //! * [`entry`]: the journal entry, the bytes of each leaf of a graven ledger.
 //! * [`export`]: journal export files (reader, writer) and the audit of a whole export.
 //! * [`stream`]: checking a `graven tail` change stream as it arrives.
+//! * [`map`]: the state map from each document to its live revision, and its proofs
+//!   that a revision is current or a document absent.
 //! * [`state`]: the newest verified checkpoint per origin, kept in a directory.
 //! * [`proof`]: the offline proof files, `c2sp.org/tlog-proof@v1` for inclusion and the
 //!   tlog-witness `add-checkpoint` body for consistency, and their end-to-end checks.
@@ -27,6 +29,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod export;
 pub mod hash;
+pub mod map;
 pub mod note;
 pub mod proof;
 pub mod state;
