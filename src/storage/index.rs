@@ -455,6 +455,11 @@ impl Store {
     /// row of its document, a chunk per batch. It can stop anywhere and run again: an
     /// entry rewritten twice gets the same value.
     pub(super) fn upgrade_index_entries(&self) -> Result<()> {
+        let total = self.read()?.index_entry_count()?;
+        if total > 0 {
+            // A million entries take some seconds; the server listens after.
+            tracing::info!("storage layout upgrade: rewriting {total} index entries");
+        }
         let mut after: Option<Vec<u8>> = None;
         loop {
             let mut w = self.write()?;
