@@ -1186,6 +1186,9 @@ async fn acknowledged_writes_survive_sigkill() {
             acked_now.extend(outcome.acked);
             unacked.extend(outcome.unacked);
         }
+        if let Some(url) = crate::util::test_storage_url(&data) {
+            crate::util::wait_for_sessions_to_end(&url).await;
+        }
         // Checkpoints handed out before the kill: the restarted journal must extend them.
         let mut anchors = vec![("the early checkpoint", early.checkpoint)];
         if let Some(last) = acked_now.iter().max_by_key(|a| a.seq) {

@@ -72,7 +72,44 @@ pub async fn test_storage(data: &Path) -> Location {
     drop(client);
     let _ = driver.await;
     let sep = if url.contains('?') { '&' } else { '?' };
-    Location::Postgres(format!("{url}{sep}options=-csearch_path%3D{schema}"))
+    // The sessions of the folder's servers carry its schema's name, so that a test can
+    // tell when they have ended ([`wait_for_sessions_to_end`]).
+    Location::Postgres(format!(
+        "{url}{sep}options=-csearch_path%3D{schema}&application_name={schema}"
+    ))
+}
+
+/// Waits until no session of `url`'s application (a data folder's servers, see
+/// [`test_storage`]) is left but this one. A server killed with SIGKILL leaves its
+/// sessions to PostgreSQL, which still runs what they had been sent: a batch whose COMMIT
+/// was on the wire commits after the kill. Checks of what survived a kill wait for that,
+/// as an operator's takeover waits for the lease to lapse.
+pub async fn wait_for_sessions_to_end(url: &str) {
+    let (client, driver) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connecting to PostgreSQL");
+    let driver = tokio::spawn(driver);
+    let started = Instant::now();
+    loop {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = \
+                 current_setting('application_name') AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .expect("reading pg_stat_activity");
+        if row.get::<_, i64>(0) == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the killed server's PostgreSQL sessions are still there after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(client);
+    let _ = driver.await;
 }
 
 /// [`test_storage`] from synchronous code (a test's own runtime may be running): the

@@ -76,6 +76,7 @@ impl Data for Memory {
         table: &str,
         path: &[PathStep],
         range: &ValueRange,
+        _bodies: bool,
         each: &mut dyn FnMut(Doc) -> Result<bool>,
     ) -> Result<()> {
         self.each(table, &mut |d| {

@@ -472,10 +472,16 @@ impl<'s> Engine<'s> {
         Ok(defs)
     }
 
-    /// A live document of the snapshot, counted as examined.
-    fn stored(&self, table: &str, id: String, row: DocRow) -> Result<Doc> {
+    /// A live document of the snapshot, counted as examined; without `parse`, its body
+    /// is left null and only its stored bytes come.
+    fn stored(&self, table: &str, id: String, row: DocRow, parse: bool) -> Result<Doc> {
         self.examine(table)?;
-        let (body, stored) = self.body(row)?;
+        let (body, stored) = if parse {
+            self.body(row)?
+        } else {
+            let leaf = self.snap.require_leaf(row.index)?;
+            (Value::Null, leaf.leaf()?.body.to_vec())
+        };
         Ok(Doc {
             body,
             stored: Some(stored),
@@ -632,7 +638,7 @@ impl Data for Engine<'_> {
             if !row.live {
                 continue;
             }
-            if !each(self.stored(table, id, row)?)? {
+            if !each(self.stored(table, id, row, true)?)? {
                 return Ok(());
             }
         }
@@ -649,6 +655,7 @@ impl Data for Engine<'_> {
         table: &str,
         path: &[PathStep],
         range: &ValueRange,
+        bodies: bool,
         each: &mut dyn FnMut(Doc) -> Result<bool>,
     ) -> Result<()> {
         let defs = self.index_defs()?;
@@ -674,7 +681,7 @@ impl Data for Engine<'_> {
                     .docs
                     .insert((table.to_owned(), id.clone()));
             }
-            if !each(self.stored(table, id, row)?)? {
+            if !each(self.stored(table, id, row, bodies)?)? {
                 return Ok(());
             }
         }

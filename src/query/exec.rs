@@ -53,12 +53,15 @@ pub trait Data {
     fn indexes(&self, table: &str) -> Result<Vec<Vec<PathStep>>>;
     /// The live documents, in id order, until `each` says stop (false).
     fn scan(&self, table: &str, each: &mut dyn FnMut(Doc) -> Result<bool>) -> Result<()>;
-    /// The live documents whose value at `path` is in `range`, through its index.
+    /// The live documents whose value at `path` is in `range`, through its index. Without
+    /// `bodies`, a document read from storage may come with its `stored` bytes only
+    /// (`body` null): nothing will read it.
     fn lookup(
         &self,
         table: &str,
         path: &[PathStep],
         range: &ValueRange,
+        bodies: bool,
         each: &mut dyn FnMut(Doc) -> Result<bool>,
     ) -> Result<()>;
     /// Every revision of the table (of document `id` only, if given), in journal order,
@@ -106,8 +109,13 @@ impl Row {
 enum Access {
     /// Every document.
     Scan,
-    /// Through the index on `path`, by `lookup`.
-    Index { path: Vec<PathStep>, lookup: Lookup },
+    /// Through the index on `path`, by `lookup`, which stands for the `WHERE` conjuncts
+    /// at `covers` (their positions among the conjuncts).
+    Index {
+        path: Vec<PathStep>,
+        lookup: Lookup,
+        covers: Vec<usize>,
+    },
     /// `history()`, whole.
     History,
     /// `history()` of one document: `h.metadata.id = e`.
@@ -141,6 +149,9 @@ struct Step {
 #[derive(Debug, Clone)]
 struct Plan {
     steps: Vec<Step>,
+    /// Whether anything reads the documents' bodies (false only for a lookup whose
+    /// index answers the whole `WHERE` and whose rows go out as stored).
+    bodies: bool,
 }
 
 /// The variable a source binds: its alias, or a table's name, or a path's last field.
@@ -283,7 +294,7 @@ fn choose_index(
     prefix: &[PathStep],
     indexes: &[Vec<PathStep>],
     scope: &Scope<'_>,
-) -> Option<(Vec<PathStep>, Lookup)> {
+) -> Option<(Vec<PathStep>, Lookup, Vec<usize>)> {
     // The indexed path of `e`, relative to the document (under `prefix` for the committed
     // view's `data`).
     let indexed = |e: &Expr| -> Option<Vec<PathStep>> {
@@ -291,15 +302,16 @@ fn choose_index(
         let rest = p.strip_prefix(prefix)?.to_vec();
         indexes.contains(&rest).then_some(rest)
     };
-    let mut best: Option<(u8, Vec<PathStep>, Lookup)> = None;
-    let mut offer = |rank: u8, path: Vec<PathStep>, lookup: Lookup| {
-        if best.as_ref().is_none_or(|(r, _, _)| rank < *r) {
-            best = Some((rank, path, lookup));
+    // The lookup, and the positions in `conds` of the conditions it stands for.
+    let mut best: Option<(u8, Vec<PathStep>, Lookup, Vec<usize>)> = None;
+    let mut offer = |rank: u8, path: Vec<PathStep>, lookup: Lookup, from: Vec<usize>| {
+        if best.as_ref().is_none_or(|(r, _, _, _)| rank < *r) {
+            best = Some((rank, path, lookup, from));
         }
     };
     // Range bounds by path: a low bound from one condition and a high one from another
     // (`n >= 1 AND n < 9`) make one range.
-    type Bound = Option<(Expr, bool)>;
+    type Bound = Option<(Expr, bool, usize)>;
     let mut bounds: Vec<(Vec<PathStep>, Bound, Bound)> = Vec::new();
     let mut bound = |path: Vec<PathStep>, low: Bound, high: Bound| match bounds
         .iter_mut()
@@ -315,7 +327,7 @@ fn choose_index(
         }
         None => bounds.push((path, low, high)),
     };
-    for c in conds {
+    for (at, c) in conds.iter().enumerate() {
         match c {
             Expr::Binary(op, a, b) => {
                 let (path, value, op) = match (indexed(a), indexed(b)) {
@@ -325,12 +337,12 @@ fn choose_index(
                 };
                 let v = (**value).clone();
                 match op {
-                    BinaryOp::Eq => offer(0, path, Lookup::Eq(v)),
+                    BinaryOp::Eq => offer(0, path, Lookup::Eq(v), vec![at]),
                     BinaryOp::Lt | BinaryOp::Le => {
-                        bound(path, None, Some((v, op == BinaryOp::Le)));
+                        bound(path, None, Some((v, op == BinaryOp::Le, at)));
                     }
                     BinaryOp::Gt | BinaryOp::Ge => {
-                        bound(path, Some((v, op == BinaryOp::Ge)), None);
+                        bound(path, Some((v, op == BinaryOp::Ge, at)), None);
                     }
                     _ => {}
                 }
@@ -343,7 +355,7 @@ fn choose_index(
                 if let Some(p) = indexed(expr)
                     && scope.known(list)
                 {
-                    offer(1, p, Lookup::In((**list).clone()));
+                    offer(1, p, Lookup::In((**list).clone()), vec![at]);
                 }
             }
             Expr::Between {
@@ -358,8 +370,8 @@ fn choose_index(
                 {
                     bound(
                         p,
-                        Some(((**low).clone(), true)),
-                        Some(((**high).clone(), true)),
+                        Some(((**low).clone(), true, at)),
+                        Some(((**high).clone(), true, at)),
                     );
                 }
             }
@@ -373,9 +385,16 @@ fn choose_index(
         } else {
             3
         };
-        offer(rank, path, Lookup::Range { low, high });
+        let mut from: Vec<usize> = low.iter().chain(&high).map(|b| b.2).collect();
+        from.dedup();
+        let strip = |b: Bound| b.map(|(e, inclusive, _)| (e, inclusive));
+        let lookup = Lookup::Range {
+            low: strip(low),
+            high: strip(high),
+        };
+        offer(rank, path, lookup, from);
     }
-    best.map(|(_, p, l)| (p, l))
+    best.map(|(_, p, l, from)| (p, l, from))
 }
 
 /// `a op b` as `b op' a`.
@@ -415,6 +434,7 @@ fn plan(select: &Select, data: &dyn Data) -> Result<Plan> {
         };
         // WHERE narrows a source unless it is the optional side of a LEFT JOIN.
         let mut conds: Vec<&Expr> = on.as_ref().map(conjuncts).unwrap_or_default();
+        let from_on = conds.len();
         if kind != JoinKind::Left {
             conds.extend(filter.iter().copied());
         }
@@ -426,7 +446,15 @@ fn plan(select: &Select, data: &dyn Data) -> Result<Plan> {
                     _ => Vec::new(),
                 };
                 match choose_index(&conds, &alias, &prefix, &data.indexes(t)?, &scope) {
-                    Some((path, lookup)) => Access::Index { path, lookup },
+                    Some((path, lookup, from)) => Access::Index {
+                        path,
+                        lookup,
+                        // Only conditions of the WHERE: an ON condition is not a row filter.
+                        covers: from
+                            .into_iter()
+                            .filter_map(|at| at.checked_sub(from_on))
+                            .collect(),
+                    },
                     None => Access::Scan,
                 }
             }
@@ -467,7 +495,10 @@ fn plan(select: &Select, data: &dyn Data) -> Result<Plan> {
             access,
         });
     }
-    Ok(Plan { steps })
+    Ok(Plan {
+        steps,
+        bodies: true,
+    })
 }
 
 fn require_table(data: &dyn Data, table: &str) -> Result<()> {
@@ -500,7 +531,7 @@ fn explain_rows(plan: &Plan) -> Vec<Row> {
             }
             let access = match &s.access {
                 Access::Scan => "scan".to_owned(),
-                Access::Index { path, lookup } => {
+                Access::Index { path, lookup, .. } => {
                     m.insert("index".into(), Value::String(path_text(path)));
                     match lookup {
                         Lookup::Eq(_) => "index equality",
@@ -814,6 +845,39 @@ fn passes(filter: &Option<Expr>, env: &Env<'_>) -> Result<bool> {
     })
 }
 
+/// Whether a row passes every one of `conds` (a `WHERE`'s conjuncts), as their AND
+/// would: false at the first that is false, without evaluating the rest; true only if
+/// each is true.
+fn passes_all(conds: &[&Expr], env: &Env<'_>) -> Result<bool> {
+    let mut all = true;
+    for c in conds {
+        match truth(&eval(c, env)?) {
+            Truth::False => return Ok(false),
+            Truth::True => {}
+            _ => all = false,
+        }
+    }
+    Ok(all)
+}
+
+/// Whether the documents `lookup` reads are exactly those for which the conditions it
+/// stands for are true, so that they need not be evaluated again: the values looked up
+/// are null, booleans, numbers or strings, whose encodings are equal and ordered exactly
+/// when `=` and the comparisons say so (lists and structs compare element by element,
+/// numbers as doubles, which their canonical JSON does not). A range of other values
+/// reads the whole table, and every condition is evaluated.
+fn exact(lookup: &Lookup, env: &Env<'_>) -> Result<bool> {
+    let scalar = |v: &Value| !matches!(v, Value::Array(_) | Value::Object(_));
+    Ok(match lookup {
+        Lookup::Eq(e) => eval(e, env)?.as_ref().is_none_or(scalar),
+        Lookup::In(e) => match eval(e, env)? {
+            Some(Value::Array(items)) => items.iter().all(scalar),
+            _ => true,
+        },
+        Lookup::Range { .. } => ranges(lookup, env)?.is_some(),
+    })
+}
+
 /// What receives each complete row of a plan: its variables and each source's document;
 /// false stops the plan.
 type RowSink<'a, 'p> = dyn FnMut(&Env<'p>, &[Option<Doc>]) -> Result<bool> + 'a;
@@ -928,13 +992,13 @@ fn walk<'p>(
                 Ok(true)
             };
             match access {
-                Access::Index { path, lookup } => match ranges(lookup, env)? {
+                Access::Index { path, lookup, .. } => match ranges(lookup, env)? {
                     Some(ranges) => {
                         // Ranges of an IN list may overlap: a document is bound once.
                         let several = ranges.len() > 1;
                         let mut seen = HashSet::new();
                         for r in ranges {
-                            data.lookup(table, path, &r, &mut |d| {
+                            data.lookup(table, path, &r, plan.bodies, &mut |d| {
                                 if !several || seen.insert(d.id.clone()) {
                                     keep(d)?;
                                 }
@@ -1167,7 +1231,7 @@ fn fold_aggregates(e: &Expr, rows: &[Env<'_>]) -> Result<Expr> {
 const MAX_HELD_ROWS: usize = 1_000_000;
 
 fn select_rows(select: &Select, params: &[Value], data: &dyn Data) -> Result<Vec<Row>> {
-    let plan = plan(select, data)?;
+    let mut plan = plan(select, data)?;
     let constant = |e: &Option<Expr>, what: &str| -> Result<Option<usize>> {
         let Some(e) = e else { return Ok(None) };
         match eval(e, &Env::new(params))? {
@@ -1189,13 +1253,46 @@ fn select_rows(select: &Select, params: &[Value], data: &dyn Data) -> Result<Vec
     };
     let streaming = !aggregates && select.order_by.is_empty() && !select.distinct;
     let single = plan.steps.len() == 1;
+    // The WHERE conjuncts each row must pass: all of them, less those that an index
+    // lookup of the one source answers exactly.
+    let covered = match plan.steps.as_slice() {
+        [
+            Step {
+                access: Access::Index { lookup, covers, .. },
+                ..
+            },
+        ] if exact(lookup, &Env::new(params))? => covers.clone(),
+        _ => Vec::new(),
+    };
+    let residual: Vec<&Expr> = select
+        .filter
+        .as_ref()
+        .map(conjuncts)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter(|(at, _)| !covered.contains(at))
+        .map(|(_, c)| c)
+        .collect();
+    // Rows that are a table's stored documents, with nothing left to evaluate on them,
+    // need no body parsed: they go out as the stored bytes.
+    plan.bodies = !(residual.is_empty()
+        && !covered.is_empty()
+        && select.order_by.is_empty()
+        && !aggregates
+        && matches!(plan.steps[0].source.kind, SourceKind::Table(_))
+        && match &select.projection {
+            Projection::Star => true,
+            Projection::Value(Expr::Name(n, _)) => *n == plan.steps[0].alias,
+            Projection::Items(_) | Projection::Value(_) => false,
+        });
     let mut rows: Vec<(Vec<Val>, Row)> = Vec::new();
     let mut envs: Vec<Env<'_>> = Vec::new();
     let mut docs = Vec::new();
     let mut root = Env::new(params);
     let mut passed = 0usize;
     walk(&plan, 0, &mut root, &mut docs, data, &mut |env, docs| {
-        if !passes(&select.filter, env)? {
+        if !passes_all(&residual, env)? {
             return Ok(true);
         }
         passed += 1;

@@ -66,13 +66,16 @@ impl From<tokio_postgres::Error> for Error {
     fn from(e: tokio_postgres::Error) -> Error {
         use tokio_postgres::error::SqlState;
         // No SQLSTATE: the connection failed or closed (the database down, restarting or
-        // out of reach); so too a server that is shutting down or not yet up.
+        // out of reach); so too a server that is shutting down or not yet up, and a
+        // session the database ended because its transaction sat idle (this process was
+        // paused in it): its transaction was rolled back, as on a lost connection.
         let unreachable = match e.code() {
             None => true,
             Some(code) => [
                 SqlState::ADMIN_SHUTDOWN,
                 SqlState::CRASH_SHUTDOWN,
                 SqlState::CANNOT_CONNECT_NOW,
+                SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
             ]
             .contains(code),
         };
