@@ -359,6 +359,12 @@ impl Ledger {
     }
 }
 
+/// A stored body, parsed.
+fn parse_body(row: DocRow, stored: &[u8]) -> Result<Value> {
+    serde_json::from_slice(stored)
+        .map_err(|e| Error::internal(format!("journal row {}: the body: {e}", row.index)))
+}
+
 fn result_row(statement: usize, row: Row) -> ResultRow {
     ResultRow {
         statement: statement as u32,
@@ -476,11 +482,11 @@ impl<'s> Engine<'s> {
     /// is left null and only its stored bytes come.
     fn stored(&self, table: &str, id: String, row: DocRow, parse: bool) -> Result<Doc> {
         self.examine(table)?;
-        let (body, stored) = if parse {
-            self.body(row)?
+        let stored = self.stored_body(row)?;
+        let body = if parse {
+            parse_body(row, &stored)?
         } else {
-            let leaf = self.snap.require_leaf(row.index)?;
-            (Value::Null, leaf.leaf()?.body.to_vec())
+            Value::Null
         };
         Ok(Doc {
             body,
@@ -492,13 +498,9 @@ impl<'s> Engine<'s> {
         })
     }
 
-    /// The body of the revision `row` names: parsed, and as stored.
-    fn body(&self, row: DocRow) -> Result<(Value, Vec<u8>)> {
-        let leaf = self.snap.require_leaf(row.index)?;
-        let body = leaf.leaf()?.body;
-        let value = serde_json::from_slice(body)
-            .map_err(|e| Error::internal(format!("journal row {}: the body: {e}", row.index)))?;
-        Ok((value, body.to_vec()))
+    /// The body of the revision `row` names, as stored.
+    fn stored_body(&self, row: DocRow) -> Result<Vec<u8>> {
+        Ok(self.snap.require_leaf(row.index)?.leaf()?.body.to_vec())
     }
 
     /// The document as the transaction has it: `Err(())` when it has none of its own
@@ -734,7 +736,7 @@ impl Data for Engine<'_> {
             }
             self.examine(table)?;
             let body = if row.live {
-                self.body(row)?.0
+                parse_body(row, &self.stored_body(row)?)?
             } else {
                 Value::Null
             };

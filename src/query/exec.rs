@@ -1252,7 +1252,18 @@ fn select_rows(select: &Select, params: &[Value], data: &dyn Data) -> Result<Vec
         Projection::Star => false,
     };
     let streaming = !aggregates && select.order_by.is_empty() && !select.distinct;
-    let single = plan.steps.len() == 1;
+    // Whether each row is the one source's document as it is (`SELECT *`, `SELECT VALUE
+    // x`): it then names its revision and, from a table, goes out as stored.
+    let whole_document = plan.steps.len() == 1
+        && match &select.projection {
+            Projection::Star => true,
+            Projection::Value(Expr::Name(n, _)) => *n == plan.steps[0].alias,
+            Projection::Items(_) | Projection::Value(_) => false,
+        };
+    let from_table = plan
+        .steps
+        .first()
+        .is_some_and(|s| matches!(s.source.kind, SourceKind::Table(_)));
     // The WHERE conjuncts each row must pass: all of them, less those that an index
     // lookup of the one source answers exactly.
     let covered = match plan.steps.as_slice() {
@@ -1280,12 +1291,8 @@ fn select_rows(select: &Select, params: &[Value], data: &dyn Data) -> Result<Vec
         && !covered.is_empty()
         && select.order_by.is_empty()
         && !aggregates
-        && matches!(plan.steps[0].source.kind, SourceKind::Table(_))
-        && match &select.projection {
-            Projection::Star => true,
-            Projection::Value(Expr::Name(n, _)) => *n == plan.steps[0].alias,
-            Projection::Items(_) | Projection::Value(_) => false,
-        });
+        && whole_document
+        && from_table);
     let mut rows: Vec<(Vec<Val>, Row)> = Vec::new();
     let mut envs: Vec<Env<'_>> = Vec::new();
     let mut docs = Vec::new();
@@ -1303,19 +1310,12 @@ fn select_rows(select: &Select, params: &[Value], data: &dyn Data) -> Result<Vec
         if streaming && passed <= offset {
             return Ok(true);
         }
-        // A row that is one source's document as it is: its revision, and for a table's
-        // stored document, the stored bytes.
-        let whole = match (&select.projection, single) {
-            (Projection::Star, true) => docs.first().and_then(Option::as_ref),
-            (Projection::Value(Expr::Name(n, _)), true) if *n == plan.steps[0].alias => {
-                docs.first().and_then(Option::as_ref)
-            }
-            _ => None,
-        };
+        let whole = docs
+            .first()
+            .and_then(Option::as_ref)
+            .filter(|_| whole_document);
         let revision = whole.and_then(|d| d.index);
-        let stored = whole
-            .filter(|_| matches!(plan.steps[0].source.kind, SourceKind::Table(_)))
-            .and_then(|d| d.stored.clone());
+        let stored = whole.filter(|_| from_table).and_then(|d| d.stored.clone());
         let row = match stored {
             Some(json) => Some(Row { json, revision }),
             None => project(&select.projection, env)?.map(|v| Row::of(&v, revision)),

@@ -235,13 +235,13 @@ fn entry_key(id: u32, value: &[u8], doc: &str) -> Vec<u8> {
     key
 }
 
-/// The value and document id of an entry key.
-fn split_entry(key: &[u8]) -> Result<(&[u8], String)> {
+/// The index id, value and document id of an entry key.
+fn split_entry(key: &[u8]) -> Result<(u32, &[u8], String)> {
     let bad = || Error::damaged(format!("index entry {} is malformed", hex::encode(key)));
-    let rest = key.get(4..).ok_or_else(bad)?;
+    let (index, rest) = key.split_first_chunk::<4>().ok_or_else(bad)?;
     let len = encoded_len(rest).ok_or_else(bad)?;
     let id = String::from_utf8(rest[len..].to_vec()).map_err(|_| bad())?;
-    Ok((&rest[..len], id))
+    Ok((u32::from_be_bytes(*index), &rest[..len], id))
 }
 
 /// An entry's value: the document's current version and journal index.
@@ -340,7 +340,7 @@ impl Snapshot {
         )?;
         Ok(rows.map(|row| {
             let (key, value) = row?;
-            Ok((split_entry(&key)?.1, entry_row(&key, &value)?))
+            Ok((split_entry(&key)?.2, entry_row(&key, &value)?))
         }))
     }
 
@@ -398,12 +398,7 @@ impl Snapshot {
             .range(INDEX_ENTRIES, Bound::Unbounded, Bound::Unbounded)?
             .map(|row| {
                 let (key, value) = row?;
-                let index = key
-                    .get(..4)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(u32::from_be_bytes)
-                    .ok_or_else(|| Error::damaged("an index entry key is too short"))?;
-                let (encoded, doc) = split_entry(&key)?;
+                let (index, encoded, doc) = split_entry(&key)?;
                 Ok(IndexEntry {
                     index,
                     value: encoded.to_vec(),
@@ -480,12 +475,7 @@ impl Store {
             };
             let mut targets: Vec<(String, String)> = Vec::with_capacity(keys.len());
             for key in &keys {
-                let id = key
-                    .get(..4)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map(u32::from_be_bytes)
-                    .ok_or_else(|| Error::damaged("an index entry key is too short"))?;
-                let (_, doc) = split_entry(key)?;
+                let (id, _, doc) = split_entry(key)?;
                 let def = defs.iter().find(|d| d.id == id).ok_or_else(|| {
                     Error::damaged(format!("index entry {}: no index {id}", hex::encode(key)))
                 })?;
@@ -680,7 +670,7 @@ mod tests {
         assert!(!inside(&entry_key(8, &five, "x")));
         assert_eq!(
             split_entry(&key).expect("splits"),
-            (five.as_slice(), "x".into())
+            (7, five.as_slice(), "x".into())
         );
         let numbers = ValueRange::whole_type(&five);
         assert!(numbers.contains(&encode_value(&json!(-1e9)).expect("n")));
