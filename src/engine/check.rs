@@ -677,6 +677,7 @@ mod tests {
             id: "d".into(),
             principal: "test".into(),
             body_hash: Some(graven_verify::Hash(Sha256::digest(b"{}").into())),
+            state: graven_verify::State::Untracked,
         }
         .encode()
         .expect("entry");

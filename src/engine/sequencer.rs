@@ -570,6 +570,7 @@ impl Sequencer {
                 id: id.to_owned(),
                 principal: tx.principal.clone(),
                 body_hash: *body_hash,
+                state: graven_verify::State::Untracked,
             }
             .encode()
             // Names and principals are bounded far below the entry limit.

@@ -97,6 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 id: format!("{}-{id}", tables[table]),
                 principal: "svc-billing".to_owned(),
                 body_hash: body.as_deref().map(|b| Hash(Sha256::digest(b).into())),
+                state: graven_verify::State::Untracked,
             }
             .encode()?;
             range.append(leaf_hash(&entry));

@@ -6,7 +6,8 @@
 //! it is in the ledger. The encoding is deterministic and versioned; [`Entry::decode`]
 //! accepts exactly what [`Entry::encode`] produces and nothing else.
 //!
-//! Format version 1, all integers big-endian:
+//! Format version 2, all integers big-endian (version 1, which ledgers wrote before they
+//! committed to their state, is the same without the last field):
 //!
 //! ```text
 //! offset  size   field
@@ -21,14 +22,16 @@
 //! ..      2 + n  document id: length, then UTF-8 bytes
 //! ..      2 + n  principal (who wrote it): length, then UTF-8 bytes
 //! ..      1      0x01 then 32 bytes of SHA-256(body), or 0x00 alone for a delete
+//! ..      32     on the transaction's last revision only: the root of the state map
+//!                after the transaction (docs/FORMAT.md §12)
 //! ```
 
 use std::fmt;
 
 use crate::hash::Hash;
 
-/// The format version this module writes and reads.
-pub const ENTRY_FORMAT_VERSION: u8 = 1;
+/// The format version this module writes; it reads this one and version 1.
+pub const ENTRY_FORMAT_VERSION: u8 = 2;
 
 /// The longest table name, document id or principal an entry can carry.
 pub const MAX_FIELD_LEN: usize = u16::MAX as usize;
@@ -80,6 +83,18 @@ impl fmt::Display for Operation {
     }
 }
 
+/// What an entry says about the ledger's state map, the map from every document to its
+/// live revision (docs/FORMAT.md §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Format 1, written before ledgers committed to their state: nothing.
+    Untracked,
+    /// Format 2, a revision before its transaction's last: the last one carries the root.
+    Pending,
+    /// Format 2, a transaction's last revision: the map's root after the transaction.
+    Root(Hash),
+}
+
 /// One document revision, as recorded in the journal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -103,6 +118,8 @@ pub struct Entry {
     pub principal: String,
     /// SHA-256 of the body's canonical JSON; `None` exactly for deletes.
     pub body_hash: Option<Hash>,
+    /// The state map's root after the transaction, on its last revision.
+    pub state: State,
 }
 
 /// Why bytes are not a valid entry.
@@ -157,7 +174,8 @@ impl<'a> Reader<'a> {
 
 impl Entry {
     /// Encodes the entry. Fails only if a text field is longer than [`MAX_FIELD_LEN`]
-    /// bytes or the body hash does not match the operation.
+    /// bytes, the body hash does not match the operation, or the state is not where a
+    /// format 2 entry has it (a root on the last revision, none before).
     pub fn encode(&self) -> Result<Vec<u8>, EntryError> {
         if (self.operation == Operation::Delete) != self.body_hash.is_none() {
             return Err(EntryError(
@@ -169,10 +187,21 @@ impl Entry {
                 "position must be below the transaction's revision count",
             ));
         }
+        let last = self.tx_position + 1 == self.tx_revisions;
+        let version = match self.state {
+            State::Untracked => 1,
+            State::Pending if !last => ENTRY_FORMAT_VERSION,
+            State::Root(_) if last => ENTRY_FORMAT_VERSION,
+            _ => {
+                return Err(EntryError(
+                    "a state root is on a transaction's last revision and only there",
+                ));
+            }
+        };
         let mut out = Vec::with_capacity(
-            34 + 6 + self.table.len() + self.id.len() + self.principal.len() + 33,
+            34 + 6 + self.table.len() + self.id.len() + self.principal.len() + 65,
         );
-        out.push(ENTRY_FORMAT_VERSION);
+        out.push(version);
         out.push(self.operation.code());
         out.extend_from_slice(&self.tx_id.to_be_bytes());
         out.extend_from_slice(&self.tx_position.to_be_bytes());
@@ -191,6 +220,9 @@ impl Entry {
             }
             None => out.push(0),
         }
+        if let State::Root(root) = &self.state {
+            out.extend_from_slice(&root.0);
+        }
         Ok(out)
     }
 
@@ -198,7 +230,8 @@ impl Entry {
     /// inconsistent fields and trailing bytes.
     pub fn decode(bytes: &[u8]) -> Result<Entry, EntryError> {
         let mut r = Reader(bytes);
-        if r.u8()? != ENTRY_FORMAT_VERSION {
+        let format = r.u8()?;
+        if format != 1 && format != ENTRY_FORMAT_VERSION {
             return Err(EntryError("unknown format version"));
         }
         let operation = Operation::from_code(r.u8()?).ok_or(EntryError("unknown operation"))?;
@@ -225,6 +258,11 @@ impl Entry {
                 "body hash present for a delete or missing otherwise",
             ));
         }
+        let state = match format {
+            1 => State::Untracked,
+            _ if tx_position + 1 == tx_revisions => State::Root(Hash(r.array()?)),
+            _ => State::Pending,
+        };
         if !r.0.is_empty() {
             return Err(EntryError("trailing bytes"));
         }
@@ -239,6 +277,7 @@ impl Entry {
             id,
             principal,
             body_hash,
+            state,
         })
     }
 }
@@ -260,21 +299,33 @@ mod tests {
             id: "o-1".into(),
             principal: "alice".into(),
             body_hash: (operation != Operation::Delete).then(|| leaf_hash(b"{}")),
+            state: State::Root(leaf_hash(b"state")),
         }
     }
 
     #[test]
     fn encode_then_decode_round_trips() {
         for op in [Operation::Insert, Operation::Update, Operation::Delete] {
-            let e = sample(op);
-            let bytes = e.encode().expect("encode");
-            assert_eq!(Entry::decode(&bytes), Ok(e));
+            let mut e = sample(op);
+            for (position, state) in [
+                (1, State::Root(leaf_hash(b"root"))),
+                (0, State::Pending),
+                (0, State::Untracked),
+                (1, State::Untracked),
+            ] {
+                e.tx_position = position;
+                e.state = state;
+                let bytes = e.encode().expect("encode");
+                assert_eq!(Entry::decode(&bytes), Ok(e.clone()));
+            }
         }
     }
 
     #[test]
     fn layout_is_fixed() {
-        let bytes = sample(Operation::Delete).encode().expect("encode");
+        let mut e = sample(Operation::Delete);
+        e.state = State::Untracked;
+        let bytes = e.encode().expect("encode");
         assert_eq!(bytes[0], 1, "format version");
         assert_eq!(bytes[1], 3, "delete");
         assert_eq!(&bytes[2..10], &7u64.to_be_bytes());
@@ -282,6 +333,36 @@ mod tests {
         assert_eq!(&bytes[36..42], b"orders");
         assert_eq!(bytes.last(), Some(&0), "no body hash");
         assert_eq!(bytes.len(), 34 + 2 + 6 + 2 + 3 + 2 + 5 + 1);
+        let v2 = sample(Operation::Delete).encode().expect("encode");
+        assert_eq!(v2[0], 2, "format version");
+        assert_eq!(
+            v2[..bytes.len()][1..],
+            bytes[1..],
+            "format 1's fields, then the root"
+        );
+        assert_eq!(&v2[bytes.len()..], &leaf_hash(b"state").0);
+        e.tx_position = 0;
+        e.state = State::Pending;
+        assert_eq!(
+            e.encode().expect("encode").len(),
+            bytes.len(),
+            "no root before the last"
+        );
+    }
+
+    #[test]
+    fn a_state_root_is_on_the_last_revision_only() {
+        let mut e = sample(Operation::Update);
+        e.tx_position = 0;
+        assert!(e.encode().is_err(), "a root before the last revision");
+        e.tx_position = 1;
+        e.state = State::Pending;
+        assert!(e.encode().is_err(), "no root on the last revision");
+        // Format 2 bytes of a non-last revision carry no root: 32 more bytes are trailing.
+        e.tx_position = 0;
+        let mut bytes = e.encode().expect("encode");
+        bytes.extend_from_slice(&[0; 32]);
+        assert_eq!(Entry::decode(&bytes), Err(EntryError("trailing bytes")));
     }
 
     #[test]

@@ -26,10 +26,12 @@
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
+pub mod current;
 pub mod entry;
 pub mod export;
 pub mod hash;
 pub mod map;
+pub mod map_nodes;
 pub mod note;
 pub mod proof;
 pub mod state;
@@ -37,7 +39,7 @@ pub mod stream;
 pub mod tree;
 
 pub use checkpoint::{Checkpoint, FormatError, VerifiedCheckpoint, open_checkpoint};
-pub use entry::{Entry, EntryError, Operation};
+pub use entry::{Entry, EntryError, Operation, State};
 pub use hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash};
 pub use note::{NoteError, Signer, Verifier};
 pub use proof::{ConsistencyProof, InclusionProof, VerifyError};

@@ -375,6 +375,7 @@ fn entry(l: &Ledger, op: Operation, id: &str, version: u64, body: &Option<Vec<u8
         id: id.into(),
         principal: "mallory".into(),
         body_hash: body.as_deref().map(common::body_hash),
+        state: graven_verify::State::Untracked,
     }
 }
 

@@ -220,6 +220,7 @@ impl Ledger {
                 id: (*id).to_owned(),
                 principal: "alice".to_owned(),
                 body_hash: body.as_deref().map(body_hash),
+                state: graven_verify::State::Untracked,
             };
             self.push_entry(entry, body.clone());
         }
