@@ -67,7 +67,7 @@ pub struct CurrentProof {
 fn line<'a>(text: &mut &'a str, what: &str) -> Result<&'a str, FormatError> {
     let (head, rest) = text
         .split_once('\n')
-        .ok_or_else(|| format_error(&format!("missing {what} line")))?;
+        .ok_or_else(|| format_error(format!("missing {what} line")))?;
     *text = rest;
     Ok(head)
 }
@@ -77,24 +77,24 @@ fn field<'a>(text: &mut &'a str, name: &str) -> Result<&'a str, FormatError> {
     line(text, name)?
         .strip_prefix(name)
         .and_then(|rest| rest.strip_prefix(' '))
-        .ok_or_else(|| format_error(&format!("expected a `{name} ...` line")))
+        .ok_or_else(|| format_error(format!("expected a `{name} ...` line")))
 }
 
 fn base64(value: &str, what: &str) -> Result<Vec<u8>, FormatError> {
     BASE64
         .decode(value)
-        .map_err(|_| format_error(&format!("{what} is not base64")))
+        .map_err(|_| format_error(format!("{what} is not base64")))
 }
 
 fn text(value: &str, what: &str) -> Result<String, FormatError> {
     String::from_utf8(base64(value, what)?)
-        .map_err(|_| format_error(&format!("{what} is not UTF-8")))
+        .map_err(|_| format_error(format!("{what} is not UTF-8")))
 }
 
 /// An entry section: `<name> <index>`, the entry, its hashes, a blank line.
 fn proven(text: &mut &str, name: &str) -> Result<ProvenEntry, FormatError> {
     let index = parse_decimal(field(text, name)?)
-        .ok_or_else(|| format_error(&format!("the {name} index is not a decimal number")))?;
+        .ok_or_else(|| format_error(format!("the {name} index is not a decimal number")))?;
     let entry = base64(line(text, "entry")?, "the entry")?;
     let mut hashes = Vec::new();
     loop {
@@ -135,7 +135,7 @@ impl CurrentProof {
     pub fn parse(mut input: &str) -> Result<CurrentProof, FormatError> {
         let text_in = &mut input;
         if line(text_in, "header")? != CURRENT_PROOF_HEADER {
-            return Err(format_error(&format!(
+            return Err(format_error(format!(
                 "the first line is not {CURRENT_PROOF_HEADER}"
             )));
         }
@@ -148,7 +148,7 @@ impl CurrentProof {
             None
         };
         let map = MapProof::decode(&base64(field(text_in, "map")?, "the map proof")?)
-            .map_err(|e| format_error(&e.to_string()))?;
+            .map_err(|e| format_error(e.to_string()))?;
         if !line(text_in, "blank")?.is_empty() {
             return Err(format_error("expected a blank line after the map proof"));
         }
