@@ -138,7 +138,7 @@ pub fn node_position(depth: usize, key: &Hash) -> [u8; 33] {
     let mut out = [0u8; 33];
     let full = depth / 8;
     out[..full].copy_from_slice(&key.0[..full]);
-    if depth % 8 != 0 {
+    if !depth.is_multiple_of(8) {
         out[full] = key.0[full] & !(0xff >> (depth % 8));
     }
     out[32] = depth as u8;
@@ -451,7 +451,7 @@ mod tests {
             let mut reference = StateMap::new();
             for step in 0..300u64 {
                 let k = key((rng.next() % 40) as u32);
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     map.set(&k, None).unwrap();
                     reference.remove(&k);
                 } else {
