@@ -316,6 +316,33 @@ pub struct Revision {
     pub entry: Vec<u8>,
     /// Inclusion proof, when asked for.
     pub proof: Option<InclusionProof>,
+    /// With a proof at the latest checkpoint, for a current revision: that it is current.
+    pub state: Option<StateProof>,
+}
+
+/// What a checkpoint says of one document's current state: its last entry (which carries
+/// the state map's root) with its inclusion proof, and the document's map proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateProof {
+    /// The checkpoint's tree size.
+    pub tree_size: u64,
+    /// The entry at `tree_size - 1`.
+    pub state_entry: Vec<u8>,
+    /// Its audit path.
+    pub state_hashes: Vec<Hash>,
+    /// The document's map proof.
+    pub map: graven_verify::map::MapProof,
+    /// Signed checkpoint of `tree_size`.
+    pub checkpoint: String,
+}
+
+/// A document read by `Ledger::get`: its revision, or a proof it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// The revision asked for.
+    Revision(Revision),
+    /// No live document (asked with a proof and no version): the proof of absence.
+    Absent(StateProof),
 }
 
 /// An inclusion proof with the signed checkpoint of its tree size.

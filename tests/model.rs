@@ -25,9 +25,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use graven::engine::Config;
 use graven::pb;
 use graven::pb::operation::Kind;
+use graven_verify::map::{Lookup, MapProof, StateMap, check_map_proof, map_key};
 use graven_verify::{
-    CompactRange, EMPTY_ROOT, Entry, Hash, Operation, Verifier, check_consistency, check_inclusion,
-    leaf_hash, open_checkpoint,
+    CompactRange, EMPTY_ROOT, Entry, Hash, Operation, State, Verifier, check_consistency,
+    check_inclusion, leaf_hash, open_checkpoint,
 };
 use sha2::{Digest, Sha256};
 use tonic::Code;
@@ -248,6 +249,8 @@ struct Model {
     leaves: Vec<Hash>,
     roots: Vec<Hash>,
     range: CompactRange,
+    /// The state map by its definition: each live document's current journal index.
+    state: StateMap,
     /// Idempotency key -> the request it committed and its receipt.
     keys: HashMap<String, (Vec<MOp>, pb::Receipt)>,
     /// The latest signed checkpoint the engine handed out.
@@ -892,6 +895,19 @@ impl Run {
                 body.clone().unwrap_or_default(),
                 "{ctx}: body {index}"
             );
+            // The state map after the transaction, on its last entry, by the definition.
+            let key = map_key(&table, &id);
+            if op == Operation::Delete {
+                self.m.state.remove(&key);
+            } else {
+                self.m.state.insert(key, index);
+            }
+            let state = if position as u32 + 1 == writes {
+                State::Root(self.m.state.root())
+            } else {
+                State::Pending
+            };
+            assert_eq!(e.state, state, "{ctx}: entry {index}: state");
             let leaf = leaf_hash(&got.entry);
             self.m.leaves.push(leaf);
             self.m.range.append(leaf);
@@ -945,6 +961,44 @@ impl Run {
     }
 
     #[track_caller]
+    /// Checks a state proof at the model's size against the model, and returns what it
+    /// proves of the document.
+    fn check_state(&self, p: &pb::StateProof, table: &str, id: &str, ctx: &str) -> Lookup {
+        let size = self.m.size();
+        assert_eq!(p.tree_size, size, "{ctx}: state proof size");
+        let last = size.checked_sub(1).expect("a ledger with entries");
+        assert_eq!(
+            leaf_hash(&p.state_entry),
+            self.m.leaves[last as usize],
+            "{ctx}: the state entry is the last one"
+        );
+        let hashes: Vec<Hash> = p
+            .state_hashes
+            .iter()
+            .map(|h| Hash(h.as_slice().try_into().expect("32 bytes")))
+            .collect();
+        check_inclusion(
+            &hashes,
+            last,
+            size,
+            &self.m.leaves[last as usize],
+            &self.m.roots[size as usize],
+        )
+        .unwrap_or_else(|e| panic!("{ctx}: state entry inclusion: {e}"));
+        let entry = Entry::decode(&p.state_entry).expect("state entry");
+        assert_eq!(
+            entry.state,
+            State::Root(self.m.state.root()),
+            "{ctx}: state root"
+        );
+        let State::Root(root) = entry.state else {
+            unreachable!("checked above")
+        };
+        let proof = MapProof::decode(&p.map_proof).expect("map proof");
+        check_map_proof(&root, &map_key(table, id), &proof)
+            .unwrap_or_else(|e| panic!("{ctx}: map proof: {e}"))
+    }
+
     fn check_revision(&self, got: &pb::Revision, want: &Rev, table: &str, id: &str, what: &str) {
         let ctx = &self.context;
         assert_eq!(
@@ -1011,13 +1065,19 @@ impl Run {
             return;
         }
         match revs.last() {
-            None => expect_code(current, Code::NotFound, "does not exist", &ctx),
-            Some(last) if last.op == Operation::Delete => expect_code(
-                current,
-                Code::NotFound,
-                &format!("deleted at version {}", last.version),
-                &ctx,
-            ),
+            // With a proof, no live document is an answer: the proof of its absence.
+            None
+            | Some(Rev {
+                op: Operation::Delete,
+                ..
+            }) => {
+                let got = current
+                    .unwrap_or_else(|e| panic!("{ctx}: absent: {e:?}"))
+                    .into_inner();
+                assert!(got.revision.is_none(), "{ctx}: a revision of no document");
+                let absent = got.absent.expect("a proof of absence");
+                assert_eq!(self.check_state(&absent, table, id, &ctx), Lookup::Absent);
+            }
             Some(last) => {
                 let rev = current
                     .unwrap_or_else(|e| panic!("{ctx}: current: {e:?}"))
@@ -1040,6 +1100,11 @@ impl Run {
                     &self.m.roots[p.tree_size as usize],
                 )
                 .unwrap_or_else(|e| panic!("{ctx}: inclusion proof: {e}"));
+                let state = rev.state.as_ref().expect("a state proof");
+                assert_eq!(
+                    self.check_state(state, table, id, &ctx),
+                    Lookup::Current(last.index)
+                );
             }
         }
         for v in 0..=revs.len() as u64 {

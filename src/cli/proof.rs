@@ -1,11 +1,14 @@
-//! `graven checkpoint`, `key`, `entry` and `proof inclusion|consistency`: what an auditor
-//! needs, in the exact forms `graven-verify` reads.
+//! `graven checkpoint`, `key`, `entry` and `proof inclusion|consistency|current`: what an
+//! auditor needs, in the exact forms `graven-verify` reads.
 
 use std::io::Write;
 
+use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
 use graven::client::Client;
 use graven::pb;
+use graven_verify::current::{CurrentProof, ProvenEntry};
+use graven_verify::map::MapProof;
 use graven_verify::{ConsistencyProof, InclusionProof};
 
 use super::output::{hashes, rpc};
@@ -58,6 +61,16 @@ pub enum ProofCommand {
         /// New tree size (default: the latest).
         #[arg(long)]
         size: Option<u64>,
+    },
+    /// That a document's revision is its current one at the latest checkpoint, or that
+    /// it has none (never written, or deleted), for `graven-verify current`.
+    Current {
+        /// Ledger name.
+        ledger: String,
+        /// Table name.
+        table: String,
+        /// Document id.
+        id: String,
     },
 }
 
@@ -147,7 +160,70 @@ pub async fn run(c: &mut Client, cmd: ProofCommand, out: &mut impl Write) -> any
             }
             .to_text()
         }
+        ProofCommand::Current { ledger, table, id } => {
+            current(c, ledger, table, id).await?.to_text()
+        }
     };
     out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// The current-state proof of a document, from a read with a proof at the latest size.
+async fn current(
+    c: &mut Client,
+    ledger: String,
+    table: String,
+    id: String,
+) -> anyhow::Result<CurrentProof> {
+    let request = pb::GetDocumentRequest {
+        ledger: ledger.clone(),
+        table: table.clone(),
+        id: id.clone(),
+        version: None,
+        proof: Some(pb::ProofRequest { tree_size: 0 }),
+    };
+    let r = c
+        .docs
+        .get_document(request)
+        .await
+        .map_err(rpc)?
+        .into_inner();
+    let (state, revision) = match (r.revision, r.absent) {
+        (None, Some(absent)) => (absent, None),
+        (Some(rev), _) => {
+            let state = rev.state.ok_or_else(|| {
+                anyhow!(
+                    "ledger {ledger}'s latest checkpoint does not commit to its state yet: it \
+                     was written before state commitments and has not committed since (any \
+                     write makes the next checkpoint commit to it)"
+                )
+            })?;
+            let proof = rev
+                .proof
+                .ok_or_else(|| anyhow!("the server sent no inclusion proof"))?;
+            let own = (rev.index + 1 != state.tree_size).then_some(ProvenEntry {
+                index: rev.index,
+                entry: rev.entry,
+                hashes: hashes(&proof.hashes)?,
+            });
+            (state, own)
+        }
+        (None, None) => return Err(anyhow!("the server sent neither a revision nor a proof")),
+    };
+    let last = state
+        .tree_size
+        .checked_sub(1)
+        .ok_or_else(|| anyhow!("the server sent a state proof at size 0"))?;
+    Ok(CurrentProof {
+        table,
+        id,
+        state: ProvenEntry {
+            index: last,
+            entry: state.state_entry,
+            hashes: hashes(&state.state_hashes)?,
+        },
+        revision,
+        map: MapProof::decode(&state.map_proof).context("the server's map proof")?,
+        checkpoint: state.checkpoint,
+    })
 }

@@ -26,6 +26,10 @@
 //!   the table has a tables row; there are as many rows as entries (so every entry has
 //!   exactly one).
 //!
+//! * the state map (docs/FORMAT.md §12), replayed from the journal: every root a
+//!   transaction's last entry carries is the map's root after it, no format 1 entry
+//!   follows a format 2 one, and the stored map is the replayed one, root and every node
+//!   record (the replayed map is kept in memory, about 150 bytes per live document).
 //! * index entries (docs/FORMAT.md §9.8): each belongs to a defined index and names a
 //!   live document of its table whose value at the index's path encodes to the entry's
 //!   value; an online index has an entry for every live document with a non-null value
@@ -40,7 +44,9 @@
 
 use std::path::Path;
 
-use graven_verify::{CompactRange, Entry, Hash, Operation, Signer, leaf_hash};
+use graven_verify::map::map_key;
+use graven_verify::map_nodes::{Child, Map, MemoryNodes, Node};
+use graven_verify::{CompactRange, Entry, Hash, Operation, Signer, State, leaf_hash};
 use sha2::{Digest, Sha256};
 
 use super::files::{KeyFileError, read_key_file};
@@ -176,7 +182,7 @@ pub fn check_ledger(
 /// Every check of the module documentation over one snapshot, with the ledger's key.
 pub fn check_snapshot(snap: &Snapshot, signer: &Signer, report: &mut Report<'_>) -> Outcome {
     let (_, head) = verified_head(snap, signer)?;
-    let size = check_journal(snap, report)?;
+    let (size, state) = check_journal(snap, report)?;
     if size.size() != head.size {
         let n = size.size();
         return damaged(if n < head.size {
@@ -200,6 +206,7 @@ pub fn check_snapshot(snap: &Snapshot, signer: &Signer, report: &mut Report<'_>)
         ));
     }
     let (documents, live) = check_documents(snap, head.size, report)?;
+    check_state(snap, state, report)?;
     check_indexes(snap, report)?;
     Ok(Summary {
         entries: head.size,
@@ -309,9 +316,15 @@ fn check_indexes(snap: &Snapshot, report: &mut Report<'_>) -> Result<(), CheckEr
 }
 
 /// The journal, its tree hashes and bodies, in index order; returns the tree it folds.
-fn check_journal(snap: &Snapshot, report: &mut Report<'_>) -> Result<CompactRange, CheckError> {
+fn check_journal(
+    snap: &Snapshot,
+    report: &mut Report<'_>,
+) -> Result<(CompactRange, Map<MemoryNodes>), CheckError> {
     let total = snap.leaf_rows()?;
     let mut range = CompactRange::new();
+    // The state map, replayed; whether entries carry it yet (format 2).
+    let mut state = Map::new(MemoryNodes::default());
+    let mut tracked = false;
     let mut computed: Vec<Hash> = Vec::with_capacity(64);
     // (tx id, position, revisions) of the previous entry, and its commit time.
     let mut prev_tx: Option<(u64, u32, u32)> = None;
@@ -372,6 +385,35 @@ fn check_journal(snap: &Snapshot, report: &mut Report<'_>) -> Result<CompactRang
             )));
         }
         prev_tx = Some(tx);
+        // The state map after it, against the root its transaction's last entry carries.
+        let live = entry.operation != Operation::Delete;
+        let key = map_key(&entry.table, &entry.id);
+        state
+            .set(&key, live.then_some(index))
+            .map_err(|e| at(e.to_string()))?;
+        match entry.state {
+            State::Untracked if tracked => {
+                return Err(at("a format 1 entry after format 2 ones".into()));
+            }
+            State::Untracked => {}
+            _ if !tracked && entry.tx_position > 0 => {
+                return Err(at(
+                    "a transaction that begins in format 1 goes on in format 2".into(),
+                ));
+            }
+            State::Pending => tracked = true,
+            State::Root(root) => {
+                tracked = true;
+                let replayed = state.root().map_err(|e| at(e.to_string()))?;
+                if replayed != root {
+                    return Err(at(format!(
+                        "the state root {} does not match the state after the transaction, {}",
+                        root.to_base64(),
+                        replayed.to_base64()
+                    )));
+                }
+            }
+        }
         if entry.commit_time_micros < prev_time {
             return Err(at(format!(
                 "commit time {} is before the previous entry's {prev_time}",
@@ -400,7 +442,59 @@ fn check_journal(snap: &Snapshot, report: &mut Report<'_>) -> Result<CompactRang
             pos + 1
         ));
     }
-    Ok(range)
+    Ok((range, state))
+}
+
+/// The stored state map against the journal's: the root row, then every node record.
+fn check_state(
+    snap: &Snapshot,
+    mut state: Map<MemoryNodes>,
+    report: &mut Report<'_>,
+) -> Result<(), CheckError> {
+    state
+        .root()
+        .map_err(|e| CheckError::CannotRun(e.to_string()))?;
+    let nodes = state.into_nodes();
+    let want = nodes.root_child();
+    // The empty map has no root row.
+    let stored = match snap.state_root_row()? {
+        None => Some(Child::Empty),
+        Some(row) => Child::decode(&row).filter(|c| *c != Child::Empty),
+    };
+    if stored != Some(want) {
+        return damaged("the state map's stored root is not the journal's");
+    }
+    let total = nodes.len() as u64;
+    let mut seen = 0u64;
+    for row in snap.state_rows()? {
+        let (at, value) = row?;
+        let name = || match <[u8; 33]>::try_from(at.as_slice()) {
+            Ok(p) => format!(
+                "the state map's node at depth {} ({})",
+                p[32],
+                hex::encode(&p[..32])
+            ),
+            Err(_) => format!("the state map's row {}", hex::encode(&at)),
+        };
+        let expected = <[u8; 33]>::try_from(at.as_slice())
+            .ok()
+            .and_then(|p| nodes.record(&p));
+        match expected {
+            None => return damaged(format!("{} is not in the journal's map", name())),
+            Some(node) if Node::decode(&value).as_ref() != Some(node) => {
+                return damaged(format!("{} differs from the journal's", name()));
+            }
+            Some(_) => {}
+        }
+        seen += 1;
+        tick(report, "state map node", seen, total)?;
+    }
+    if seen != total {
+        return damaged(format!(
+            "the state map has {seen} stored nodes; the journal's has {total}"
+        ));
+    }
+    Ok(())
 }
 
 /// The entry a docs row points at, or why it cannot be read.
@@ -666,6 +760,8 @@ mod tests {
         let snap = store.read().expect("read");
         let mut range = CompactRange::read(5, &snap.hashes()).expect("range");
         drop(snap);
+        let mut w = store.write().expect("write");
+        w.set_state("t", "d", Some(5)).expect("state");
         let entry = Entry {
             operation: Operation::Insert,
             tx_id: 4,
@@ -677,12 +773,11 @@ mod tests {
             id: "d".into(),
             principal: "test".into(),
             body_hash: Some(graven_verify::Hash(Sha256::digest(b"{}").into())),
-            state: graven_verify::State::Untracked,
+            state: graven_verify::State::Root(w.state_root().expect("root")),
         }
         .encode()
         .expect("entry");
         {
-            let mut w = store.write().expect("write");
             let rev = NewRevision {
                 entry: &entry,
                 body: br#"{"not":"it"}"#,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use graven_verify::{CompactRange, Entry, Signer, prove_consistency, prove_inclusion};
+use graven_verify::{CompactRange, Entry, Signer, State, prove_consistency, prove_inclusion};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::check::{self, Outcome, Report};
@@ -16,8 +16,8 @@ use super::{DB_FILE, HeadProblem, checkpoint_of, files, verified_head};
 use crate::error::{Error, ErrorKind, Quote, Result};
 use crate::model::{
     ConsistencyProof, DEFAULT_PAGE_SIZE, Head, InclusionProof, IndexInfo, IndexState, JournalItem,
-    LedgerInfo, Page, PathStep, Receipt, Revision, TableInfo, TreeSize, check_document_id,
-    check_table_name,
+    LedgerInfo, Page, PathStep, Read, Receipt, Revision, StateProof, TableInfo, TreeSize,
+    check_document_id, check_table_name,
 };
 use crate::storage::{self, Ahead, Snapshot, Store, UpperHashes};
 
@@ -285,6 +285,7 @@ impl Ledger {
             ledger: self,
             size: snap.size()?,
             snap,
+            state_head: std::cell::OnceCell::new(),
         })
     }
 
@@ -359,22 +360,39 @@ impl Ledger {
         id: &str,
         version: Option<u64>,
         proof: Option<TreeSize>,
-    ) -> Result<Revision> {
+    ) -> Result<Read> {
         check_table_name(table)?;
         check_document_id(id)?;
-        // The checkpoint only for a proof (at the latest size, it is the stored one).
+        // The checkpoint and the state map's path only for a proof (at the latest size,
+        // the checkpoint is the stored one).
+        let keys = self.head.borrow().size;
         let ahead = [
             Ahead::Table(table),
             Ahead::Current(table, id),
             Ahead::Checkpoint,
+            Ahead::StatePath(table, id, keys),
         ];
-        let v = self.view(&ahead[..if proof.is_some() { 3 } else { 2 }])?;
+        let v = self.view(&ahead[..if proof.is_some() { 4 } else { 2 }])?;
         v.require_table(table)?;
-        let Some(current) = v.snap.current(table, id)? else {
-            return Err(no_document(table, id));
+        let current = v.snap.current(table, id)?;
+        // Asked with a proof of the current revision, no document is an answer too.
+        let state = match (proof, version) {
+            (Some(asked), None) if v.size_at(asked, "proof tree_size")? == v.size => {
+                v.state_proof(table, id)?
+            }
+            _ => None,
+        };
+        let Some(current) = current else {
+            return match state {
+                Some(absent) => Ok(Read::Absent(absent)),
+                None => Err(no_document(table, id)),
+            };
         };
         let index = match version {
             None if !current.live => {
+                if let Some(absent) = state {
+                    return Ok(Read::Absent(absent));
+                }
                 return Err(Error::not_found(format!(
                     "document {} in table {} was deleted at version {}; ask for an earlier \
                      version or its history",
@@ -400,7 +418,9 @@ impl Ledger {
             }
         };
         let proof_size = v.proof_size(proof, index)?;
-        v.revision(index, proof_size)
+        let mut revision = v.revision(index, proof_size)?;
+        revision.state = state;
+        Ok(Read::Revision(revision))
     }
 
     fn page_size(&self, asked: Option<u32>) -> Result<usize> {
@@ -486,10 +506,15 @@ impl Ledger {
             last_returned.clone_from(&after);
             indexes.push(current.index);
         }
-        Ok(Page {
-            revisions: v.revisions(&indexes, proof)?,
-            next,
-        })
+        let mut revisions = v.revisions(&indexes, proof)?;
+        if let Some(asked) = proof
+            && v.size_at(asked, "proof tree_size")? == v.size
+        {
+            for r in &mut revisions {
+                r.state = v.state_proof(&r.table, &r.id)?;
+            }
+        }
+        Ok(Page { revisions, next })
     }
 
     /// The durable head, updated after every commit. `changed()` fails once the ledger
@@ -728,6 +753,9 @@ struct View<'a> {
     ledger: &'a Ledger,
     snap: Snapshot,
     size: u64,
+    /// The last entry and its inclusion proof, once a state proof needed them (`None`
+    /// when that entry carries no state root).
+    state_head: std::cell::OnceCell<Result<Option<(Vec<u8>, InclusionProof)>>>,
 }
 
 impl View<'_> {
@@ -805,6 +833,34 @@ impl View<'_> {
         })
     }
 
+    /// What the snapshot's checkpoint says of a document's current state, if its last
+    /// entry carries the state map's root (a ledger from before state commitments that
+    /// has not committed since has none; nor has an empty one).
+    fn state_proof(&self, table: &str, id: &str) -> Result<Option<StateProof>> {
+        let Some(last) = self.size.checked_sub(1) else {
+            return Ok(None);
+        };
+        let head = self.state_head.get_or_init(|| {
+            let row = self.snap.require_leaf(last)?;
+            let entry = row.leaf()?.entry.to_vec();
+            if !matches!(decode_entry(last, &entry)?.state, State::Root(_)) {
+                return Ok(None);
+            }
+            let inclusion = self.inclusion_with(last, self.size, self.hashes().with_leaf(last))?;
+            Ok(Some((entry, inclusion)))
+        });
+        let Some((entry, inclusion)) = head.as_ref().map_err(Clone::clone)? else {
+            return Ok(None);
+        };
+        Ok(Some(StateProof {
+            tree_size: self.size,
+            state_entry: entry.clone(),
+            state_hashes: inclusion.hashes.clone(),
+            map: self.snap.state_proof(table, id)?,
+            checkpoint: inclusion.checkpoint.clone(),
+        }))
+    }
+
     /// The revisions at `indexes`, their leaves rows read ahead together; each with an
     /// inclusion proof when `proof` names a tree size.
     fn revisions(&self, indexes: &[u64], proof: Option<TreeSize>) -> Result<Vec<Revision>> {
@@ -851,5 +907,6 @@ fn revision_from(
         body: leaf.body.to_vec(),
         entry: leaf.entry.to_vec(),
         proof,
+        state: None,
     }
 }

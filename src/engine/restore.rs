@@ -202,6 +202,16 @@ fn fill(
                     );
                     known_tables.insert(table.to_owned());
                 }
+                let live = entry.operation != Operation::Delete;
+                w.set_state(table, id, live.then_some(index))?;
+                if let graven_verify::State::Root(root) = entry.state
+                    && w.state_root()? != root
+                {
+                    return Err(CheckError::Damaged(format!(
+                        "index {index}: the state root does not match the state after the \
+                         transaction"
+                    )));
+                }
                 w.append_revision(
                     &mut range,
                     &NewRevision {
@@ -210,7 +220,7 @@ fn fill(
                         table,
                         id,
                         version: entry.version,
-                        live: entry.operation != Operation::Delete,
+                        live,
                         previous: current,
                     },
                 )?;

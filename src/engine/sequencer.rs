@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use graven_verify::{CompactRange, Entry, Operation, Signer};
+use graven_verify::{CompactRange, Entry, Operation, Signer, State};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::apply::{check_op, check_shape, next_version, op_name};
@@ -410,7 +410,12 @@ impl Sequencer {
             }
             for op in &tx.tx.ops {
                 let (table, id) = op.target();
-                ahead.extend([Ahead::Table(table), Ahead::Current(table, id)]);
+                ahead.extend([
+                    Ahead::Table(table),
+                    Ahead::Current(table, id),
+                    // The map holds at most one key per revision.
+                    Ahead::StatePath(table, id, self.range.size()),
+                ]);
             }
         }
         w.read_ahead(&ahead)?;
@@ -559,7 +564,10 @@ impl Sequencer {
             };
             let (table, id) = op.target();
             let version = next_version(op, *state)?;
-            let entry = Entry {
+            // The state map follows: this revision is the document's live one, or none.
+            let index = first_index + u64::from(position);
+            w.set_state(table, id, (operation != Operation::Delete).then_some(index))?;
+            entries.push(Some(Entry {
                 operation,
                 tx_id,
                 tx_position: position,
@@ -570,14 +578,28 @@ impl Sequencer {
                 id: id.to_owned(),
                 principal: tx.principal.clone(),
                 body_hash: *body_hash,
-                state: graven_verify::State::Untracked,
-            }
-            .encode()
-            // Names and principals are bounded far below the entry limit.
-            .map_err(|e| Error::internal(format!("encoding an entry: {e}")))?;
-            entries.push(Some((version, operation, entry)));
+                state: State::Pending,
+            }));
             position += 1;
         }
+        // The transaction's last revision carries the state after it.
+        let root = w.state_root()?;
+        if let Some(last) = entries.iter_mut().rev().flatten().next() {
+            last.state = State::Root(root);
+        }
+        let entries = entries
+            .into_iter()
+            .map(|entry| {
+                entry
+                    .map(|e| {
+                        let bytes = e.encode()?;
+                        Ok((e.version, e.operation, bytes))
+                    })
+                    .transpose()
+            })
+            .collect::<std::result::Result<Vec<_>, graven_verify::EntryError>>()
+            // Names and principals are bounded far below the entry limit.
+            .map_err(|e| Error::internal(format!("encoding an entry: {e}")))?;
         let mut results = Vec::with_capacity(tx.ops.len());
         for ((op, state), planned) in tx.ops.iter().zip(states).zip(entries) {
             let (table, id) = op.target();

@@ -199,6 +199,31 @@ pub fn revision(r: model::Revision) -> pb::Revision {
         json: r.body,
         entry: r.entry,
         proof: r.proof.map(inclusion_proof),
+        state: r.state.map(state_proof),
+    }
+}
+
+pub fn state_proof(p: model::StateProof) -> pb::StateProof {
+    pb::StateProof {
+        tree_size: p.tree_size,
+        state_entry: p.state_entry,
+        state_hashes: hashes(&p.state_hashes),
+        map_proof: p.map.encode(),
+        checkpoint: p.checkpoint,
+    }
+}
+
+/// A document read: its revision, or the proof it has none.
+pub fn document(read: model::Read) -> pb::GetDocumentResponse {
+    match read {
+        model::Read::Revision(r) => pb::GetDocumentResponse {
+            revision: Some(revision(r)),
+            absent: None,
+        },
+        model::Read::Absent(p) => pb::GetDocumentResponse {
+            revision: None,
+            absent: Some(state_proof(p)),
+        },
     }
 }
 

@@ -589,14 +589,12 @@ impl pb::documents_server::Documents for GravenService {
     ) -> Reply<pb::GetDocumentResponse> {
         self.authorize(&request, &request.get_ref().ledger, Role::Reader, "read")?;
         let r = request.into_inner();
-        let rev = self
+        let read = self
             .read(&r.ledger, move |ledger| {
                 ledger.get(&r.table, &r.id, r.version, convert::proof(r.proof))
             })
             .await?;
-        Ok(Response::new(pb::GetDocumentResponse {
-            revision: Some(convert::revision(rev)),
-        }))
+        Ok(Response::new(convert::document(read)))
     }
 
     async fn history(&self, request: Request<pb::HistoryRequest>) -> Reply<pb::HistoryResponse> {

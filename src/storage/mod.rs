@@ -20,6 +20,7 @@ mod index;
 pub mod postgres;
 mod postgres_tls;
 pub mod redb;
+mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -47,6 +48,7 @@ pub const SPACES: &[&str] = &[
     "idempotency",
     "index_defs",
     "index_entries",
+    "state",
 ];
 /// Settings and the latest checkpoint, by name (see the `META_*` keys).
 const META: Space = Space(0);
@@ -67,6 +69,10 @@ const INDEX_DEFS: Space = Space(5);
 /// `index.rs`).
 const INDEX_ENTRIES: Space = Space(6);
 
+/// The state map's interior nodes, by `graven_verify::map_nodes::node_position` -> the
+/// node's stored form (see `state.rs`).
+const STATE: Space = Space(7);
+
 /// The version slot of a document's current-state row: it sorts after every revision of
 /// the document.
 const CURRENT: u64 = u64::MAX;
@@ -83,7 +89,7 @@ const META_PROTECTION: &[u8] = b"deletion_protection";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 
 /// The layout version this build writes and reads (docs/FORMAT.md §9 has the history).
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The redb page cache of a ledger opened with default settings, in bytes: the least
 /// the server gives a ledger (see [`server_cache_bytes`]).
@@ -625,13 +631,14 @@ impl Store {
     /// writes the format. Any other layout is left as it is, for the open's checks to
     /// name.
     pub fn upgrade(&self) -> Result<bool> {
-        if !matches!(self.read()?.format()?, Format::Version(3 | 4)) {
-            return Ok(false);
+        let from = match self.read()?.format()? {
+            Format::Version(v @ 3..=5) => v,
+            _ => return Ok(false),
+        };
+        if from < 5 {
+            self.upgrade_index_entries()?;
         }
-        self.upgrade_index_entries()?;
-        let mut w = self.write()?;
-        w.put(META, META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec());
-        w.commit()?;
+        self.build_state()?;
         Ok(true)
     }
 
@@ -669,6 +676,7 @@ impl Store {
             defer_durability: false,
             fence: None,
             hashes: Vec::new(),
+            state: state::StateChanges::default(),
         })
     }
 }
@@ -708,17 +716,24 @@ pub enum Ahead<'a> {
     Receipt(&'a str),
     /// A leaves row, by journal index.
     Leaf(u64),
+    /// The state map's root and the path of a document's key (table, id), down to a
+    /// depth fit for a map of at most this many keys.
+    StatePath(&'a str, &'a str, u64),
 }
 
 impl Ahead<'_> {
-    fn read(self) -> Read {
-        match self {
+    fn reads(self, out: &mut Vec<Read>) {
+        if let Ahead::StatePath(table, id, keys) = self {
+            return state::path_reads(table, id, state::ahead_depth(keys), out);
+        }
+        out.push(match self {
             Ahead::Checkpoint => Read::Get(META, META_CHECKPOINT.to_vec()),
             Ahead::Table(name) => Read::Get(TABLES, name.as_bytes().to_vec()),
             Ahead::Current(table, id) => Read::Get(DOCS, doc_key(table, id, CURRENT)),
             Ahead::Receipt(key) => Read::Get(IDEMPOTENCY, key.as_bytes().to_vec()),
             Ahead::Leaf(index) => Read::Get(LEAVES, be(index).to_vec()),
-        }
+            Ahead::StatePath(..) => return,
+        });
     }
 }
 
@@ -744,7 +759,10 @@ impl Snapshot {
         if !self.remote {
             return Ok(());
         }
-        let mut reads: Vec<Read> = wanted.iter().map(|a| a.read()).collect();
+        let mut reads = Vec::with_capacity(wanted.len() + 1);
+        for a in wanted {
+            a.reads(&mut reads);
+        }
         reads.push(Read::Last(LEAVES));
         reads.sort_unstable();
         reads.dedup();
@@ -1116,6 +1134,8 @@ pub struct Writer<'s> {
     fence: Option<Lease>,
     /// The tree hashes of the revision being appended (reused from one to the next).
     hashes: Vec<Hash>,
+    /// What the batch read and changed of the state map.
+    state: state::StateChanges,
 }
 
 /// One revision to append with [`Writer::append_revision`].
@@ -1290,7 +1310,8 @@ impl Writer<'_> {
     /// Commits the batch: all of it, durable (unless deferred) when this returns. Refused
     /// ([`ErrorKind::Conflict`]) if the journal is no longer the one the writer began on,
     /// or the batch's fence is no longer the ledger's lease.
-    pub fn commit(self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
+        self.flush_state()?;
         // Read now if not read ahead: the snapshot began with the batch's first read.
         let base = self.snap.last(LEAVES)?;
         let (mut puts, mut deletes) = (Vec::new(), Vec::new());

@@ -335,6 +335,21 @@ impl MemoryNodes {
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
+
+    /// The record at a [`node_position`].
+    pub fn record(&self, at: &[u8; 33]) -> Option<&Node> {
+        self.nodes.get(at)
+    }
+
+    /// Every record, by position, in no particular order.
+    pub fn records(&self) -> impl Iterator<Item = (&[u8; 33], &Node)> {
+        self.nodes.iter()
+    }
+
+    /// The root as last set (hashed by [`Map::root`]).
+    pub fn root_child(&self) -> Child {
+        self.root
+    }
 }
 
 /// A record the map needs and [`MemoryNodes`] does not have: a bug, never input.
