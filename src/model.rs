@@ -543,6 +543,9 @@ pub struct ResultRow {
     pub proof: Option<InclusionProof>,
     /// With `proof`, for rows with an index: the entry bytes there.
     pub entry: Option<Vec<u8>>,
+    /// With `proof`, for a row that is its document's current revision at the latest
+    /// checkpoint, which is the proof's: that it is current.
+    pub state: Option<StateProof>,
 }
 
 /// What running statements gave.

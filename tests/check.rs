@@ -517,6 +517,64 @@ async fn a_clean_folder_passes_and_every_tampering_is_named() {
                 .expect("insert");
         },
     );
+    // The state map: a node's stored hash changed, a node removed, the root changed. The
+    // first row in key order is the root's node (depth 0, the all-zero prefix).
+    const STATE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("state");
+    let root_node = [0u8; 33];
+    assert_found(
+        data,
+        "state map node changed",
+        &format!(
+            "the state map's node at depth 0 ({}) differs from the journal's",
+            "0".repeat(64)
+        ),
+        |txn| {
+            let mut nodes = txn.open_table(STATE).expect("state");
+            let mut row = nodes
+                .get(root_node.as_slice())
+                .expect("get")
+                .expect("the root is a node")
+                .value()
+                .to_vec();
+            *row.last_mut().expect("bytes") ^= 1;
+            nodes
+                .insert(root_node.as_slice(), row.as_slice())
+                .expect("insert");
+        },
+    );
+    assert_found(
+        data,
+        "state map node removed",
+        "the state map has ",
+        |txn| {
+            let mut nodes = txn.open_table(STATE).expect("state");
+            let last = nodes
+                .last()
+                .expect("last")
+                .expect("a node")
+                .0
+                .value()
+                .to_vec();
+            nodes.remove(last.as_slice()).expect("remove");
+        },
+    );
+    assert_found(
+        data,
+        "state map root changed",
+        "the state map's stored root is not the journal's",
+        |txn| {
+            let mut meta = txn.open_table(META).expect("meta");
+            let mut row = meta
+                .get(b"state_root".as_slice())
+                .expect("get")
+                .expect("a root")
+                .value()
+                .to_vec();
+            *row.last_mut().expect("bytes") ^= 1;
+            meta.insert(b"state_root".as_slice(), row.as_slice())
+                .expect("insert");
+        },
+    );
     // A row for the current version besides the current-state row.
     assert_found(
         data,

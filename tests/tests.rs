@@ -18,6 +18,9 @@ mod cli_contract;
 mod cluster;
 /// Many clients, expected versions: no lost update, one winner per conflict.
 mod concurrency;
+/// Current-state proofs with the binaries: the truth verifies, a lying server's answers do
+/// not.
+mod current;
 /// The crash harness: `graven serve` SIGKILLed at random moments under write load, rounds
 /// from GRAVEN_CRASH_ROUNDS: acknowledged writes survive, nothing is half visible.
 mod durability;

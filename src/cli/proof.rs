@@ -201,15 +201,26 @@ async fn current(
             let proof = rev
                 .proof
                 .ok_or_else(|| anyhow!("the server sent no inclusion proof"))?;
-            let own = (rev.index + 1 != state.tree_size).then_some(ProvenEntry {
+            let own = ProvenEntry {
                 index: rev.index,
                 entry: rev.entry,
                 hashes: hashes(&proof.hashes)?,
-            });
-            (state, own)
+            };
+            (state, Some(own))
         }
         (None, None) => return Err(anyhow!("the server sent neither a revision nor a proof")),
     };
+    current_proof(table, id, state, revision)
+}
+
+/// The current-state proof file of a document from a server's state proof and, when the
+/// document is current at another index than the state entry's, its revision.
+pub fn current_proof(
+    table: String,
+    id: String,
+    state: pb::StateProof,
+    revision: Option<ProvenEntry>,
+) -> anyhow::Result<CurrentProof> {
     let last = state
         .tree_size
         .checked_sub(1)
@@ -222,7 +233,7 @@ async fn current(
             entry: state.state_entry,
             hashes: hashes(&state.state_hashes)?,
         },
-        revision,
+        revision: revision.filter(|r| r.index != last),
         map: MapProof::decode(&state.map_proof).context("the server's map proof")?,
         checkpoint: state.checkpoint,
     })

@@ -34,7 +34,9 @@ pub struct QueryArgs {
     params: Vec<String>,
     /// Print each row that is a stored revision as {"row", "index", "entry" (base64),
     /// "proof"}: the proof and entry are what `graven-verify inclusion` checks, and the
-    /// entry records the SHA-256 of the row's canonical JSON.
+    /// entry records the SHA-256 of the row's canonical JSON. A row that is its
+    /// document's current revision at the latest checkpoint also gets "current", the
+    /// proof `graven-verify current` checks.
     #[arg(long)]
     proof: bool,
     /// Rows per page fetched (all pages are printed).
@@ -114,12 +116,25 @@ fn print_row(row: &pb::ResultRow, proof: bool, out: &mut impl Write) -> anyhow::
         checkpoint: p.checkpoint.clone(),
     }
     .to_text();
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "row": value,
         "index": row.index,
         "entry": base64::engine::general_purpose::STANDARD.encode(&row.entry),
         "proof": text,
     });
+    // A current revision at the latest checkpoint: the file `graven-verify current` checks.
+    if let Some(state) = &row.state {
+        let entry = graven_verify::Entry::decode(&row.entry)
+            .map_err(|e| anyhow::anyhow!("server sent an entry that does not decode: {e}"))?;
+        let revision = graven_verify::current::ProvenEntry {
+            index: p.index,
+            entry: row.entry.clone(),
+            hashes: hashes(&p.hashes)?,
+        };
+        let current =
+            super::proof::current_proof(entry.table, entry.id, state.clone(), Some(revision))?;
+        line["current"] = serde_json::Value::String(current.to_text());
+    }
     writeln!(out, "{line}")?;
     Ok(())
 }

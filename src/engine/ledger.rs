@@ -590,6 +590,21 @@ impl Ledger {
         v.inclusion(index, size)
     }
 
+    /// That the revision at `index` is its document's current one at the latest
+    /// checkpoint, if it is, and that checkpoint's size is `size` (the state map of an
+    /// older size is not kept).
+    pub fn prove_current(&self, index: u64, size: u64) -> Result<Option<StateProof>> {
+        let v = self.view(&[Ahead::Checkpoint, Ahead::Leaf(index)])?;
+        if v.size != size || index >= size {
+            return Ok(None);
+        }
+        let entry = entry_at(&v.snap, index)?;
+        match v.snap.current(&entry.table, &entry.id)? {
+            Some(row) if row.live && row.index == index => v.state_proof(&entry.table, &entry.id),
+            _ => Ok(None),
+        }
+    }
+
     /// A consistency proof from `old_size` to `new_size`.
     pub fn prove_consistency(&self, old_size: u64, new_size: TreeSize) -> Result<ConsistencyProof> {
         let v = self.view(&[Ahead::Checkpoint])?;

@@ -347,6 +347,7 @@ impl Ledger {
                 if let Some(index) = row.index {
                     row.proof = Some(self.prove_inclusion(index, TreeSize::At(size))?);
                     row.entry = Some(self.entry(index)?.0);
+                    row.state = self.prove_current(index, size)?;
                 }
             }
         }
@@ -372,6 +373,7 @@ fn result_row(statement: usize, row: Row) -> ResultRow {
         index: row.revision,
         proof: None,
         entry: None,
+        state: None,
     }
 }
 

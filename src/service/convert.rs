@@ -156,6 +156,7 @@ pub fn executed(e: model::Executed) -> pb::ExecuteStatementResponse {
                 index: r.index,
                 proof: r.proof.map(inclusion_proof),
                 entry: r.entry.unwrap_or_default(),
+                state: r.state.map(state_proof),
             })
             .collect(),
         next_page_token: e.next_page.unwrap_or_default(),

@@ -446,6 +446,7 @@ async fn run_ddl(ledger: &Ledger, st: &Statement) -> Result<pb::ExecuteStatement
         index: None,
         proof: None,
         entry: Vec::new(),
+        state: None,
     };
     let json = match st {
         Statement::CreateTable { table } => {
