@@ -317,7 +317,7 @@ pub struct Revision {
     /// Inclusion proof, when asked for.
     pub proof: Option<InclusionProof>,
     /// With a proof at the latest checkpoint, for a current revision: that it is current.
-    pub state: Option<StateProof>,
+    pub state: Option<Box<StateProof>>,
 }
 
 /// What a checkpoint says of one document's current state: its last entry (which carries

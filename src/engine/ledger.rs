@@ -419,7 +419,7 @@ impl Ledger {
         };
         let proof_size = v.proof_size(proof, index)?;
         let mut revision = v.revision(index, proof_size)?;
-        revision.state = state;
+        revision.state = state.map(Box::new);
         Ok(Read::Revision(revision))
     }
 
@@ -511,7 +511,7 @@ impl Ledger {
             && v.size_at(asked, "proof tree_size")? == v.size
         {
             for r in &mut revisions {
-                r.state = v.state_proof(&r.table, &r.id)?;
+                r.state = v.state_proof(&r.table, &r.id)?.map(Box::new);
             }
         }
         Ok(Page { revisions, next })
@@ -770,8 +770,11 @@ struct View<'a> {
     size: u64,
     /// The last entry and its inclusion proof, once a state proof needed them (`None`
     /// when that entry carries no state root).
-    state_head: std::cell::OnceCell<Result<Option<(Vec<u8>, InclusionProof)>>>,
+    state_head: std::cell::OnceCell<Result<StateHead>>,
 }
+
+/// The last entry of a view and its inclusion proof, when it carries the state root.
+type StateHead = Option<(Vec<u8>, InclusionProof)>;
 
 impl View<'_> {
     /// The snapshot's stored hashes, through the ledger's cache.

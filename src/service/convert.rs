@@ -200,7 +200,7 @@ pub fn revision(r: model::Revision) -> pb::Revision {
         json: r.body,
         entry: r.entry,
         proof: r.proof.map(inclusion_proof),
-        state: r.state.map(state_proof),
+        state: r.state.map(|s| state_proof(*s)),
     }
 }
 
