@@ -32,9 +32,11 @@ use std::time::{Duration, Instant};
 
 use graven::pb;
 use graven::pb::operation::Kind;
+use graven_verify::map::{Lookup, MapProof, check_map_proof, map_key};
+use graven_verify::map_nodes::{Map, MemoryNodes};
 use graven_verify::proof::verify_consistency;
 use graven_verify::{
-    CompactRange, ConsistencyProof, EMPTY_ROOT, Entry, Hash, Operation, Verifier,
+    CompactRange, ConsistencyProof, EMPTY_ROOT, Entry, Hash, Operation, State, Verifier,
     check_consistency, leaf_hash, open_checkpoint,
 };
 use sha2::{Digest, Sha256};
@@ -445,6 +447,8 @@ struct Journal {
     revisions: HashMap<(String, String, u64), u64>,
     /// (table, id) -> every (version, index), in journal order.
     docs: BTreeMap<DocKey, Vec<(u64, u64)>>,
+    /// The state map, replayed: every root a transaction's last entry carries is checked.
+    state: Map<MemoryNodes>,
 }
 
 impl Journal {
@@ -457,6 +461,7 @@ impl Journal {
             range: CompactRange::new(),
             revisions: HashMap::new(),
             docs: BTreeMap::new(),
+            state: Map::new(MemoryNodes::default()),
         }
     }
 
@@ -495,6 +500,19 @@ impl Journal {
                 ),
                 _ => panic!("entry {index}: body hash and operation disagree"),
             }
+            let live = (e.operation != Operation::Delete).then_some(index);
+            self.state
+                .set(&map_key(&e.table, &e.id), live)
+                .expect("state map");
+            match e.state {
+                State::Root(root) => assert_eq!(
+                    self.state.root().expect("state map"),
+                    root,
+                    "entry {index}: the state root is not the state after its transaction"
+                ),
+                State::Pending => {}
+                State::Untracked => panic!("entry {index}: a new ledger writes format 2"),
+            }
             self.range.append(leaf_hash(&got.entry));
             self.roots.push(self.range.root());
             let key = (e.table.clone(), e.id.clone());
@@ -514,6 +532,52 @@ impl Journal {
 
     fn size(&self) -> u64 {
         self.entries.len() as u64
+    }
+
+    /// Asks the server for a document's state proof at `size` (the latest) and checks it
+    /// against the replayed journal.
+    async fn check_state_proof(&mut self, c: &Clients, table: &str, id: &str, size: u64) {
+        let got = c
+            .docs
+            .clone()
+            .get_document(pb::GetDocumentRequest {
+                ledger: LEDGER.into(),
+                table: table.into(),
+                id: id.into(),
+                version: None,
+                proof: Some(pb::ProofRequest { tree_size: size }),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("GetDocument {table}/{id} with a proof: {e:?}"))
+            .into_inner();
+        let (state, want) = match got.revision {
+            Some(rev) => (
+                rev.state.expect("a state proof"),
+                Lookup::Current(rev.index),
+            ),
+            None => (got.absent.expect("a proof of absence"), Lookup::Absent),
+        };
+        assert_eq!(state.tree_size, size);
+        assert_eq!(
+            state.state_entry,
+            self.raw[size as usize - 1],
+            "the state entry"
+        );
+        let key = map_key(table, id);
+        let proof = MapProof::decode(&state.map_proof).expect("map proof");
+        let Some(State::Root(root)) = self.entries.last().map(|e| e.state) else {
+            panic!("the last entry carries no state root");
+        };
+        assert_eq!(
+            check_map_proof(&root, &key, &proof),
+            Ok(want),
+            "{table}/{id}"
+        );
+        let replayed = self.state.prove(&key).expect("state map");
+        assert_eq!(
+            proof, replayed,
+            "{table}/{id}: the proof is the replayed map's"
+        );
     }
 
     /// Transactions are whole, contiguous and densely numbered; versions dense per
@@ -740,6 +804,14 @@ async fn check_recovered(
         Err(tonic::Code::OutOfRange)
     );
     j.check_structure();
+    // The restarted server proves a document's state at its latest checkpoint: current
+    // where the journal says, or absent.
+    let pick = rng.below(j.docs.len().max(1) as u64) as usize;
+    if let Some((table, id)) = j.docs.keys().nth(pick).cloned() {
+        j.check_state_proof(c, &table, &id, head.size).await;
+        j.check_state_proof(c, TABLES[0], "never-written", head.size)
+            .await;
+    }
 
     // Every acknowledged transaction is there, where its receipt said.
     for a in acked {
