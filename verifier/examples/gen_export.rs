@@ -6,15 +6,18 @@
 //!
 //! Writes `OUT_FILE` (a full export of REVISIONS revisions: transactions of 1 to 4
 //! revisions over 4 tables, about a third inserts, some deletes, bodies of 100 to 200
-//! bytes of JSON) and `OUT_FILE.vkey`, the verifier key that signed its checkpoint.
+//! bytes of JSON, entries of format 2 with the state root on each transaction's last) and
+//! `OUT_FILE.vkey`, the verifier key that signed its checkpoint.
 
 use std::fs::File;
 use std::io::BufWriter;
 
 use graven_verify::checkpoint::Checkpoint;
-use graven_verify::entry::{Entry, Operation};
+use graven_verify::entry::{Entry, Operation, State};
 use graven_verify::export::ExportWriter;
 use graven_verify::hash::{Hash, leaf_hash};
+use graven_verify::map::map_key;
+use graven_verify::map_nodes::{Map, MemoryNodes};
 use graven_verify::note::Signer;
 use graven_verify::tree::CompactRange;
 use sha2::{Digest, Sha256};
@@ -37,6 +40,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &CompactRange::new(),
     )?;
     let mut range = CompactRange::new();
+    // The state map, for the root each transaction's last revision carries.
+    let mut map = Map::new(MemoryNodes::default());
     // Live documents: (table, id number, version); a simple xorshift picks among them.
     let mut live: Vec<(usize, u64, u64)> = Vec::new();
     let mut created = 0u64;
@@ -53,6 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let size = (1 + rand() % 4).min(n - index) as u32;
         clock += 1 + rand() % 2000;
         let mut used: Vec<u64> = Vec::new();
+        let mut revisions = Vec::new();
         for position in 0..size {
             let r = rand();
             let pick = (live.len() > 100 && r % 3 != 0)
@@ -86,6 +92,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .into_bytes()
             });
+            map.set(
+                &map_key(tables[table], &format!("{}-{id}", tables[table])),
+                (op != Operation::Delete).then_some(index),
+            )?;
             let entry = Entry {
                 operation: op,
                 tx_id: tx,
@@ -97,12 +107,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 id: format!("{}-{id}", tables[table]),
                 principal: "svc-billing".to_owned(),
                 body_hash: body.as_deref().map(|b| Hash(Sha256::digest(b).into())),
-                state: graven_verify::State::Untracked,
-            }
-            .encode()?;
+                state: State::Pending,
+            };
+            revisions.push((entry, body));
+            index += 1;
+        }
+        if let Some((last, _)) = revisions.last_mut() {
+            last.state = State::Root(map.root()?);
+        }
+        for (entry, body) in revisions {
+            let entry = entry.encode()?;
             range.append(leaf_hash(&entry));
             w.record(&entry, body.as_deref())?;
-            index += 1;
         }
         tx += 1;
     }

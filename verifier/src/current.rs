@@ -23,14 +23,26 @@
 //!
 //! <signed checkpoint note>
 //! ```
+//!
+//! [`verify_current`] does the whole check of such a file. [`StateReplay`] recomputes the
+//! state map from the journal itself, as an audit of an export or a change stream does, and
+//! checks every state root an entry carries against it.
+
+use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use crate::checkpoint::{FormatError, format_error, parse_decimal};
-use crate::hash::Hash;
-use crate::map::MapProof;
-use crate::proof::MAX_PROOF_HASHES;
+use crate::checkpoint::{
+    FormatError, VerifiedCheckpoint, format_error, open_checkpoint, parse_decimal,
+};
+use crate::entry::{Entry, EntryError, Operation, State};
+use crate::hash::{Hash, leaf_hash};
+use crate::map::{Lookup, MapError, MapProof, check_map_proof, map_key};
+use crate::map_nodes::{Map, MemoryNodes, MissingNode};
+use crate::note::Verifier;
+use crate::proof::{MAX_PROOF_HASHES, VerifyError};
+use crate::tree::{ProofError, check_inclusion};
 
 /// The first line of a current-state proof.
 pub const CURRENT_PROOF_HEADER: &str = "graven.dev/current-proof@v1";
@@ -179,6 +191,422 @@ impl CurrentProof {
         out.push_str(&format!("map {}\n\n", BASE64.encode(self.map.encode())));
         out.push_str(&self.checkpoint);
         out
+    }
+}
+
+/// Why a current-state proof does not prove its answer (its checkpoint opened).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CurrentError {
+    /// The checkpoint is of an empty ledger, which has no last entry to carry a state.
+    EmptyLedger,
+    /// The state entry is not the checkpoint's last entry.
+    StateIndex {
+        /// The index the proof gives.
+        index: u64,
+        /// The checkpoint's size.
+        size: u64,
+    },
+    /// An entry of the proof is not in the checkpoint's tree at its index.
+    NotIncluded {
+        /// `"state"` or `"revision"`.
+        what: &'static str,
+        /// The index the proof gives.
+        index: u64,
+        /// How the inclusion proof failed.
+        error: ProofError,
+    },
+    /// An entry of the proof, included in the tree, does not decode.
+    Entry {
+        /// Its index.
+        index: u64,
+        /// Why.
+        error: EntryError,
+    },
+    /// The checkpoint's last entry carries no state root: a format 1 entry (written before
+    /// the ledger committed to its state), or a revision before its transaction's last.
+    NoStateRoot {
+        /// The last entry's index.
+        index: u64,
+        /// Whether it is a format 1 entry.
+        format1: bool,
+    },
+    /// The map proof does not hold for the document's key under the state root.
+    Map(MapError),
+    /// The map names a current revision other than the state entry, and the proof does
+    /// not carry it.
+    MissingRevision {
+        /// The index the map names.
+        index: u64,
+    },
+    /// The proof carries a revision though the document is absent, or current at the
+    /// state entry itself.
+    UnexpectedRevision {
+        /// The revision's index.
+        index: u64,
+    },
+    /// The proof's revision is not at the index the map names.
+    RevisionIndex {
+        /// The index the proof gives.
+        proof: u64,
+        /// The index the map names.
+        map: u64,
+    },
+    /// The entry at the index the map names is of another document.
+    OtherDocument {
+        /// Its index.
+        index: u64,
+        /// Its table.
+        table: String,
+        /// Its id.
+        id: String,
+    },
+    /// The entry at the index the map names is a delete.
+    Deleted {
+        /// Its index.
+        index: u64,
+    },
+}
+
+impl fmt::Display for CurrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CurrentError::EmptyLedger => f.write_str(
+                "the checkpoint is of an empty ledger (size 0), which commits to no state",
+            ),
+            CurrentError::StateIndex { index, size } => write!(
+                f,
+                "the state entry is at index {index}, not at the checkpoint's last index ({})",
+                size.wrapping_sub(1)
+            ),
+            CurrentError::NotIncluded { what, index, error } => write!(
+                f,
+                "the {what} entry is not at index {index} of the checkpoint's tree: {error}"
+            ),
+            CurrentError::Entry { index, error } => {
+                write!(f, "the entry at index {index}: {error}")
+            }
+            CurrentError::NoStateRoot {
+                index,
+                format1: true,
+            } => write!(
+                f,
+                "the checkpoint's last entry (index {index}) is of format 1, written before the ledger committed to its state: the checkpoint does not commit to a state"
+            ),
+            CurrentError::NoStateRoot {
+                index,
+                format1: false,
+            } => write!(
+                f,
+                "the checkpoint's last entry (index {index}) is not the last revision of its transaction and carries no state root"
+            ),
+            CurrentError::Map(e) => e.fmt(f),
+            CurrentError::MissingRevision { index } => write!(
+                f,
+                "the state map names the revision at index {index}, which the proof does not carry"
+            ),
+            CurrentError::UnexpectedRevision { index } => write!(
+                f,
+                "the proof carries a revision (index {index}) that the state map does not name"
+            ),
+            CurrentError::RevisionIndex { proof, map } => write!(
+                f,
+                "the proof's revision is at index {proof}, but the state map names index {map}"
+            ),
+            CurrentError::OtherDocument { index, table, id } => write!(
+                f,
+                "the revision the state map names (index {index}) is of table {table:?} id {id:?}, another document"
+            ),
+            CurrentError::Deleted { index } => write!(
+                f,
+                "the revision the state map names (index {index}) is a delete"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CurrentError {}
+
+/// A document's live revision, as a current-state proof shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// Its journal index.
+    pub index: u64,
+    /// The entry, decoded.
+    pub entry: Entry,
+    /// The entry's bytes (the leaf data).
+    pub bytes: Vec<u8>,
+}
+
+/// A verified current-state proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentAnswer {
+    /// The checkpoint at which the answer holds.
+    pub head: VerifiedCheckpoint,
+    /// The document's table.
+    pub table: String,
+    /// The document's id.
+    pub id: String,
+    /// Its live revision at the checkpoint; `None` when it has none (it was never
+    /// written, or was deleted).
+    pub current: Option<Revision>,
+}
+
+/// Checks that `proven` is included at its index in the tree of `size` leaves with `root`,
+/// and decodes it.
+fn included(
+    proven: &ProvenEntry,
+    what: &'static str,
+    size: u64,
+    root: &Hash,
+) -> Result<Entry, CurrentError> {
+    check_inclusion(
+        &proven.hashes,
+        proven.index,
+        size,
+        &leaf_hash(&proven.entry),
+        root,
+    )
+    .map_err(|error| CurrentError::NotIncluded {
+        what,
+        index: proven.index,
+        error,
+    })?;
+    Entry::decode(&proven.entry).map_err(|error| CurrentError::Entry {
+        index: proven.index,
+        error,
+    })
+}
+
+/// The answer for the revision at `index`, which the map names: it must be a live
+/// revision of the proof's document.
+fn current(
+    proof: &CurrentProof,
+    index: u64,
+    entry: Entry,
+    bytes: &[u8],
+) -> Result<Option<Revision>, CurrentError> {
+    if entry.table != proof.table || entry.id != proof.id {
+        return Err(CurrentError::OtherDocument {
+            index,
+            table: entry.table,
+            id: entry.id,
+        });
+    }
+    if entry.operation == Operation::Delete {
+        return Err(CurrentError::Deleted { index });
+    }
+    Ok(Some(Revision {
+        index,
+        entry,
+        bytes: bytes.to_vec(),
+    }))
+}
+
+/// Checks a current-state proof (docs/FORMAT.md §13) with the trusted keys: the checkpoint
+/// of size `N`; its last entry, at `N - 1`, in its tree, carrying the state root; the map
+/// proof of the document's key under that root; and, when the map names a revision, that
+/// revision in the same tree, of the same document, not a delete. Returns what it proves.
+pub fn verify_current(
+    proof: &CurrentProof,
+    keys: &[Verifier],
+) -> Result<CurrentAnswer, VerifyError> {
+    let head =
+        open_checkpoint(proof.checkpoint.as_bytes(), keys).map_err(VerifyError::Checkpoint)?;
+    let current = check_current(proof, head.checkpoint.size, &head.checkpoint.root)
+        .map_err(VerifyError::Current)?;
+    Ok(CurrentAnswer {
+        head,
+        table: proof.table.clone(),
+        id: proof.id.clone(),
+        current,
+    })
+}
+
+/// [`verify_current`] once the checkpoint is open: its size and root.
+fn check_current(
+    proof: &CurrentProof,
+    size: u64,
+    root: &Hash,
+) -> Result<Option<Revision>, CurrentError> {
+    let last = size.checked_sub(1).ok_or(CurrentError::EmptyLedger)?;
+    if proof.state.index != last {
+        return Err(CurrentError::StateIndex {
+            index: proof.state.index,
+            size,
+        });
+    }
+    let state = included(&proof.state, "state", size, root)?;
+    let state_root = match state.state {
+        State::Root(r) => r,
+        other => {
+            return Err(CurrentError::NoStateRoot {
+                index: last,
+                format1: other == State::Untracked,
+            });
+        }
+    };
+    let key = map_key(&proof.table, &proof.id);
+    let lookup = check_map_proof(&state_root, &key, &proof.map).map_err(CurrentError::Map)?;
+    match (lookup, &proof.revision) {
+        (Lookup::Absent, None) => Ok(None),
+        (Lookup::Current(i), None) if i == last => current(proof, i, state, &proof.state.entry),
+        (Lookup::Current(i), None) => Err(CurrentError::MissingRevision { index: i }),
+        (Lookup::Absent, Some(r)) => Err(CurrentError::UnexpectedRevision { index: r.index }),
+        (Lookup::Current(i), Some(r)) if i == last => {
+            Err(CurrentError::UnexpectedRevision { index: r.index })
+        }
+        (Lookup::Current(i), Some(r)) if r.index != i => Err(CurrentError::RevisionIndex {
+            proof: r.index,
+            map: i,
+        }),
+        (Lookup::Current(i), Some(r)) => {
+            let entry = included(r, "revision", size, root)?;
+            current(proof, i, entry, &r.entry)
+        }
+    }
+}
+
+/// Why a journal does not hold together with the state roots its entries carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// A format 1 entry after a format 2 one: a ledger never goes back.
+    FormatBack {
+        /// The index of the first format 2 entry.
+        first: u64,
+    },
+    /// A transaction with entries of both formats.
+    MixedFormats {
+        /// The transaction.
+        tx_id: u64,
+    },
+    /// A state root that is not the root of the state after its transaction.
+    RootMismatch {
+        /// The root the entry carries.
+        carried: Hash,
+        /// The root of the state recomputed from the journal.
+        computed: Hash,
+    },
+    /// The in-memory map lost a record: a bug in the verifier, never the input's fault.
+    Map(MissingNode),
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplayError::FormatBack { first } => write!(
+                f,
+                "a format 1 entry after the format 2 entry at index {first} (a ledger never goes back to format 1)"
+            ),
+            ReplayError::MixedFormats { tx_id } => write!(
+                f,
+                "transaction {tx_id} has entries of both format 1 and format 2"
+            ),
+            ReplayError::RootMismatch { carried, computed } => write!(
+                f,
+                "state root {} does not match the state after the transaction ({})",
+                carried.to_hex(),
+                computed.to_hex()
+            ),
+            ReplayError::Map(e) => write!(f, "{e} (a bug in graven-verify)"),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {}
+
+/// The state map recomputed from the journal, entry by entry (docs/FORMAT.md §12): an
+/// insert or update at index `i` maps its document to `i`, a delete removes it, and every
+/// state root an entry carries must be the map's root after that entry (the last revision
+/// of its transaction). It also checks the order of entry formats: no format 1 entry after
+/// a format 2 one, and no transaction with both.
+///
+/// The state is known only when the replay starts at index 0 ([`StateReplay::from_start`]);
+/// from a later index ([`StateReplay::without_state`]), or once an entry goes by unseen
+/// ([`StateReplay::lose_state`]), roots are counted but not checked. The map is held in
+/// memory: about 150 bytes per live document.
+#[derive(Debug)]
+pub struct StateReplay {
+    map: Option<Map<MemoryNodes>>,
+    first_format2: Option<u64>,
+    last: Option<(u64, bool)>,
+    checked: u64,
+    unchecked: u64,
+}
+
+impl StateReplay {
+    /// A replay of the journal from index 0, from the empty map.
+    pub fn from_start() -> StateReplay {
+        StateReplay {
+            map: Some(Map::new(MemoryNodes::default())),
+            first_format2: None,
+            last: None,
+            checked: 0,
+            unchecked: 0,
+        }
+    }
+
+    /// A replay from a later index, where the state before it is not known.
+    pub fn without_state() -> StateReplay {
+        StateReplay {
+            map: None,
+            ..StateReplay::from_start()
+        }
+    }
+
+    /// Forgets the state: an entry went by whose document is not known.
+    pub fn lose_state(&mut self) {
+        self.map = None;
+    }
+
+    /// Whether the state is known, so that roots are checked.
+    pub fn knows_state(&self) -> bool {
+        self.map.is_some()
+    }
+
+    /// State roots checked against the recomputed state.
+    pub fn roots_checked(&self) -> u64 {
+        self.checked
+    }
+
+    /// State roots seen while the state was not known.
+    pub fn roots_unchecked(&self) -> u64 {
+        self.unchecked
+    }
+
+    /// Applies the entry at `index`, the next one of the journal.
+    pub fn apply(&mut self, index: u64, entry: &Entry) -> Result<(), ReplayError> {
+        let format2 = entry.state != State::Untracked;
+        if let Some((tx_id, last_format2)) = self.last
+            && tx_id == entry.tx_id
+            && last_format2 != format2
+        {
+            return Err(ReplayError::MixedFormats { tx_id });
+        }
+        match self.first_format2 {
+            Some(first) if !format2 => return Err(ReplayError::FormatBack { first }),
+            None if format2 => self.first_format2 = Some(index),
+            _ => {}
+        }
+        self.last = Some((entry.tx_id, format2));
+        let Some(map) = &mut self.map else {
+            if let State::Root(_) = entry.state {
+                self.unchecked += 1;
+            }
+            return Ok(());
+        };
+        let key = map_key(&entry.table, &entry.id);
+        let live = (entry.operation != Operation::Delete).then_some(index);
+        map.set(&key, live).map_err(ReplayError::Map)?;
+        if let State::Root(carried) = entry.state {
+            let computed = map.root().map_err(ReplayError::Map)?;
+            if computed != carried {
+                return Err(ReplayError::RootMismatch { carried, computed });
+            }
+            self.checked += 1;
+        }
+        Ok(())
     }
 }
 

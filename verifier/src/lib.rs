@@ -14,6 +14,10 @@
 //! * [`stream`]: checking a `graven tail` change stream as it arrives.
 //! * [`map`]: the state map from each document to its live revision, and its proofs
 //!   that a revision is current or a document absent.
+//! * [`map_nodes`]: the state map as it is stored, one record per interior node, updated a
+//!   key at a time.
+//! * [`current`]: current-state proof files and their end-to-end check, and the replay of
+//!   the journal that recomputes the state and checks the state roots entries carry.
 //! * [`state`]: the newest verified checkpoint per origin, kept in a directory.
 //! * [`proof`]: the offline proof files, `c2sp.org/tlog-proof@v1` for inclusion and the
 //!   tlog-witness `add-checkpoint` body for consistency, and their end-to-end checks.

@@ -1,6 +1,6 @@
 //! `graven-verify`: the auditor's command line. Checks checkpoints, inclusion proofs,
-//! consistency proofs, journal exports and change streams offline against public keys, and
-//! generates keys.
+//! consistency proofs, current-state proofs, journal exports and change streams offline
+//! against public keys, and generates keys.
 //!
 //! Exit status: 0 verified, 1 not verified, 2 bad usage or unreadable/malformed input.
 //! On success one line goes to stdout (for `stream`: the verified revision lines); on
@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use graven_verify::checkpoint::{CheckpointError, VerifiedCheckpoint, open_checkpoint};
+use graven_verify::current::{CurrentAnswer, CurrentProof, Revision, verify_current};
+use graven_verify::entry::Entry;
 use graven_verify::export::{AuditError, AuditSummary, ExportReader, audit};
 use graven_verify::hash::EMPTY_ROOT;
 use graven_verify::note::{NoteError, Signer, Verifier, parse_verifier_list};
@@ -31,6 +33,8 @@ Usage:
   graven-verify inclusion   --key VKEY_FILE --entry ENTRY_FILE [--json] PROOF_FILE
   graven-verify consistency --key VKEY_FILE (--old OLD_CHECKPOINT_FILE | --state DIR)
                             [--json] PROOF_FILE
+  graven-verify current     --key VKEY_FILE [--entry ENTRY_FILE] [--state DIR] [--json]
+                            PROOF_FILE
   graven-verify audit       --key VKEY_FILE [--json] EXPORT_FILE
   graven-verify stream      --key VKEY_FILE  < graven tail output
   graven-verify keygen [--out KEY_FILE] NAME
@@ -47,13 +51,25 @@ Commands:
                one). With both --old and --state, --old is the old checkpoint; DIR is
                updated only if it held nothing for the origin or held that same
                checkpoint, and a different checkpoint of the same size in DIR is a fork.
+  current      Check a current-state proof (graven.dev/current-proof@v1): that a
+               document's live revision at the signed checkpoint is the one it names, or
+               that the document has none, and print which. With --entry, verified only if
+               ENTRY_FILE (the raw entry bytes) is that live revision. With --state DIR,
+               not verified if DIR holds a newer checkpoint of the origin (the answer may
+               be stale) or another checkpoint of the same size (a fork); DIR is only read.
   audit        Check a whole `graven export` file: every entry and body, the root against
-               the signed checkpoint at its end, transactions, commit times, and each
-               document's versions. Memory use does not depend on the export's size.
+               the signed checkpoint at its end, transactions, commit times, each
+               document's versions, the order of entry formats, and, in a full export,
+               every state root against the state recomputed from the entries. Memory:
+               about 150 bytes per live document for the state (full exports), and a
+               bounded amount for the rest, whatever the export's size.
   stream       Read `graven tail` JSON lines on stdin, check every entry, document and
                checkpoint, and write each revision line to stdout, unchanged, once a signed
                checkpoint covers it (flushed after each checkpoint). Revisions left
-               uncovered at the end are dropped and counted on stderr.
+               uncovered at the end are dropped and counted on stderr. A stream from index
+               0 has its state recomputed and every state root checked (about 150 bytes of
+               memory per live document); from a later index, or after a skipped entry,
+               roots are not checked, and stderr says so at the end.
   keygen       Write a new Ed25519 private key for key name NAME to KEY_FILE (default:
                NAME with unsafe characters replaced, plus .key; never overwritten) and
                print its verifier key.
@@ -154,7 +170,7 @@ fn verify_failure(e: VerifyError) -> Failure {
     }
 }
 
-/// The arguments shared by the three checking commands.
+/// The arguments shared by the checking commands.
 #[derive(Default)]
 struct CheckArgs {
     key: Option<PathBuf>,
@@ -165,14 +181,24 @@ struct CheckArgs {
     file: Option<PathBuf>,
 }
 
-fn parse_check_args(parser: &mut lexopt::Parser, wants: &[&str]) -> Result<CheckArgs, Failure> {
+/// Parses a checking command's arguments: `--key`, `--json`, the file, and the options
+/// `allowed` names; those `required` names must be given (`old` means --old or --state).
+fn parse_check_args(
+    parser: &mut lexopt::Parser,
+    allowed: &[&str],
+    required: &[&str],
+) -> Result<CheckArgs, Failure> {
     let mut args = CheckArgs::default();
     while let Some(arg) = parser.next()? {
         match arg {
             Long("key") => args.key = Some(parser.value()?.into()),
-            Long("entry") if wants.contains(&"entry") => args.entry = Some(parser.value()?.into()),
-            Long("old") if wants.contains(&"old") => args.old = Some(parser.value()?.into()),
-            Long("state") if wants.contains(&"state") => args.state = Some(parser.value()?.into()),
+            Long("entry") if allowed.contains(&"entry") => {
+                args.entry = Some(parser.value()?.into())
+            }
+            Long("old") if allowed.contains(&"old") => args.old = Some(parser.value()?.into()),
+            Long("state") if allowed.contains(&"state") => {
+                args.state = Some(parser.value()?.into())
+            }
             Long("json") => args.json = true,
             Short('h') | Long("help") => return Err(Failure::Input(String::new())),
             Value(v) if args.file.is_none() => args.file = Some(v.into()),
@@ -182,7 +208,7 @@ fn parse_check_args(parser: &mut lexopt::Parser, wants: &[&str]) -> Result<Check
     if args.key.is_none() {
         return Err(usage("missing --key VKEY_FILE"));
     }
-    for w in wants {
+    for w in required {
         let missing = match *w {
             "entry" => args.entry.is_none(),
             "old" => args.old.is_none() && args.state.is_none(),
@@ -250,7 +276,7 @@ impl Report {
 }
 
 fn cmd_checkpoint(parser: &mut lexopt::Parser) -> Result<String, Failure> {
-    let args = parse_check_args(parser, &[])?;
+    let args = parse_check_args(parser, &[], &[])?;
     let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
     let file = args.file.unwrap_or_default();
     let note = read_input(&file, "checkpoint")?;
@@ -265,7 +291,7 @@ fn cmd_checkpoint(parser: &mut lexopt::Parser) -> Result<String, Failure> {
 }
 
 fn cmd_inclusion(parser: &mut lexopt::Parser) -> Result<String, Failure> {
-    let args = parse_check_args(parser, &["entry"])?;
+    let args = parse_check_args(parser, &["entry"], &["entry"])?;
     let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
     let entry = read_input(args.entry.as_deref().unwrap_or(Path::new("")), "entry")?;
     let file = args.file.unwrap_or_default();
@@ -282,7 +308,7 @@ fn cmd_inclusion(parser: &mut lexopt::Parser) -> Result<String, Failure> {
 }
 
 fn cmd_consistency(parser: &mut lexopt::Parser) -> Result<String, Failure> {
-    let args = parse_check_args(parser, &["old", "state"])?;
+    let args = parse_check_args(parser, &["old", "state"], &["old"])?;
     let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
     let file = args.file.unwrap_or_default();
     let proof = ConsistencyProof::parse(&read_text(&file, "proof")?)
@@ -413,6 +439,162 @@ fn consistency_with_state(
     Ok((new, note))
 }
 
+/// The line `current` prints for a verified answer.
+fn current_line(a: &CurrentAnswer, json: bool) -> String {
+    let c = &a.head.checkpoint;
+    let text = |v: &str| serde_json::Value::from(v).to_string();
+    if json {
+        let mut out = format!(
+            "{{\"verified\":{},\"origin\":{},\"table\":{},\"id\":{}",
+            text(if a.current.is_some() {
+                "current"
+            } else {
+                "absent"
+            }),
+            text(&c.origin),
+            text(&a.table),
+            text(&a.id)
+        );
+        if let Some(Revision { index, entry, .. }) = &a.current {
+            out.push_str(&format!(
+                ",\"index\":{index},\"version\":{},\"operation\":{},\"tx\":{},\"commit_micros\":{},\"principal\":{},\"body_hash\":{}",
+                entry.version,
+                text(entry.operation.as_str()),
+                entry.tx_id,
+                entry.commit_time_micros,
+                text(&entry.principal),
+                entry
+                    .body_hash
+                    .map_or_else(|| "null".to_owned(), |h| text(&h.to_hex()))
+            ));
+        }
+        let signed_by: Vec<String> = a.head.verified_by.iter().map(|n| text(n)).collect();
+        out.push_str(&format!(
+            ",\"size\":{},\"root\":{},\"signed_by\":[{}]}}",
+            c.size,
+            text(&c.root.to_hex()),
+            signed_by.join(",")
+        ));
+        out
+    } else {
+        let what = match &a.current {
+            Some(Revision { index, entry, .. }) => format!(
+                "verified current: table {:?} id {:?} version {} at index {index}",
+                a.table, a.id, entry.version
+            ),
+            None => format!("verified absent: table {:?} id {:?}", a.table, a.id),
+        };
+        format!(
+            "{what}, checkpoint origin {} size {} root {}",
+            c.origin,
+            c.size,
+            c.root.to_hex()
+        )
+    }
+}
+
+fn cmd_current(parser: &mut lexopt::Parser) -> Result<String, Failure> {
+    let args = parse_check_args(parser, &["entry", "state"], &[])?;
+    let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
+    let wanted = match &args.entry {
+        Some(path) => Some(read_input(path, "entry")?),
+        None => None,
+    };
+    let file = args.file.unwrap_or_default();
+    let proof = CurrentProof::parse(&read_text(&file, "proof")?)
+        .map_err(|e| Failure::Input(format!("proof {}: {e}", file.display())))?;
+    let answer = verify_current(&proof, &keys).map_err(verify_failure)?;
+    let c = &answer.head.checkpoint;
+    if let Some(wanted) = &wanted {
+        let doc = format!("table {:?} id {:?}", answer.table, answer.id);
+        let given = match Entry::decode(wanted) {
+            Ok(e) if e.table == answer.table && e.id == answer.id => {
+                format!("version {} of {doc}", e.version)
+            }
+            Ok(e) => format!("an entry of table {:?} id {:?}", e.table, e.id),
+            Err(_) => "not an entry".to_owned(),
+        };
+        match &answer.current {
+            Some(r) if r.bytes == *wanted => {}
+            Some(Revision { index, entry, .. }) => {
+                return Err(Failure::NotVerified(format!(
+                    "the entry is {given}, not the current revision: that is version {} at index {index} (checkpoint size {})",
+                    entry.version, c.size
+                )));
+            }
+            None => {
+                return Err(Failure::NotVerified(format!(
+                    "the entry is {given}, but the proof shows {doc} absent at checkpoint size {}",
+                    c.size
+                )));
+            }
+        }
+    }
+    if let Some(dir) = &args.state
+        && let Some(note) = current_against_state(&answer.head, &keys, dir)?
+    {
+        eprintln!("graven-verify: {note}");
+    }
+    Ok(current_line(&answer, args.json))
+}
+
+/// `current --state DIR`: compares the proof's checkpoint with the one DIR holds for its
+/// origin, without changing DIR. Fails on a newer stored checkpoint (the answer may be
+/// stale) or another one of the same size (a fork); returns a note for stderr when the
+/// comparison says nothing.
+fn current_against_state(
+    head: &VerifiedCheckpoint,
+    keys: &[Verifier],
+    dir: &Path,
+) -> Result<Option<String>, Failure> {
+    let state = StateDir::new(dir);
+    let c = &head.checkpoint;
+    let path = state.path(&c.origin);
+    let Some(note) = state
+        .load(&c.origin)
+        .map_err(|e| Failure::Input(format!("cannot read state file {}: {e}", path.display())))?
+    else {
+        return Ok(Some(format!(
+            "{} holds no checkpoint of origin {}: nothing to compare the proof's with",
+            dir.display(),
+            c.origin
+        )));
+    };
+    let stored = open_checkpoint(&note, keys)
+        .map_err(|e| checkpoint_failure(&format!("state file {}", path.display()), e))?
+        .checkpoint;
+    if stored.origin != c.origin {
+        return Err(Failure::Input(format!(
+            "state file {} holds a checkpoint of origin {:?}, not {:?}",
+            path.display(),
+            stored.origin,
+            c.origin
+        )));
+    }
+    if stored.size > c.size {
+        return Err(Failure::NotVerified(format!(
+            "stale: {} holds a checkpoint of size {}, newer than the proof's size {}; the answer may no longer be current",
+            path.display(),
+            stored.size,
+            c.size
+        )));
+    }
+    if stored.size == c.size && stored.root != c.root {
+        return Err(Failure::NotVerified(format!(
+            "fork: the checkpoint in {} has size {} like the proof's but a different root",
+            path.display(),
+            stored.size
+        )));
+    }
+    Ok((stored.size < c.size).then(|| {
+        format!(
+            "{} holds an older checkpoint (size {}); without a consistency proof from it, the proof's checkpoint is not known to extend it",
+            path.display(),
+            stored.size
+        )
+    }))
+}
+
 /// Prints `\r` progress on stderr when it is a terminal; quiet otherwise.
 struct Progress {
     on: bool,
@@ -465,26 +647,36 @@ fn summary_line(s: &AuditSummary, json: bool) -> String {
         let text = |v: &str| serde_json::Value::from(v).to_string();
         let signed_by: Vec<String> = s.signed_by.iter().map(|n| text(n)).collect();
         format!(
-            "{{\"verified\":\"export\",\"origin\":{},\"from\":{},\"to\":{},\"entries\":{entries},\"documents\":{},\"tables\":{},\"bytes\":{},\"root\":{},\"signed_by\":[{}]}}",
+            "{{\"verified\":\"export\",\"origin\":{},\"from\":{},\"to\":{},\"entries\":{entries},\"documents\":{},\"tables\":{},\"state_roots\":{},\"state_roots_unchecked\":{},\"bytes\":{},\"root\":{},\"signed_by\":[{}]}}",
             text(&s.origin),
             s.from,
             s.to,
             s.documents,
             s.tables,
+            s.state_roots,
+            s.state_roots_unchecked,
             s.bytes,
             text(&root),
             signed_by.join(",")
         )
     } else {
+        let unchecked = if s.state_roots_unchecked > 0 {
+            format!(
+                " ({} not checked: the state before index {} is not in the export)",
+                s.state_roots_unchecked, s.from
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "verified export: origin {} entries {entries} (indexes {} to {}) documents {} tables {} size {} bytes root {root}",
-            s.origin, s.from, s.to, s.documents, s.tables, s.bytes
+            "verified export: origin {} entries {entries} (indexes {} to {}) documents {} tables {} state roots {}{unchecked} size {} bytes root {root}",
+            s.origin, s.from, s.to, s.documents, s.tables, s.state_roots, s.bytes
         )
     }
 }
 
 fn cmd_audit(parser: &mut lexopt::Parser) -> Result<String, Failure> {
-    let args = parse_check_args(parser, &[])?;
+    let args = parse_check_args(parser, &[], &[])?;
     let keys = read_keys(args.key.as_deref().unwrap_or(Path::new("")))?;
     let file = args.file.unwrap_or_default();
     let input: Box<dyn Read> =
@@ -564,6 +756,9 @@ fn cmd_stream(parser: &mut lexopt::Parser) -> Result<Option<String>, Failure> {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(None),
             Err(e) => return Err(Failure::Input(format!("cannot write standard output: {e}"))),
         }
+    }
+    if let Some(note) = verifier.state_unchecked() {
+        eprintln!("graven-verify: {note}");
     }
     if verifier.pending() > 0 {
         eprintln!(
@@ -645,6 +840,7 @@ fn run() -> Result<Option<String>, Failure> {
         "checkpoint" => cmd_checkpoint(&mut parser).map(Some),
         "inclusion" => cmd_inclusion(&mut parser).map(Some),
         "consistency" => cmd_consistency(&mut parser).map(Some),
+        "current" => cmd_current(&mut parser).map(Some),
         "audit" => cmd_audit(&mut parser).map(Some),
         "stream" => cmd_stream(&mut parser),
         "keygen" => cmd_keygen(&mut parser).map(Some),

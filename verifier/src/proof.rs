@@ -191,6 +191,8 @@ pub enum VerifyError {
         /// The old checkpoint's size.
         checkpoint: u64,
     },
+    /// A current-state proof does not prove its answer (docs/FORMAT.md §13).
+    Current(crate::current::CurrentError),
 }
 
 impl fmt::Display for VerifyError {
@@ -208,6 +210,7 @@ impl fmt::Display for VerifyError {
                 f,
                 "proof is from size {proof} but the old checkpoint has size {checkpoint}"
             ),
+            VerifyError::Current(e) => e.fmt(f),
         }
     }
 }

@@ -11,6 +11,12 @@
 //! consumer reads from the verifier's output has therefore been verified against a signed
 //! checkpoint, field by field.
 //!
+//! A stream that starts at index 0 also recomputes the state map as revisions arrive and
+//! checks every state root an entry carries ([`StateReplay`]); one that starts later, or
+//! skips an entry (whose document it does not see), cannot know the state from there on,
+//! and says so ([`StreamVerifier::state_unchecked`]). The order of entry formats is
+//! checked throughout.
+//!
 //! Every member of every event is checked, so unknown members and duplicate member names
 //! are rejected: a consumer must not be able to read an unverified value out of a line the
 //! verifier passed on.
@@ -24,6 +30,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{CheckpointError, open_checkpoint};
+use crate::current::StateReplay;
 use crate::entry::{Entry, Operation};
 use crate::hash::{Hash, leaf_hash};
 use crate::note::{NoteError, Verifier};
@@ -155,6 +162,10 @@ pub struct StreamVerifier {
     verified_size: Option<u64>,
     pending: Vec<String>,
     pending_bytes: usize,
+    state: StateReplay,
+    /// Why the state stopped being known, and from which index: a start past 0 or a
+    /// skipped entry.
+    state_lost: Option<(u64, bool)>,
 }
 
 impl StreamVerifier {
@@ -170,7 +181,34 @@ impl StreamVerifier {
             verified_size: None,
             pending: Vec::new(),
             pending_bytes: 0,
+            state: StateReplay::from_start(),
+            state_lost: None,
         }
+    }
+
+    /// State roots checked against the state recomputed from the stream.
+    pub fn state_roots_checked(&self) -> u64 {
+        self.state.roots_checked()
+    }
+
+    /// Why state roots were not all checked, if entries went by whose state was not known
+    /// (the stream starts past index 0, or skipped an entry); `None` when every entry so
+    /// far had its state recomputed.
+    pub fn state_unchecked(&self) -> Option<String> {
+        let (from, skipped) = self.state_lost?;
+        if self.range.size() <= from {
+            return None;
+        }
+        let checked = self.state.roots_checked();
+        Some(if skipped {
+            format!(
+                "state roots were checked up to index {from} only ({checked} checked): the entry at index {from} was skipped, so the state after it is not known"
+            )
+        } else {
+            format!(
+                "state roots were not checked: the stream starts at index {from}, and the state before it is not known"
+            )
+        })
     }
 
     /// Revisions read but not yet covered by a checkpoint.
@@ -231,6 +269,10 @@ impl StreamVerifier {
                     ))
                 })?;
                 self.frontier = true;
+                if size > 0 {
+                    self.state = StateReplay::without_state();
+                    self.state_lost = Some((size, false));
+                }
                 Ok(Vec::new())
             }
             "revision" => {
@@ -294,6 +336,9 @@ impl StreamVerifier {
                         }
                     }
                 }
+                self.state
+                    .apply(index, &entry)
+                    .map_err(|e| failed(e.to_string()))?;
                 if self.pending.len() >= MAX_PENDING_REVISIONS
                     || self.pending_bytes + line.len() > MAX_PENDING_BYTES
                 {
@@ -312,6 +357,10 @@ impl StreamVerifier {
                 let index = event.number("index")?;
                 self.check_index(&event, index)?;
                 let leaf = event.hash("leaf_hash")?;
+                if self.state.knows_state() {
+                    self.state.lose_state();
+                    self.state_lost = Some((index, true));
+                }
                 self.range.append(leaf);
                 Ok(Vec::new())
             }

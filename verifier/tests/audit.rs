@@ -375,7 +375,7 @@ fn entry(l: &Ledger, op: Operation, id: &str, version: u64, body: &Option<Vec<u8
         id: id.into(),
         principal: "mallory".into(),
         body_hash: body.as_deref().map(common::body_hash),
-        state: graven_verify::State::Untracked,
+        state: graven_verify::State::Root(graven_verify::Hash::default()),
     }
 }
 
@@ -439,6 +439,7 @@ fn non_contiguous_transaction_is_caught() {
         let body = Some(b"{}".to_vec());
         let mut e = entry(l, Operation::Insert, "x", 0, &body);
         e.tx_revisions = 2;
+        e.state = graven_verify::State::Pending;
         l.push_entry(e, body.clone());
         let mut e = entry(l, Operation::Insert, "y", 0, &body);
         e.tx_id += 1;
@@ -528,4 +529,153 @@ fn usage_errors_exit_2() {
     let key = dir.write("k", format!("{}\n", s.verifier().to_vkey()));
     let err = fails(&run(&[&"audit", &"--key", &key]), 2);
     assert!(err.contains("missing the file"), "{err}");
+}
+
+#[test]
+fn state_roots_are_checked_and_counted() {
+    let l = ledger();
+    let txs = l
+        .revs
+        .iter()
+        .filter(|r| matches!(r.entry.state, graven_verify::State::Root(_)))
+        .count();
+    assert_eq!(txs, 60, "one root per transaction");
+    let line = ok(&audit(&l, &l.export(0, l.size()), "roots"));
+    assert!(line.contains(" tables 2 state roots 60 size "), "{line}");
+    // A partial export cannot know the state before its first entry.
+    let from = 10;
+    let unchecked = l.revs[from..]
+        .iter()
+        .filter(|r| matches!(r.entry.state, graven_verify::State::Root(_)))
+        .count();
+    let line = ok(&audit(
+        &l,
+        &l.export(from as u64, l.size()),
+        "roots-partial",
+    ));
+    assert!(
+        line.contains(&format!(
+            " state roots 0 ({unchecked} not checked: the state before index {from} is not in the export) size "
+        )),
+        "{line}"
+    );
+    let dir = TempDir::new("roots-json");
+    let key = dir.write("key.vkey", l.vkey());
+    let file = dir.write("export", l.export(from as u64, l.size()));
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&run(&[&"audit", &"--key", &key, &"--json", &file])))
+            .expect("JSON");
+    assert_eq!(v["state_roots"], 0);
+    assert_eq!(v["state_roots_unchecked"], unchecked as u64);
+}
+
+#[test]
+fn a_ledger_upgraded_from_format_1_audits_clean() {
+    // Format 1 entries, then format 2 ones whose roots cover the documents written before.
+    let l = Ledger::generate_upgraded("audit.example/upgraded", 20, 50);
+    assert_eq!(l.revs[0].entry.state, graven_verify::State::Untracked);
+    let line = ok(&audit(&l, &l.export(0, l.size()), "upgraded"));
+    assert!(line.contains(" state roots 30 "), "{line}");
+    for from in [5, 40] {
+        ok(&audit(
+            &l,
+            &l.export(from, l.size()),
+            &format!("upgraded-{from}"),
+        ));
+    }
+}
+
+#[test]
+fn a_wrong_state_root_is_caught() {
+    // The root before the transaction (a stale root), and a root of nothing.
+    for (test, stale) in [("stale-root", true), ("zero-root", false)] {
+        let l = lying(|l| {
+            let body = Some(b"{}".to_vec());
+            let mut e = entry(l, Operation::Insert, "x", 0, &body);
+            let before = l.state_root();
+            e.state = graven_verify::State::Root(if stale {
+                before
+            } else {
+                graven_verify::Hash::default()
+            });
+            l.push_raw(e, body);
+        });
+        let err = fails(&audit(&l, &l.export(0, l.size()), test), 1);
+        let mut truth = Ledger::new("audit.example/truth");
+        for r in &l.revs[..4] {
+            truth.push_entry(r.entry.clone(), r.body.clone());
+        }
+        let carried = match l.revs[3].entry.state {
+            graven_verify::State::Root(r) => r,
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            err,
+            format!(
+                "graven-verify: index 3: state root {} does not match the state after the transaction ({})",
+                carried.to_hex(),
+                truth.state_root().to_hex()
+            )
+        );
+        // An export that starts later cannot tell.
+        ok(&audit(&l, &l.export(4, l.size()), &format!("{test}-after")));
+    }
+    // A root on the right transaction's last revision, but computed as if an earlier
+    // revision of it were missing.
+    let mut l = lying(|_| {});
+    let body = Some(b"{}".to_vec());
+    l.push_tx(&[
+        ("t", "y", Operation::Insert, 0, body.clone()),
+        ("t", "z", Operation::Insert, 0, body.clone()),
+    ]);
+    let mut skipped = lying(|_| {});
+    skipped.push_tx(&[("t", "z", Operation::Insert, 0, body.clone())]);
+    let last = l.revs.len() - 1;
+    l.revs[last].entry.state = skipped.revs.last().expect("a revision").entry.state;
+    l.revs[last].bytes = l.revs[last].entry.encode().expect("encode");
+    let err = fails(
+        &audit(&l, &l.export(0, l.size()), "missing-revision-root"),
+        1,
+    );
+    assert!(
+        err.starts_with(&format!("graven-verify: index {last}: state root ")),
+        "{err}"
+    );
+}
+
+#[test]
+fn entry_formats_never_go_back_or_mix() {
+    // A format 1 transaction after format 2 ones.
+    let l = lying(|l| {
+        l.format1 = true;
+        l.push_tx(&[("t", "x", Operation::Insert, 0, Some(b"{}".to_vec()))]);
+        l.format1 = false;
+    });
+    let err = fails(&audit(&l, &l.export(0, l.size()), "format-back"), 1);
+    assert_eq!(
+        err,
+        "graven-verify: index 3: a format 1 entry after the format 2 entry at index 0 (a ledger never goes back to format 1)"
+    );
+    // A partial export sees it too, from the format 2 entries it holds.
+    let err = fails(&audit(&l, &l.export(2, l.size()), "format-back-partial"), 1);
+    assert!(err.contains("after the format 2 entry at index 2"), "{err}");
+    // A transaction whose first revision is format 1 and last is format 2.
+    let mut l = Ledger::new("audit.example/mixed");
+    l.format1 = true;
+    let body = Some(b"{}".to_vec());
+    l.push_tx(&[("t", "a", Operation::Insert, 0, body.clone())]);
+    l.push_tx(&[
+        ("t", "b", Operation::Insert, 0, body.clone()),
+        ("t", "c", Operation::Insert, 0, body.clone()),
+    ]);
+    l.format1 = false;
+    let mut e = l.revs[2].entry.clone();
+    e.state = graven_verify::State::Root(graven_verify::Hash::default());
+    l.revs.pop();
+    l.push_entry(e, body.clone());
+    let err = fails(&audit(&l, &l.export(0, l.size()), "format-mixed"), 1);
+    assert_eq!(
+        err,
+        "graven-verify: index 2: transaction 1 has entries of both format 1 and format 2"
+    );
 }

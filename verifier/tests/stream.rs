@@ -291,11 +291,15 @@ fn a_stream_starting_after_0_needs_its_frontier() {
 #[test]
 fn too_many_revisions_without_a_checkpoint() {
     // Through the library, with a ledger just over the limit.
-    let l = Ledger::generate("stream.example/big", MAX_PENDING_REVISIONS as u64 / 2 + 1);
-    assert!(l.size() > MAX_PENDING_REVISIONS as u64);
+    // Format 1 entries from a frontier: neither the builder nor the verifier has a state
+    // to recompute (which takes long in a debug build at this size).
+    let n = MAX_PENDING_REVISIONS as u64 / 2 + 2;
+    let l = Ledger::generate_upgraded("stream.example/big", n, n);
+    assert!(l.size() > MAX_PENDING_REVISIONS as u64 + 1);
     let mut v = StreamVerifier::new(vec![l.signer.verifier()]);
+    v.push_line(&l.frontier_line(1)).expect("frontier");
     let mut result = Ok(Vec::new());
-    for i in 0..=MAX_PENDING_REVISIONS as u64 {
+    for i in 1..=MAX_PENDING_REVISIONS as u64 + 1 {
         result = v.push_line(&l.revision_line(i));
         if result.is_err() {
             break;
@@ -304,7 +308,8 @@ fn too_many_revisions_without_a_checkpoint() {
     assert_eq!(
         result,
         Err(StreamError::Failed(format!(
-            "index {MAX_PENDING_REVISIONS}: more than {MAX_PENDING_REVISIONS} revisions or 256 MiB wait for a checkpoint"
+            "index {}: more than {MAX_PENDING_REVISIONS} revisions or 256 MiB wait for a checkpoint",
+            MAX_PENDING_REVISIONS + 1
         )))
     );
 }
@@ -317,4 +322,95 @@ fn empty_input_is_fine_and_usage_is_checked() {
     let r = run_with_stdin(&[&"stream"], b"");
     let err = fails_after(&r, 2, "");
     assert!(err.contains("missing --key"), "{err}");
+}
+
+#[test]
+fn state_roots_are_checked_from_index_0_only() {
+    let l = ledger();
+    // From 0: every root checked, nothing said.
+    let mut v = StreamVerifier::new(vec![l.signer.verifier()]);
+    for line in l.tail(0, l.size(), 7, None) {
+        v.push_line(&line).expect("verifies");
+    }
+    assert_eq!(v.state_roots_checked(), 40, "one per transaction");
+    assert_eq!(v.state_unchecked(), None);
+    // From a frontier: not checked, and said at the end.
+    let r = verify(&l, &l.tail(13, l.size(), 5, None), "roots-frontier");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stderr,
+        "graven-verify: state roots were not checked: the stream starts at index 13, and the state before it is not known\n"
+    );
+    // With a table filtered out: checked up to the first skipped entry.
+    let lines = l.tail(0, l.size(), 5, Some("users"));
+    let first_skipped = (0..l.size())
+        .find(|&i| l.revs[i as usize].entry.table == "users")
+        .expect("a users revision");
+    let checked = l.revs[..first_skipped as usize]
+        .iter()
+        .filter(|r| matches!(r.entry.state, graven_verify::State::Root(_)))
+        .count();
+    let r = verify(&l, &lines, "roots-skipped");
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        r.stderr,
+        format!(
+            "graven-verify: state roots were checked up to index {first_skipped} only ({checked} checked): the entry at index {first_skipped} was skipped, so the state after it is not known\n"
+        )
+    );
+}
+
+#[test]
+fn a_wrong_state_root_fails_the_stream() {
+    let mut l = ledger();
+    let size = l.size();
+    // One more transaction, whose root is the state before it.
+    let mut e = l.revs.last().expect("a revision").entry.clone();
+    e.tx_id += 1;
+    e.tx_position = 0;
+    e.tx_revisions = 1;
+    e.id = "late".into();
+    e.version = 0;
+    e.operation = graven_verify::Operation::Insert;
+    let body = Some(b"{\"late\":true}".to_vec());
+    e.body_hash = Some(common::body_hash(b"{\"late\":true}"));
+    let before = l.state_root();
+    e.state = graven_verify::State::Root(before);
+    l.push_raw(e, body);
+    let lines = l.tail(0, l.size(), 10, None);
+    // What the checkpoints before the bad transaction's verified.
+    let verified = revisions(&lines[..line_of(&lines, size / 10 * 10)]);
+    let err = fails_after(&verify(&l, &lines, "wrong-root"), 1, &verified);
+    assert!(
+        err.starts_with(&format!(
+            "graven-verify: index {size}: state root {} does not match the state after the transaction (",
+            before.to_hex()
+        )),
+        "{err}"
+    );
+    // The same stream from a frontier cannot tell.
+    let r = verify(&l, &l.tail(5, l.size(), 10, None), "wrong-root-frontier");
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+#[test]
+fn a_format_1_entry_after_format_2_fails_the_stream() {
+    let mut l = ledger();
+    l.format1 = true;
+    l.push_tx(&[(
+        "orders",
+        "old",
+        graven_verify::Operation::Insert,
+        0,
+        Some(b"{}".to_vec()),
+    )]);
+    let lines = l.tail(30, l.size(), 100, None);
+    let err = fails_after(&verify(&l, &lines, "format-back"), 1, "");
+    assert_eq!(
+        err,
+        format!(
+            "graven-verify: index {}: a format 1 entry after the format 2 entry at index 30 (a ledger never goes back to format 1)",
+            l.size() - 1
+        )
+    );
 }

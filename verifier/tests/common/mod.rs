@@ -1,9 +1,11 @@
-//! Shared fixtures of the `audit`, `stream` and `state` tests: running the binary, scratch
-//! directories, and a synthetic ledger (entries, bodies, signed checkpoints) built with the
-//! library, from which exports and change streams are made.
+//! Shared fixtures of the `audit`, `stream`, `state` and `current` tests: running the
+//! binary, scratch directories, and a synthetic ledger (entries, bodies, state roots, signed
+//! checkpoints) built with the library, from which exports, change streams and
+//! current-state proofs are made.
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,11 +14,14 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use graven_verify::checkpoint::Checkpoint;
-use graven_verify::entry::{Entry, Operation};
+use graven_verify::current::{CurrentProof, ProvenEntry};
+use graven_verify::entry::{Entry, Operation, State};
 use graven_verify::export::ExportWriter;
 use graven_verify::hash::{Hash, leaf_hash};
+use graven_verify::map::{Terminal, map_key};
+use graven_verify::map_nodes::{Map, MemoryNodes};
 use graven_verify::note::Signer;
-use graven_verify::tree::CompactRange;
+use graven_verify::tree::{CompactRange, prove_inclusion};
 use sha2::{Digest, Sha256};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_graven-verify");
@@ -127,10 +132,18 @@ pub struct Rev {
     pub body: Option<Vec<u8>>,
 }
 
-/// A synthetic ledger signed by a fresh key.
+/// A synthetic ledger signed by a fresh key. Transactions are written in entry format 2,
+/// the last revision of each carrying the root of the state map after it, unless `format1`
+/// is set (a ledger from before state commitments).
 pub struct Ledger {
     pub signer: Signer,
     pub revs: Vec<Rev>,
+    /// Write format 1 entries (no state) from now on.
+    pub format1: bool,
+    /// The state map after the first `applied` revisions, as a replay of them computes it
+    /// (brought up to date when a root is needed).
+    map: Map<MemoryNodes>,
+    applied: usize,
     next_tx: u64,
     clock: u64,
 }
@@ -146,6 +159,9 @@ impl Ledger {
         Ledger {
             signer: Signer::generate(origin).expect("keygen"),
             revs: Vec::new(),
+            format1: false,
+            map: Map::new(MemoryNodes::default()),
+            applied: 0,
             next_tx: 0,
             clock: T0,
         }
@@ -154,11 +170,18 @@ impl Ledger {
     /// A ledger of `txs` transactions of 1 to 3 revisions each over two tables: inserts,
     /// updates and some deletes, with dense versions.
     pub fn generate(origin: &str, txs: u64) -> Ledger {
+        Ledger::generate_upgraded(origin, 0, txs)
+    }
+
+    /// Like [`Ledger::generate`], the first `format1` transactions in entry format 1 (a
+    /// ledger from before state commitments), the rest in format 2.
+    pub fn generate_upgraded(origin: &str, format1: u64, txs: u64) -> Ledger {
         let mut ledger = Ledger::new(origin);
         let mut live: Vec<(String, String, u64)> = Vec::new();
         let mut created = 0u64;
         let mut g = 0u64;
         for t in 0..txs {
+            ledger.format1 = t < format1;
             let mut ops: Vec<(String, String, Operation, u64)> = Vec::new();
             for _ in 0..=(t % 3) {
                 g += 1;
@@ -203,7 +226,8 @@ impl Ledger {
         ledger
     }
 
-    /// Appends one transaction of the given revisions (table, id, operation, version, body).
+    /// Appends one transaction of the given revisions (table, id, operation, version, body):
+    /// format 2 entries with the state root on the last, or format 1 if `format1` is set.
     pub fn push_tx(&mut self, ops: &[Op<'_>]) {
         let tx = self.next_tx;
         self.next_tx += 1;
@@ -220,18 +244,49 @@ impl Ledger {
                 id: (*id).to_owned(),
                 principal: "alice".to_owned(),
                 body_hash: body.as_deref().map(body_hash),
-                state: graven_verify::State::Untracked,
+                state: if self.format1 {
+                    State::Untracked
+                } else if position + 1 == ops.len() {
+                    State::Root(Hash::default())
+                } else {
+                    State::Pending
+                },
             };
             self.push_entry(entry, body.clone());
         }
     }
 
-    /// Appends a revision as given, however inconsistent.
+    /// Appends a revision as given, however inconsistent, except that a state root it
+    /// carries is replaced by the true one: the root of the state after it.
     pub fn push_entry(&mut self, entry: Entry, body: Option<Vec<u8>>) {
+        let carries_root = matches!(entry.state, State::Root(_));
+        self.push_raw(entry, body);
+        if carries_root {
+            let root = self.state_root();
+            let last = self.revs.last_mut().expect("a revision");
+            last.entry.state = State::Root(root);
+            last.bytes = last.entry.encode().expect("encode");
+        }
+    }
+
+    /// Appends a revision exactly as given, its state root too.
+    pub fn push_raw(&mut self, entry: Entry, body: Option<Vec<u8>>) {
         let bytes = entry.encode().expect("encode");
         self.next_tx = self.next_tx.max(entry.tx_id + 1);
         self.clock = self.clock.max(entry.commit_time_micros);
         self.revs.push(Rev { entry, bytes, body });
+    }
+
+    /// The root of the state map after every revision so far.
+    pub fn state_root(&mut self) -> Hash {
+        for (i, r) in self.revs.iter().enumerate().skip(self.applied) {
+            let live = (r.entry.operation != Operation::Delete).then_some(i as u64);
+            self.map
+                .set(&map_key(&r.entry.table, &r.entry.id), live)
+                .expect("set");
+        }
+        self.applied = self.revs.len();
+        self.map.root().expect("root")
     }
 
     pub fn size(&self) -> u64 {
@@ -264,6 +319,48 @@ impl Ledger {
 
     pub fn vkey(&self) -> String {
         format!("{}\n", self.signer.verifier().to_vkey())
+    }
+
+    /// Every stored hash of the journal, for proving inclusion.
+    pub fn stored(&self) -> Vec<Hash> {
+        let mut range = CompactRange::new();
+        let mut stored = Vec::new();
+        for r in &self.revs {
+            range.append_stored(leaf_hash(&r.bytes), |_, h| stored.push(h));
+        }
+        stored
+    }
+
+    /// Each live document after the first `size` revisions, with the index of its live
+    /// revision: the state's definition, replayed without the map.
+    pub fn live_at(&self, size: u64) -> BTreeMap<(String, String), u64> {
+        let mut live = BTreeMap::new();
+        for (i, r) in self.revs[..size as usize].iter().enumerate() {
+            let doc = (r.entry.table.clone(), r.entry.id.clone());
+            if r.entry.operation == Operation::Delete {
+                live.remove(&doc);
+            } else {
+                live.insert(doc, i as u64);
+            }
+        }
+        live
+    }
+
+    /// What proves current-state answers at the checkpoint of `size`.
+    pub fn prover(&self, size: u64) -> Prover<'_> {
+        let mut map = Map::new(MemoryNodes::default());
+        for (i, r) in self.revs[..size as usize].iter().enumerate() {
+            let live = (r.entry.operation != Operation::Delete).then_some(i as u64);
+            map.set(&map_key(&r.entry.table, &r.entry.id), live)
+                .expect("set");
+        }
+        Prover {
+            ledger: self,
+            size,
+            stored: self.stored(),
+            map,
+            note: self.signed(size),
+        }
     }
 
     /// The export file of `[from, to)`.
@@ -342,6 +439,47 @@ impl Ledger {
             }
         }
         lines
+    }
+}
+
+/// Makes current-state proofs at one checkpoint, as a server would: the checkpoint's last
+/// entry and its inclusion proof, the map proof of the document's key at that size, and the
+/// revision the map names when it is not the last entry.
+pub struct Prover<'a> {
+    ledger: &'a Ledger,
+    size: u64,
+    stored: Vec<Hash>,
+    map: Map<MemoryNodes>,
+    note: String,
+}
+
+impl Prover<'_> {
+    pub fn proven(&self, index: u64) -> ProvenEntry {
+        ProvenEntry {
+            index,
+            entry: self.ledger.revs[index as usize].bytes.clone(),
+            hashes: prove_inclusion(index, self.size, &self.stored).expect("prove"),
+        }
+    }
+
+    pub fn current(&mut self, table: &str, id: &str) -> CurrentProof {
+        let key = map_key(table, id);
+        let map = self.map.prove(&key).expect("prove");
+        let last = self.size - 1;
+        let revision = match map.terminal {
+            Terminal::Leaf { key: k, index } if k == key && index != last => {
+                Some(self.proven(index))
+            }
+            _ => None,
+        };
+        CurrentProof {
+            table: table.to_owned(),
+            id: id.to_owned(),
+            state: self.proven(last),
+            revision,
+            map,
+            checkpoint: self.note.clone(),
+        }
     }
 }
 
