@@ -77,7 +77,8 @@ Commands:
 Options:
   --key VKEY_FILE  Trusted verifier keys, one vkey per line (`#` starts a comment).
   --state DIR      Keep the newest verified checkpoint of each log in DIR (created if
-                   missing; one file per origin, <hex of the origin>.checkpoint).
+                   missing; one file per origin, <hex of the origin>.checkpoint);
+                   `current` only reads it.
   --json           Print the result as one JSON object.
   -h, --help       Print this help.
   -V, --version    Print the version.
