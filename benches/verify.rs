@@ -235,6 +235,90 @@ fn proving(c: &mut Criterion) {
     group.finish();
 }
 
+// ---------------------------------------------------------------------------------------
+// The state map.
+// ---------------------------------------------------------------------------------------
+
+/// The state map of a million documents in memory (what an audit keeps): a revision's
+/// update and hashing, a proof, and its check; then the check of a proof as deep as one
+/// at ten million documents, whose cost depends only on its length.
+fn state(c: &mut Criterion) {
+    use graven_verify::map::{
+        Lookup, MapProof, Terminal, check_map_proof, map_key, map_leaf_hash, map_node_hash,
+    };
+    use graven_verify::map_nodes::{Map, MemoryNodes};
+    const DOCS: u64 = 1_000_000;
+    let mut map = Map::new(MemoryNodes::default());
+    for i in 0..DOCS {
+        map.set(&map_key("docs", &format!("doc-{i}")), Some(i))
+            .expect("set");
+        if i % 4096 == 4095 {
+            map.root().expect("root");
+        }
+    }
+    let root = map.root().expect("root");
+    let key = map_key("docs", "doc-700001");
+    let proof = map.prove(&key).expect("prove");
+    assert_eq!(
+        check_map_proof(&root, &key, &proof),
+        Ok(Lookup::Current(700_001))
+    );
+    eprintln!(
+        "state map of {DOCS} keys: a proof has {} siblings",
+        proof.siblings.len()
+    );
+
+    let mut group = c.benchmark_group("state_map_1M");
+    let mut i = 0u64;
+    group.bench_function("update_and_root", |b| {
+        b.iter(|| {
+            i = (i + 104_729) % DOCS;
+            map.set(&map_key("docs", &format!("doc-{i}")), Some(DOCS + i))
+                .expect("set");
+            map.root().expect("root")
+        })
+    });
+    group.bench_function("prove", |b| {
+        b.iter(|| {
+            i = (i + 104_729) % DOCS;
+            map.prove(&map_key("docs", &format!("doc-{i}")))
+                .expect("prove")
+        })
+    });
+    let root = map.root().expect("root");
+    let proof = map.prove(&key).expect("prove");
+    group.bench_function("check", |b| {
+        b.iter(|| check_map_proof(black_box(&root), &key, black_box(&proof)))
+    });
+    group.finish();
+
+    // At ten million documents a path is about log2(10^7) + 1.3 = 24.6 long; 27 covers
+    // nearly every key. Any siblings make a valid proof of the root they fold to.
+    let siblings: Vec<Hash> = (0..27u32).map(|d| leaf_hash(&d.to_be_bytes())).collect();
+    let mut folded = map_leaf_hash(&key, 5);
+    for (d, s) in siblings.iter().enumerate().rev() {
+        folded = if graven_verify::map::bit(&key, d) {
+            map_node_hash(s, &folded)
+        } else {
+            map_node_hash(&folded, s)
+        };
+    }
+    let deep = MapProof {
+        siblings,
+        terminal: Terminal::Leaf { key, index: 5 },
+    };
+    assert_eq!(
+        check_map_proof(&folded, &key, &deep),
+        Ok(Lookup::Current(5))
+    );
+    eprintln!("a proof of 27 siblings is {} bytes", deep.encode().len());
+    let mut group = c.benchmark_group("state_map_10M");
+    group.bench_function("check_27_siblings", |b| {
+        b.iter(|| check_map_proof(black_box(&folded), &key, black_box(&deep)))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     // Short runs: the figures in BENCHMARKS.md come from a 2-core machine and the whole
@@ -243,6 +327,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(50);
-    targets = hashing, checking, proving
+    targets = hashing, checking, proving, state
 }
 criterion_main!(benches);
