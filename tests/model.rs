@@ -1065,6 +1065,10 @@ impl Run {
             return;
         }
         match revs.last() {
+            // An empty journal has no checkpoint that commits to a state.
+            None if self.m.size() == 0 => {
+                expect_code(current, Code::NotFound, "does not exist", &ctx)
+            }
             // With a proof, no live document is an answer: the proof of its absence.
             None
             | Some(Rev {

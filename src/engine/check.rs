@@ -29,7 +29,7 @@
 //! * the state map (docs/FORMAT.md §12), replayed from the journal: every root a
 //!   transaction's last entry carries is the map's root after it, no format 1 entry
 //!   follows a format 2 one, and the stored map is the replayed one, root and every node
-//!   record (the replayed map is kept in memory, about 150 bytes per live document).
+//!   record (the replayed map is kept in memory, 300 to 400 bytes per live document).
 //! * index entries (docs/FORMAT.md §9.8): each belongs to a defined index and names a
 //!   live document of its table whose value at the index's path encodes to the entry's
 //!   value; an online index has an entry for every live document with a non-null value
