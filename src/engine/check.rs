@@ -44,9 +44,9 @@
 
 use std::path::Path;
 
-use graven_verify::map::map_key;
+use graven_verify::current::StateReplay;
 use graven_verify::map_nodes::{Child, Map, MemoryNodes, Node};
-use graven_verify::{CompactRange, Entry, Hash, Operation, Signer, State, leaf_hash};
+use graven_verify::{CompactRange, Entry, Hash, Operation, Signer, leaf_hash};
 use sha2::{Digest, Sha256};
 
 use super::files::{KeyFileError, read_key_file};
@@ -322,9 +322,8 @@ fn check_journal(
 ) -> Result<(CompactRange, Map<MemoryNodes>), CheckError> {
     let total = snap.leaf_rows()?;
     let mut range = CompactRange::new();
-    // The state map, replayed; whether entries carry it yet (format 2).
-    let mut state = Map::new(MemoryNodes::default());
-    let mut tracked = false;
+    // The state map, replayed from index 0 with graven-verify's rules.
+    let mut state = StateReplay::from_start();
     let mut computed: Vec<Hash> = Vec::with_capacity(64);
     // (tx id, position, revisions) of the previous entry, and its commit time.
     let mut prev_tx: Option<(u64, u32, u32)> = None;
@@ -386,34 +385,7 @@ fn check_journal(
         }
         prev_tx = Some(tx);
         // The state map after it, against the root its transaction's last entry carries.
-        let live = entry.operation != Operation::Delete;
-        let key = map_key(&entry.table, &entry.id);
-        state
-            .set(&key, live.then_some(index))
-            .map_err(|e| at(e.to_string()))?;
-        match entry.state {
-            State::Untracked if tracked => {
-                return Err(at("a format 1 entry after format 2 ones".into()));
-            }
-            State::Untracked => {}
-            _ if !tracked && entry.tx_position > 0 => {
-                return Err(at(
-                    "a transaction that begins in format 1 goes on in format 2".into(),
-                ));
-            }
-            State::Pending => tracked = true,
-            State::Root(root) => {
-                tracked = true;
-                let replayed = state.root().map_err(|e| at(e.to_string()))?;
-                if replayed != root {
-                    return Err(at(format!(
-                        "the state root {} does not match the state after the transaction, {}",
-                        root.to_base64(),
-                        replayed.to_base64()
-                    )));
-                }
-            }
-        }
+        state.apply(index, &entry).map_err(|e| at(e.to_string()))?;
         if entry.commit_time_micros < prev_time {
             return Err(at(format!(
                 "commit time {} is before the previous entry's {prev_time}",
@@ -442,7 +414,10 @@ fn check_journal(
             pos + 1
         ));
     }
-    Ok((range, state))
+    let map = state.into_map().ok_or_else(|| {
+        CheckError::CannotRun("the replayed state map was lost (a bug in graven check)".into())
+    })?;
+    Ok((range, map))
 }
 
 /// The stored state map against the journal's: the root row, then every node record.

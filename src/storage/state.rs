@@ -171,11 +171,18 @@ impl Writer<'_> {
                 None => self.remove(STATE, at.to_vec()),
             }
         }
-        match changes.root.and_then(|root| root.encode()) {
-            Some(bytes) if changes.root != Some(Child::Empty) => {
+        match changes.root {
+            // The empty map has no root row.
+            None | Some(Child::Empty) => self.remove(META, META_STATE_ROOT),
+            Some(root) => {
+                let bytes = root.encode().ok_or_else(|| {
+                    Error::new(
+                        super::ErrorKind::Failed,
+                        "the state map's root left unhashed",
+                    )
+                })?;
                 self.put(META, META_STATE_ROOT, bytes);
             }
-            _ => self.remove(META, META_STATE_ROOT),
         }
         Ok(())
     }

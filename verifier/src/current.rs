@@ -576,6 +576,11 @@ impl StateReplay {
         self.unchecked
     }
 
+    /// The replayed map, if the state is known.
+    pub fn into_map(self) -> Option<Map<MemoryNodes>> {
+        self.map
+    }
+
     /// Applies the entry at `index`, the next one of the journal.
     pub fn apply(&mut self, index: u64, entry: &Entry) -> Result<(), ReplayError> {
         let format2 = entry.state != State::Untracked;

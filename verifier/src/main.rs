@@ -229,6 +229,19 @@ fn parse_check_args(
     Ok(args)
 }
 
+/// The last fields of a JSON success report, and its closing brace: the checkpoint's
+/// size and root and the keys that signed it.
+fn json_head_end(head: &VerifiedCheckpoint) -> String {
+    let text = |v: &str| serde_json::Value::from(v).to_string();
+    let signed_by: Vec<String> = head.verified_by.iter().map(|n| text(n)).collect();
+    format!(
+        ",\"size\":{},\"root\":{},\"signed_by\":[{}]}}",
+        head.checkpoint.size,
+        text(&head.checkpoint.root.to_hex()),
+        signed_by.join(",")
+    )
+}
+
 /// Fields of a success report, in output order.
 struct Report {
     kind: &'static str,
@@ -254,13 +267,7 @@ impl Report {
             if let Some(old) = self.old_size {
                 out.push_str(&format!(",\"old_size\":{old}"));
             }
-            let signed_by: Vec<String> = self.head.verified_by.iter().map(|n| text(n)).collect();
-            out.push_str(&format!(
-                ",\"size\":{},\"root\":{},\"signed_by\":[{}]}}",
-                c.size,
-                text(&c.root.to_hex()),
-                signed_by.join(",")
-            ));
+            out.push_str(&json_head_end(&self.head));
             out
         } else {
             let mut line = format!("verified {}: origin {}", self.kind, c.origin);
@@ -469,13 +476,7 @@ fn current_line(a: &CurrentAnswer, json: bool) -> String {
                     .map_or_else(|| "null".to_owned(), |h| text(&h.to_hex()))
             ));
         }
-        let signed_by: Vec<String> = a.head.verified_by.iter().map(|n| text(n)).collect();
-        out.push_str(&format!(
-            ",\"size\":{},\"root\":{},\"signed_by\":[{}]}}",
-            c.size,
-            text(&c.root.to_hex()),
-            signed_by.join(",")
-        ));
+        out.push_str(&json_head_end(&a.head));
         out
     } else {
         let what = match &a.current {

@@ -264,12 +264,17 @@ impl<S: MapNodes> Map<S> {
     /// The map's root hash, hashing again every node changed since the last call (and
     /// writing their records back with the hashes).
     pub fn root(&mut self) -> Result<Hash, S::Error> {
+        Ok(self.hashed_root()?.hash().unwrap_or(EMPTY_SUBTREE))
+    }
+
+    /// The root, hashed (and written back) if anything under it changed.
+    fn hashed_root(&mut self) -> Result<Child, S::Error> {
         let root = self.nodes.root()?;
         let hashed = self.hashed(0, Hash([0; 32]), root)?;
         if hashed != root {
             self.nodes.set_root(hashed);
         }
-        Ok(hashed.hash().unwrap_or(EMPTY_SUBTREE))
+        Ok(hashed)
     }
 
     /// `child`, at `depth` below `prefix`, with its hash: a changed node is hashed from
@@ -292,9 +297,8 @@ impl<S: MapNodes> Map<S> {
 
     /// The proof for `key`, present or not, against [`Map::root`] (which it calls first).
     pub fn prove(&mut self, key: &Hash) -> Result<MapProof, S::Error> {
-        self.root()?;
         let mut siblings = Vec::new();
-        let mut here = self.nodes.root()?;
+        let mut here = self.hashed_root()?;
         while let Child::Node(_) = here {
             let node = self.nodes.node(siblings.len(), key)?;
             let side = usize::from(bit(key, siblings.len()));
