@@ -699,6 +699,10 @@ async fn check_consistent_with(
     .unwrap_or_else(|e| panic!("consistency from {what} against the local roots: {e}"));
 }
 
+/// The server writes the state map's records every 13 revisions, so that a kill lands
+/// between flushes, and restarts replay the journal's tail, in every round.
+const STATE_FLUSH: &[(&str, &str)] = &[("GRAVEN_STATE_FLUSH", "13")];
+
 /// Receipts per round whose checkpoints get a consistency proof after the restart (beyond
 /// the last and the largest).
 const RANDOM_ANCHORS: usize = 4;
@@ -1168,7 +1172,7 @@ async fn acknowledged_writes_survive_sigkill() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let log = dir.path().join("server.log");
-    let mut server = ServerProcess::start(&data, &log);
+    let mut server = ServerProcess::start_with(&data, &log, STATE_FLUSH, &[]);
     let mut c = connect(&server.url).await;
 
     let info = c
@@ -1294,7 +1298,7 @@ async fn acknowledged_writes_survive_sigkill() {
         all_acked.extend(acked_now);
 
         // Restart on the same data folder and check everything.
-        server = ServerProcess::start(&data, &log);
+        server = ServerProcess::start_with(&data, &log, STATE_FLUSH, &[]);
         c = connect(&server.url).await;
         check_recovered(
             &mut c,
@@ -1434,7 +1438,7 @@ async fn acknowledged_writes_survive_sigkill() {
             offline_check(&data, round);
             offline_checks += 1;
             if round + 1 < rounds {
-                server = ServerProcess::start(&data, &log);
+                server = ServerProcess::start_with(&data, &log, STATE_FLUSH, &[]);
                 c = connect(&server.url).await;
             }
         }

@@ -635,7 +635,11 @@ fn expect_code<T: std::fmt::Debug>(
 
 impl Run {
     async fn open(data: &std::path::Path) -> TestServer {
-        start_with(Config::new(data), tempfile::tempdir().expect("temp dir")).await
+        let mut config = Config::new(data);
+        // The state map's records are written every 5 revisions: the model's reads meet
+        // the overlay, flushes and (on reopening) replays of the tail.
+        config.state_flush = 5;
+        start_with(config, tempfile::tempdir().expect("temp dir")).await
     }
 
     async fn new() -> Run {

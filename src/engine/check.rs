@@ -28,8 +28,9 @@
 //!
 //! * the state map (docs/FORMAT.md §12), replayed from the journal: every root a
 //!   transaction's last entry carries is the map's root after it, no format 1 entry
-//!   follows a format 2 one, and the stored map is the replayed one, root and every node
-//!   record (the replayed map is kept in memory, 300 to 400 bytes per live document).
+//!   follows a format 2 one, and the stored map is the replayed one at the journal size
+//!   it was flushed at (`meta` `state_flushed`), root and every node record (the
+//!   replayed map is kept in memory, 300 to 400 bytes per live document).
 //! * index entries (docs/FORMAT.md §9.8): each belongs to a defined index and names a
 //!   live document of its table whose value at the index's path encodes to the entry's
 //!   value; an online index has an entry for every live document with a non-null value
@@ -45,7 +46,7 @@
 use std::path::Path;
 
 use graven_verify::current::StateReplay;
-use graven_verify::map_nodes::{Child, Map, MemoryNodes, Node};
+use graven_verify::map_nodes::{Child, Node};
 use graven_verify::{CompactRange, Entry, Hash, Operation, Signer, leaf_hash};
 use sha2::{Digest, Sha256};
 
@@ -182,7 +183,7 @@ pub fn check_ledger(
 /// Every check of the module documentation over one snapshot, with the ledger's key.
 pub fn check_snapshot(snap: &Snapshot, signer: &Signer, report: &mut Report<'_>) -> Outcome {
     let (_, head) = verified_head(snap, signer)?;
-    let (size, state) = check_journal(snap, report)?;
+    let size = check_journal(snap, report)?;
     if size.size() != head.size {
         let n = size.size();
         return damaged(if n < head.size {
@@ -205,8 +206,14 @@ pub fn check_snapshot(snap: &Snapshot, signer: &Signer, report: &mut Report<'_>)
             head.root.to_base64()
         ));
     }
+    let flushed = snap.state_flushed()?;
+    if flushed > head.size {
+        return damaged(format!(
+            "meta: the state map is flushed at journal size {flushed}, past the journal's {}",
+            head.size
+        ));
+    }
     let (documents, live) = check_documents(snap, head.size, report)?;
-    check_state(snap, state, report)?;
     check_indexes(snap, report)?;
     Ok(Summary {
         entries: head.size,
@@ -315,12 +322,11 @@ fn check_indexes(snap: &Snapshot, report: &mut Report<'_>) -> Result<(), CheckEr
     Ok(())
 }
 
-/// The journal, its tree hashes and bodies, in index order; returns the tree it folds.
-fn check_journal(
-    snap: &Snapshot,
-    report: &mut Report<'_>,
-) -> Result<(CompactRange, Map<MemoryNodes>), CheckError> {
+/// The journal, its tree hashes and bodies, in index order, and the stored state map
+/// against the journal's at the size it was flushed at; returns the tree it folds.
+fn check_journal(snap: &Snapshot, report: &mut Report<'_>) -> Result<CompactRange, CheckError> {
     let total = snap.leaf_rows()?;
+    let flushed = snap.state_flushed()?;
     let mut range = CompactRange::new();
     // The state map, replayed from index 0 with graven-verify's rules.
     let mut state = StateReplay::from_start();
@@ -337,6 +343,9 @@ fn check_journal(
                 "the journal row is missing (the next row is index {})",
                 row.index()
             )));
+        }
+        if index == flushed {
+            check_state(snap, &mut state, report)?;
         }
         tick(report, "journal entry", index, total)?;
         let Some(leaf) = row.decode() else {
@@ -414,22 +423,26 @@ fn check_journal(
             pos + 1
         ));
     }
-    let map = state.into_map().ok_or_else(|| {
-        CheckError::CannotRun("the replayed state map was lost (a bug in graven check)".into())
-    })?;
-    Ok((range, map))
+    // (A flush past the journal's end is named once the journal's size is checked.)
+    if range.size() == flushed {
+        check_state(snap, &mut state, report)?;
+    }
+    Ok(range)
 }
 
 /// The stored state map against the journal's: the root row, then every node record.
 fn check_state(
     snap: &Snapshot,
-    mut state: Map<MemoryNodes>,
+    state: &mut StateReplay,
     report: &mut Report<'_>,
 ) -> Result<(), CheckError> {
+    let state = state.map_mut().ok_or_else(|| {
+        CheckError::CannotRun("the replayed state map was lost (a bug in graven check)".into())
+    })?;
     state
         .root()
         .map_err(|e| CheckError::CannotRun(e.to_string()))?;
-    let nodes = state.into_nodes();
+    let nodes = state.nodes();
     let want = nodes.root_child();
     // The empty map has no root row.
     let stored = match snap.state_root_row()? {

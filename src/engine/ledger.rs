@@ -75,6 +75,7 @@ impl Ledger {
         if store.upgrade()? {
             tracing::info!(ledger = %name, "storage layout upgraded to {}", storage::FORMAT_VERSION);
         }
+        store.set_state_flush(config.state_flush);
         Ledger::start(
             name,
             dir,
@@ -99,6 +100,9 @@ impl Ledger {
         let snap = store.read()?;
         let journal = JournalState::read(name, &snap, &signer)?;
         let created_micros = snap.created_micros()?;
+        // The state map of the journal's tail since its last flush, replayed now rather
+        // than by the first read.
+        snap.prepare_state()?;
         drop(snap);
         let (head_tx, head_rx) = watch::channel(journal.head.clone());
         let lease = WriteLease::new(&store, claimant);

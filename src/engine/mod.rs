@@ -53,6 +53,9 @@ pub struct Config {
     /// On shared storage: how long a write lease lasts without renewal, so about how long
     /// writes wait for a server that died.
     pub lease: std::time::Duration,
+    /// Revisions between two writes of the state map's changed records (see
+    /// `storage/state.rs`): more is faster, and longer to replay after a crash.
+    pub state_flush: u64,
 }
 
 impl Config {
@@ -67,6 +70,7 @@ impl Config {
             storage: Location::Embedded,
             address: String::new(),
             lease: lease::DEFAULT_LEASE,
+            state_flush: storage::DEFAULT_STATE_FLUSH,
         }
     }
 }

@@ -208,7 +208,26 @@ impl Sequencer {
                 self.index_step();
             }
         }
+        self.flush_state();
         self.lease.release(&self.store, &self.ledger);
+    }
+
+    /// On the way out, as the ledger's writer: writes the state map's records changed
+    /// since their last flush, so that the next start has nothing to replay.
+    fn flush_state(&mut self) {
+        if self.failed.is_some()
+            || self.deleted()
+            || (self.lease.shared() && !self.lease.is_writer())
+        {
+            return;
+        }
+        let flushed = self.writer(&self.store).and_then(|mut w| {
+            w.flush_state();
+            Ok(w.commit()?)
+        });
+        if let Err(e) = flushed {
+            tracing::warn!(ledger = %self.ledger, error = %e, "writing the state map on the way out failed; the next start replays it");
+        }
     }
 
     /// On shared storage, between jobs: renews the lease when due; while another server

@@ -22,6 +22,8 @@ mod postgres_tls;
 pub mod redb;
 mod state;
 
+pub use state::DEFAULT_STATE_FLUSH;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Bound;
@@ -89,7 +91,7 @@ const META_PROTECTION: &[u8] = b"deletion_protection";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 
 /// The layout version this build writes and reads (docs/FORMAT.md §9 has the history).
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// The redb page cache of a ledger opened with default settings, in bytes: the least
 /// the server gives a ledger (see [`server_cache_bytes`]).
@@ -494,6 +496,8 @@ pub enum Location {
 /// A ledger's storage, over its backend.
 pub struct Store {
     backend: Box<dyn Backend>,
+    /// The state map's records changed since they were last written (see `state.rs`).
+    overlay: std::sync::Arc<state::Overlay>,
 }
 
 impl Store {
@@ -522,8 +526,15 @@ impl Store {
         Store::initialize(backend, ledger)
     }
 
+    fn over(backend: Box<dyn Backend>) -> Store {
+        Store {
+            backend,
+            overlay: std::sync::Arc::new(state::Overlay::new()),
+        }
+    }
+
     fn initialize(backend: Box<dyn Backend>, ledger: &NewLedger<'_>) -> Result<Store> {
-        let store = Store { backend };
+        let store = Store::over(backend);
         let mut w = store.write()?;
         w.put(META, META_FORMAT, FORMAT_VERSION.to_be_bytes().to_vec());
         w.put(META, META_ORIGIN, ledger.origin.as_bytes().to_vec());
@@ -570,9 +581,9 @@ impl Store {
     ) -> Result<Store> {
         match location {
             Location::Embedded => Store::open(file, cache_bytes),
-            Location::Postgres(url) => Ok(Store {
-                backend: Box::new(postgres::PostgresBackend::connect(url, name, SPACES)?),
-            }),
+            Location::Postgres(url) => Ok(Store::over(Box::new(
+                postgres::PostgresBackend::connect(url, name, SPACES)?,
+            ))),
         }
     }
 
@@ -607,22 +618,22 @@ impl Store {
     /// Opens the existing embedded database at `path`, repairing it if it was not closed
     /// cleanly (redb's repair keeps every committed transaction).
     pub fn open(path: &Path, cache_bytes: usize) -> Result<Store> {
-        Ok(Store {
-            backend: Box::new(redb::RedbBackend::open(path, cache_bytes, SPACES)?),
-        })
+        Ok(Store::over(Box::new(redb::RedbBackend::open(
+            path,
+            cache_bytes,
+            SPACES,
+        )?)))
     }
 
     /// Opens the embedded database at `path` read-only, for the offline check: it is never
     /// modified. [`ErrorKind::InUse`] while another process has it open;
     /// [`ErrorKind::NeedsRepair`] when it was not closed cleanly.
     pub fn open_read_only(path: &Path) -> Result<Store> {
-        Ok(Store {
-            backend: Box::new(redb::RedbBackend::open_read_only(
-                path,
-                DEFAULT_CACHE_BYTES,
-                SPACES,
-            )?),
-        })
+        Ok(Store::over(Box::new(redb::RedbBackend::open_read_only(
+            path,
+            DEFAULT_CACHE_BYTES,
+            SPACES,
+        )?)))
     }
 
     /// Brings a ledger of layout 3 or 4 to this build's: true if it did. Layout 4 added
@@ -632,14 +643,20 @@ impl Store {
     /// name.
     pub fn upgrade(&self) -> Result<bool> {
         let from = match self.read()?.format()? {
-            Format::Version(v @ 3..=5) => v,
+            Format::Version(v @ 3..=6) => v,
             _ => return Ok(false),
         };
         if from < 5 {
             self.upgrade_index_entries()?;
         }
-        self.build_state()?;
-        Ok(true)
+        if from < 6 {
+            // The map is built at the journal's size, which stays put meanwhile.
+            self.declare_state_flushed(false)?;
+            self.build_state()
+        } else {
+            self.declare_state_flushed(true)
+        }
+        .map(|()| true)
     }
 
     /// A consistent read view of everything committed so far.
@@ -648,6 +665,8 @@ impl Store {
             remote: self.backend.remote(),
             view: self.backend.view()?,
             ahead: std::sync::Mutex::new(HashMap::new()),
+            overlay: self.overlay.clone(),
+            state_at: std::sync::OnceLock::new(),
         })
     }
 
@@ -677,6 +696,7 @@ impl Store {
             fence: None,
             hashes: Vec::new(),
             state: state::StateChanges::default(),
+            appended: 0,
         })
     }
 }
@@ -701,6 +721,9 @@ pub struct Snapshot {
     /// Whether the view's backend is [across a network](Backend::remote): then it reads
     /// ahead.
     remote: bool,
+    /// The store's state overlay, and what of it makes this snapshot's map, once asked.
+    overlay: std::sync::Arc<state::Overlay>,
+    state_at: std::sync::OnceLock<state::StateAt>,
 }
 
 /// What a read is about to want, for [`Snapshot::read_ahead`] and [`Writer::read_ahead`].
@@ -1136,6 +1159,8 @@ pub struct Writer<'s> {
     hashes: Vec<Hash>,
     /// What the batch read and changed of the state map.
     state: state::StateChanges,
+    /// Revisions the batch appends.
+    appended: u64,
 }
 
 /// One revision to append with [`Writer::append_revision`].
@@ -1233,6 +1258,7 @@ impl Writer<'_> {
         range.append_stored(leaf_hash(rev.entry), |_, h| hashes.push(h));
         let row = encode_leaf(rev.entry, &self.hashes, rev.body);
         self.put(LEAVES, be(index), row);
+        self.appended += 1;
         if let Some(old) = rev.previous {
             self.put(DOCS, doc_key(rev.table, rev.id, old.version), old.encode());
         }
@@ -1311,7 +1337,7 @@ impl Writer<'_> {
     /// ([`ErrorKind::Conflict`]) if the journal is no longer the one the writer began on,
     /// or the batch's fence is no longer the ledger's lease.
     pub fn commit(mut self) -> Result<()> {
-        self.flush_state()?;
+        let after = self.state_writes()?;
         // Read now if not read ahead: the snapshot began with the batch's first read.
         let base = self.snap.last(LEAVES)?;
         let (mut puts, mut deletes) = (Vec::new(), Vec::new());
@@ -1329,7 +1355,11 @@ impl Writer<'_> {
             expect_last: Some((LEAVES, base)),
             defer_durability: self.defer_durability,
             fence: self.fence,
-        })
+        })?;
+        if let Some(after) = after {
+            after.apply(&self.store.overlay);
+        }
+        Ok(())
     }
 }
 

@@ -581,6 +581,11 @@ impl StateReplay {
         self.map
     }
 
+    /// The map as replayed so far, if the state is known.
+    pub fn map_mut(&mut self) -> Option<&mut Map<MemoryNodes>> {
+        self.map.as_mut()
+    }
+
     /// Applies the entry at `index`, the next one of the journal.
     pub fn apply(&mut self, index: u64, entry: &Entry) -> Result<(), ReplayError> {
         let format2 = entry.state != State::Untracked;
