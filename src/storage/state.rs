@@ -129,8 +129,11 @@ struct Versions {
     upto: u64,
     /// The root at each size that changed it, in order.
     roots: Vec<(u64, Child)>,
-    /// Every record version, in the order published.
-    log: Vec<Version>,
+    /// Every record version, in the order published, in chunks of [`LOG_CHUNK`] (a log
+    /// that grows never copies what it holds, and its chunks are reused memory).
+    log: Vec<Vec<Version>>,
+    /// Versions in `log`.
+    logged: u32,
     /// Each changed record's newest version in `log`.
     newest: Records<u32>,
 }
@@ -147,6 +150,7 @@ struct Version {
 }
 
 const NO_VERSION: u32 = u32::MAX;
+const LOG_CHUNK: usize = 4096;
 
 impl Versions {
     fn new(flushed: u64) -> Versions {
@@ -154,6 +158,7 @@ impl Versions {
             upto: flushed,
             roots: Vec::new(),
             log: Vec::new(),
+            logged: 0,
             newest: Records::default(),
         }
     }
@@ -161,7 +166,8 @@ impl Versions {
     /// The version of a record in `log` from `at` on, at journal size `size`.
     fn at_size(&self, mut at: u32, size: u64) -> Option<&Version> {
         while at != NO_VERSION {
-            let version = &self.log[at as usize];
+            let i = at as usize;
+            let version = &self.log[i / LOG_CHUNK][i % LOG_CHUNK];
             if version.size <= size {
                 return Some(version);
             }
@@ -187,15 +193,19 @@ impl Versions {
 
     /// Records `changes` (hashed) as the map of journal size `size`.
     fn publish(&mut self, size: u64, changes: &StateChanges) {
-        self.log.reserve(changes.changed.len());
         for (at, node) in &changes.changed {
-            let next = self.log.len() as u32;
-            let before = self.newest.insert(*at, next).unwrap_or(NO_VERSION);
-            self.log.push(Version {
-                size,
-                node: *node,
-                before,
-            });
+            let before = self.newest.insert(*at, self.logged).unwrap_or(NO_VERSION);
+            if (self.logged as usize).is_multiple_of(LOG_CHUNK) {
+                self.log.push(Vec::with_capacity(LOG_CHUNK));
+            }
+            if let Some(chunk) = self.log.last_mut() {
+                chunk.push(Version {
+                    size,
+                    node: *node,
+                    before,
+                });
+            }
+            self.logged += 1;
         }
         if let Some(root) = changes.root {
             self.roots.push((size, root));
@@ -597,7 +607,7 @@ impl Writer<'_> {
             }
         }
         records.extend(changes.changed.iter().map(|(at, node)| (*at, *node)));
-        records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        records.sort_unstable_by_key(|r| r.0);
         let root = changes.root;
         let unhashed = || Error::new(ErrorKind::Failed, "a state map node left unhashed");
         for (at, node) in records {
