@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use graven::pb;
+use graven_verify::map::{Lookup, MapProof, check_map_proof, map_key};
 use graven_verify::proof::verify_consistency;
-use graven_verify::{ConsistencyProof, Verifier, open_checkpoint};
+use graven_verify::{ConsistencyProof, Entry, State, Verifier, open_checkpoint};
 use tonic::transport::Channel;
 
 use crate::util::{Postgres, Rng, ServerProcess, hashes, insert, tx};
@@ -144,6 +145,33 @@ async fn get(url: &str, id: &str) -> Result<pb::GetDocumentResponse, tonic::Stat
         })
         .await
         .map(tonic::Response::into_inner)
+}
+
+/// What the current-state proof `url` serves for document `id` proves, against the state
+/// root its entry carries: a server that does not write replays the journal's tail into
+/// its map from the shared storage.
+async fn proven_state(url: &str, id: &str) -> Lookup {
+    let got = pb::documents_client::DocumentsClient::new(channel(url).await)
+        .get_document(pb::GetDocumentRequest {
+            ledger: LEDGER.into(),
+            table: TABLE.into(),
+            id: id.into(),
+            version: None,
+            proof: Some(pb::ProofRequest { tree_size: 0 }),
+        })
+        .await
+        .expect("a read with a proof")
+        .into_inner();
+    let state = match got.revision {
+        Some(rev) => rev.state.expect("a current-state proof"),
+        None => got.absent.expect("a proof of absence"),
+    };
+    let entry = Entry::decode(&state.state_entry).expect("the state entry decodes");
+    let State::Root(root) = entry.state else {
+        panic!("the state entry carries no root");
+    };
+    let proof = MapProof::decode(&state.map_proof).expect("the map proof decodes");
+    check_map_proof(&root, &map_key(TABLE, id), &proof).expect("the map proof verifies")
 }
 
 /// Creates the ledger and its table through server 0 and gives every server its key.
@@ -279,6 +307,12 @@ async fn two_servers_share_a_ledger_and_take_over_from_each_other() {
         .await
         .expect("the writer reads what was written through the other");
     assert_eq!(got.revision.expect("revision").index, 4);
+    // Both servers prove the state: the writer from what it wrote, the other by
+    // replaying the journal since the map's last flush.
+    for url in [&a, &b] {
+        assert_eq!(proven_state(url, "d4").await, Lookup::Current(4), "{url}");
+        assert_eq!(proven_state(url, "nope").await, Lookup::Absent, "{url}");
+    }
     let mut next = 0;
     follow_to(&mut stream, &mut next, 5, &key).await;
 
@@ -317,6 +351,8 @@ async fn two_servers_share_a_ledger_and_take_over_from_each_other() {
         .into_inner();
     assert_eq!(r.first_index, 6);
     assert_eq!(describe(&a).await.writer, b, "the lease stays where it is");
+    assert_eq!(proven_state(&a, "back").await, Lookup::Current(6));
+    assert_eq!(proven_state(&b, "after").await, Lookup::Current(5));
 
     // Statements through the server that does not write: the write is forwarded, the
     // index is built by the writer, and the reads are served where they arrive.
