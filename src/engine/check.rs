@@ -30,7 +30,7 @@
 //!   transaction's last entry carries is the map's root after it, no format 1 entry
 //!   follows a format 2 one, and the stored map is the replayed one at the journal size
 //!   it was flushed at (`meta` `state_flushed`), root and every node record (the
-//!   replayed map is kept in memory, 300 to 400 bytes per live document).
+//!   replayed map is kept in memory, about 140 bytes per live document).
 //! * index entries (docs/FORMAT.md §9.8): each belongs to a defined index and names a
 //!   live document of its table whose value at the index's path encodes to the entry's
 //!   value; an online index has an entry for every live document with a non-null value
@@ -735,6 +735,82 @@ mod tests {
             Err("stop".into())
         });
         assert_eq!(stopped, Err(CheckError::CannotRun("stop".into())));
+    }
+
+    /// Appends one insert of `id` at journal index 5 to the five-entry ledger, as the
+    /// sequencer would, with `root` as its state root (the right one when `None`), and no
+    /// flush of the state map.
+    fn append_tail(store: &Store, signer: &Signer, id: &str, root: Option<graven_verify::Hash>) {
+        let snap = store.read().expect("read");
+        let mut range = CompactRange::read(5, &snap.hashes()).expect("range");
+        drop(snap);
+        let mut w = store.write().expect("write");
+        w.set_state("t", id, Some(5)).expect("state");
+        let root = match root {
+            Some(root) => root,
+            None => w.state_root().expect("root"),
+        };
+        let entry = Entry {
+            operation: Operation::Insert,
+            tx_id: 4,
+            tx_position: 0,
+            tx_revisions: 1,
+            commit_time_micros: u64::MAX / 2,
+            version: 0,
+            table: "t".into(),
+            id: id.into(),
+            principal: "test".into(),
+            body_hash: Some(graven_verify::Hash(Sha256::digest(b"{}").into())),
+            state: graven_verify::State::Root(root),
+        }
+        .encode()
+        .expect("entry");
+        let rev = NewRevision {
+            entry: &entry,
+            body: b"{}",
+            table: "t",
+            id,
+            version: 0,
+            live: true,
+            previous: None,
+        };
+        w.append_revision(&mut range, &rev).expect("append");
+        let note = sign_checkpoint(signer, range.size(), range.root()).expect("sign");
+        w.put_checkpoint(&note);
+        w.commit().expect("commit");
+    }
+
+    /// A ledger left between two flushes of its state map (as a crash leaves it): the
+    /// stored map is checked against the journal's at the flush, and the tail's roots
+    /// against the map replayed on from there.
+    #[tokio::test]
+    async fn the_state_map_is_checked_at_its_flush() {
+        let (_dir, ledger) = folder().await;
+        let signer = read_key(&ledger).expect("key");
+        let store = Store::open(&ledger.join(DB_FILE), 1 << 20).expect("store");
+        assert_eq!(
+            store.read().expect("read").state_flushed().ok(),
+            Some(5),
+            "a stopping server writes the map"
+        );
+        append_tail(&store, &signer, "d", None);
+        let snap = store.read().expect("read");
+        assert_eq!(snap.state_flushed().ok(), Some(5), "a tail of one entry");
+        let summary = check_snapshot(&snap, &signer, &mut quiet()).expect("clean, with a tail");
+        assert_eq!(summary.entries, 6);
+        drop(snap);
+
+        // The same tail carrying a root that is not the map's after it.
+        let (_dir, ledger) = folder().await;
+        let signer = read_key(&ledger).expect("key");
+        let store = Store::open(&ledger.join(DB_FILE), 1 << 20).expect("store");
+        append_tail(&store, &signer, "d", Some(graven_verify::EMPTY_ROOT));
+        let e = check_snapshot(&store.read().expect("read"), &signer, &mut quiet())
+            .expect_err("a wrong root in the tail");
+        assert!(
+            matches!(&e, CheckError::Damaged(m) if m.starts_with("index 5: state root")),
+            "{e}"
+        );
     }
 
     #[tokio::test]

@@ -54,7 +54,7 @@
 //! at most [`SORT_RUN`] tuples, spills each run to a temporary file, and merges at most
 //! [`MERGE_FAN_IN`] runs at a time (merging in several passes if there are more): the
 //! memory of that check is bounded by those two constants, whatever the size of the
-//! export. The state map is not: it is kept in memory, 300 to 400 bytes per document live
+//! export. The state map is not: it is kept in memory, about 140 bytes per document live
 //! at the end of the export (3 to 4 GB at ten million). The keys
 //! are truncated SHA-256 hashes: 8 bytes of the table name (used only to count tables) and
 //! 16 bytes of (table, id), so two documents are confused only by a 128-bit collision.

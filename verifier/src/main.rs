@@ -61,13 +61,13 @@ Commands:
                the signed checkpoint at its end, transactions, commit times, each
                document's versions, the order of entry formats, and, in a full export,
                every state root against the state recomputed from the entries. Memory:
-               300 to 400 bytes per live document for the state (full exports), and a
+               about 140 bytes per live document for the state (full exports), and a
                bounded amount for the rest, whatever the export's size.
   stream       Read `graven tail` JSON lines on stdin, check every entry, document and
                checkpoint, and write each revision line to stdout, unchanged, once a signed
                checkpoint covers it (flushed after each checkpoint). Revisions left
                uncovered at the end are dropped and counted on stderr. A stream from index
-               0 has its state recomputed and every state root checked (300 to 400 bytes
+               0 has its state recomputed and every state root checked (about 140 bytes
                of memory per live document); from a later index, or after a skipped entry,
                roots are not checked, and stderr says so at the end.
   keygen       Write a new Ed25519 private key for key name NAME to KEY_FILE (default:
