@@ -11,13 +11,15 @@
 #
 #   benches/scale.sh [OUT]              # default OUT=target/scale
 #   SIZES="10000 1000000 10000000" DURATION=10 benches/scale.sh
+#   SERVE_ARGS="--cache-mib 64" benches/scale.sh   # options for graven serve
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-10000 1000000 10000000}
 DURATION=${DURATION:-10}
+read -r -a serve_args <<<"${SERVE_ARGS:-}"
 PORT=${PORT:-7497}
 OUT=${1:-target/scale}
-cargo build --release --quiet --bin graven --bin graven-bench
+cargo build --release --quiet -p graven -p graven-bench --bins
 bin=target/release/graven
 bench=target/release/graven-bench
 url="http://127.0.0.1:$PORT"
@@ -38,7 +40,7 @@ trap 'stop; rm -rf "$work"' EXIT
 start() {
   local t0 t1
   t0=$(date +%s.%N)
-  "$bin" serve --data "$1" --listen "127.0.0.1:$PORT" >/dev/null 2>>"$work/server.log" &
+  "$bin" serve --data "$1" --listen "127.0.0.1:$PORT" "${serve_args[@]}" >/dev/null 2>>"$work/server.log" &
   server=$!
   until "$bin" --server "$url" ledger list >/dev/null 2>&1; do
     kill -0 "$server" 2>/dev/null || { echo "scale.sh: the server exited" >&2; exit 1; }
