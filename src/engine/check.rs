@@ -738,9 +738,16 @@ mod tests {
     }
 
     /// Appends one insert of `id` at journal index 5 to the five-entry ledger, as the
-    /// sequencer would, with `root` as its state root (the right one when `None`), and no
-    /// flush of the state map.
-    fn append_tail(store: &Store, signer: &Signer, id: &str, root: Option<graven_verify::Hash>) {
+    /// sequencer would, with `root` as its state root (the right one when `None`) and
+    /// `body` as its body (its entry's body hash is that of `{}`), and no flush of the
+    /// state map.
+    fn append_tail(
+        store: &Store,
+        signer: &Signer,
+        id: &str,
+        root: Option<graven_verify::Hash>,
+        body: &[u8],
+    ) {
         let snap = store.read().expect("read");
         let mut range = CompactRange::read(5, &snap.hashes()).expect("range");
         drop(snap);
@@ -767,7 +774,7 @@ mod tests {
         .expect("entry");
         let rev = NewRevision {
             entry: &entry,
-            body: b"{}",
+            body,
             table: "t",
             id,
             version: 0,
@@ -793,7 +800,7 @@ mod tests {
             Some(5),
             "a stopping server writes the map"
         );
-        append_tail(&store, &signer, "d", None);
+        append_tail(&store, &signer, "d", None, b"{}");
         let snap = store.read().expect("read");
         assert_eq!(snap.state_flushed().ok(), Some(5), "a tail of one entry");
         let summary = check_snapshot(&snap, &signer, &mut quiet()).expect("clean, with a tail");
@@ -804,7 +811,7 @@ mod tests {
         let (_dir, ledger) = folder().await;
         let signer = read_key(&ledger).expect("key");
         let store = Store::open(&ledger.join(DB_FILE), 1 << 20).expect("store");
-        append_tail(&store, &signer, "d", Some(graven_verify::EMPTY_ROOT));
+        append_tail(&store, &signer, "d", Some(graven_verify::EMPTY_ROOT), b"{}");
         let e = check_snapshot(&store.read().expect("read"), &signer, &mut quiet())
             .expect_err("a wrong root in the tail");
         assert!(
@@ -821,41 +828,7 @@ mod tests {
 
         // A revision whose body does not hash to its entry's body hash, appended with its
         // tree hashes and a checkpoint that covers it: the journal pass names its index.
-        let snap = store.read().expect("read");
-        let mut range = CompactRange::read(5, &snap.hashes()).expect("range");
-        drop(snap);
-        let mut w = store.write().expect("write");
-        w.set_state("t", "d", Some(5)).expect("state");
-        let entry = Entry {
-            operation: Operation::Insert,
-            tx_id: 4,
-            tx_position: 0,
-            tx_revisions: 1,
-            commit_time_micros: u64::MAX / 2,
-            version: 0,
-            table: "t".into(),
-            id: "d".into(),
-            principal: "test".into(),
-            body_hash: Some(graven_verify::Hash(Sha256::digest(b"{}").into())),
-            state: graven_verify::State::Root(w.state_root().expect("root")),
-        }
-        .encode()
-        .expect("entry");
-        {
-            let rev = NewRevision {
-                entry: &entry,
-                body: br#"{"not":"it"}"#,
-                table: "t",
-                id: "d",
-                version: 0,
-                live: true,
-                previous: None,
-            };
-            w.append_revision(&mut range, &rev).expect("append");
-            let note = sign_checkpoint(&signer, range.size(), range.root()).expect("sign");
-            w.put_checkpoint(&note);
-            w.commit().expect("commit");
-        }
+        append_tail(&store, &signer, "d", None, br#"{"not":"it"}"#);
         let snap = store.read().expect("read");
         assert_eq!(
             check_snapshot(&snap, &signer, &mut quiet()),

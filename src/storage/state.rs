@@ -287,15 +287,7 @@ impl Generation {
             })?;
             let live = (entry.operation != Operation::Delete).then_some(index);
             let key = map_key(&entry.table, &entry.id);
-            let mut map = Map::new(Layered {
-                changes: &mut changes,
-                base: Base {
-                    versions: Some(&*versions),
-                    stored: &self.stored,
-                    size: versions.upto,
-                    snap,
-                },
-            });
+            let mut map = self.replay_map(&mut changes, &versions, snap);
             map.set(&key, live)?;
             match entry.state {
                 State::Pending => continue,
@@ -323,19 +315,28 @@ impl Generation {
         // A snapshot may end inside a transaction (an import commits in pieces): its map
         // is the map after its last entry all the same.
         if changes.dirty {
-            Map::new(Layered {
-                changes: &mut changes,
-                base: Base {
-                    versions: Some(&*versions),
-                    stored: &self.stored,
-                    size: versions.upto,
-                    snap,
-                },
-            })
-            .root()?;
+            self.replay_map(&mut changes, &versions, snap).root()?;
         }
         versions.publish(size, &changes);
         Ok(())
+    }
+
+    /// The map a replay changes: `changes` over the versions so far and `snap`'s records.
+    fn replay_map<'a>(
+        &'a self,
+        changes: &'a mut StateChanges,
+        versions: &'a Versions,
+        snap: &'a Snapshot,
+    ) -> Map<Layered<'a>> {
+        Map::new(Layered {
+            changes,
+            base: Base {
+                versions: Some(versions),
+                stored: &self.stored,
+                size: versions.upto,
+                snap,
+            },
+        })
     }
 }
 
